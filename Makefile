@@ -1,0 +1,33 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+PORT   ?= 8501
+
+.PHONY: install run test demo lint bench clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+run: install  ## start the dashboard (Home offers to build the demo study)
+	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT)
+
+test: install  ## lint, then the test suite
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+demo: install  ## build the demo study from the command line
+	$(PY) -m recon_core demo --progress-file data/cache/progress.json
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install  ## sweep throughput vs bare model forward passes
+	$(PY) benchmarks/sweep_throughput.py
+
+clean:
+	rm -rf data/cache

@@ -1,0 +1,62 @@
+"""Shared dashboard plumbing: the store, cached queries and the sidebar run choice (not a page)."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import streamlit as st
+
+from recon_core import paths
+from recon_core.store import Store, queries
+
+
+@st.cache_resource
+def get_store(path: str) -> Store:
+    """One Store object per path for the server's lifetime (connections stay short-lived)."""
+    return Store(path, timeout=20.0)
+
+
+def store() -> Store:
+    """The store this dashboard reads ($TANDEM_STORE or data/cache/tandem.duckdb)."""
+    return get_store(os.environ.get("TANDEM_STORE", str(paths.default_store_path())))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_runs(path: str, version: str) -> pd.DataFrame:
+    """Runs table, recomputed only when `version` changes."""
+    return queries.runs(get_store(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_aggregates(path: str, key: str, version: str) -> pd.DataFrame:
+    """All aggregates of a run, recomputed only when a new cell lands."""
+    return queries.aggregates(get_store(path), key)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_examples(path: str, key: str, reconstructor: str, level: float, version: str) -> pd.DataFrame:
+    """Example pixels of one cell."""
+    return queries.examples(get_store(path), key, reconstructor, level)
+
+
+def runs() -> pd.DataFrame:
+    """Stored runs (cached until the store changes)."""
+    s = store()
+    return cached_runs(str(s.path), queries.data_version(s))
+
+
+def pick_run(frame: pd.DataFrame) -> pd.Series | None:
+    """Sidebar: modality then run; the choice is kept across pages in session state."""
+    if frame.empty:
+        return None
+    modalities = sorted(frame.modality.unique())
+    labels = {"xray": "X-ray (low-dose)", "mri": "MRI (accelerated)"}
+    modality = st.sidebar.selectbox("Modality", modalities, key="modality",
+                                    format_func=lambda m: labels.get(m, m))
+    options = frame[frame.modality == modality]
+    names = [f"{r['name']} · {r.config_hash[:8]} · {r.status}" for _, r in options.iterrows()]
+    if st.session_state.get("run_index", 0) >= len(names):
+        st.session_state["run_index"] = 0
+    choice = st.sidebar.selectbox("Study run", range(len(names)), format_func=lambda i: names[i], key="run_index")
+    return options.iloc[choice]

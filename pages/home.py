@@ -1,0 +1,77 @@
+"""Home: what the store holds; builds the demo study from the browser when it is empty."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from pages.common import runs, store
+from recon_core import paths
+from recon_core.progress import read_progress
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _build_running() -> dict | None:
+    """The progress of a demo build still running, if any."""
+    progress = read_progress(paths.progress_path())
+    if not progress or progress.get("stage") == "done":
+        return None
+    try:
+        os.kill(int(progress["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        return None
+    return progress
+
+
+def _start_build() -> None:
+    """Starts `python -m recon_core demo` as its own process: the dashboard stays responsive."""
+    log = paths.cache_dir() / "demo-build.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        subprocess.Popen([sys.executable, "-m", "recon_core", "demo", "--store", str(store().path),
+                          "--progress-file", str(paths.progress_path())],
+                         cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@st.fragment(run_every=2.0)
+def build_progress() -> None:
+    """Live progress of a running build; results appear on Overview as each cell lands."""
+    progress = _build_running()
+    if progress is None:
+        return
+    total = max(int(progress["total"]), 1)
+    st.progress(min(int(progress["done"]) / total, 1.0),
+                text=f"Building: {progress['stage']} ({progress['done']}/{progress['total']})")
+
+
+st.title("Tandem")
+st.markdown(
+    "Judges **reconstruction** models by what matters clinically: each test image is degraded "
+    "(low-dose X-ray noise), reconstructed, and handed to a diagnostic model. Image quality "
+    "(PSNR, SSIM), task performance (AUROC) and **fairness across sex and age** are measured "
+    "with bootstrap confidence intervals as noise rises, and every change is compared with the "
+    "same diagnostic model on the clean images, so bias the reconstruction *adds* is separated "
+    "from bias the diagnostic model already has.")
+
+table = runs()
+running = _build_running()
+if table.empty:
+    st.info("The store is empty. Build the demo study: a generated chest X-ray cohort (2,000 subjects, "
+            "128 px), five dose levels, three reconstructors. It takes a few minutes on a laptop CPU; "
+            "curves appear on **Overview** as each cell lands.")
+if running is None and st.button("Build the demo study", type="primary"):
+    _start_build()
+    st.rerun()
+build_progress()
+
+if not table.empty:
+    st.subheader("Stored runs")
+    shown = table[["name", "modality", "status", "cells_done", "level_name", "created_at", "seconds", "message",
+                   "config_hash"]].rename(columns={"cells_done": "cells done", "level_name": "level"})
+    st.dataframe(shown, hide_index=True, width="stretch")
+    st.page_link("pages/overview.py", label="Open the Overview", icon="📈")

@@ -1,0 +1,129 @@
+"""Command line: `python -m recon_core train|sweep|demo|report` over a YAML study config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from recon_core import paths
+from recon_core.config import ConfigError, StudyConfig, load_config
+from recon_core.device import pick_device
+from recon_core.progress import Progress, file_reporter
+from recon_core.store import Store, queries
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+
+
+def _bar() -> Progress:
+    """A tqdm bar per stage."""
+    state: dict = {"stage": None, "bar": None}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage != state["stage"]:
+            if state["bar"] is not None:
+                state["bar"].close()
+            state["stage"], state["bar"] = stage, tqdm(total=total, desc=stage, unit="it", leave=False,
+                                                        file=sys.stderr)
+        bar = state["bar"]
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return report
+
+
+def _config(args: argparse.Namespace) -> StudyConfig:
+    return load_config(args.config or DEMO_CONFIG)
+
+
+def _progress(args: argparse.Namespace) -> Progress:
+    bar = _bar()
+    return file_reporter(args.progress_file, bar) if args.progress_file else bar
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from recon_core.runner import train_models
+
+    config = _config(args)
+    models = train_models(config, paths.checkpoint_dir(), pick_device(args.device), _progress(args))
+    print(f"trained {config.name} ({config.config_hash()}): thresholds "
+          + ", ".join(f"{k}={v:.3f}" for k, v in models.thresholds.items()))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from recon_core.runner import run_study
+
+    config = _config(args)
+    store = Store(args.store)
+    key = run_study(config, store, paths.checkpoint_dir(), pick_device(args.device), _progress(args))
+    print(f"study {config.name} ({key}) stored in {store.path}")
+    print(report_text(store, key))
+    return 0
+
+
+def report_text(store: Store, key: str) -> str:
+    """Headline table: per cell mean PSNR/SSIM, mean AUROC, EO gap by sex, each with its 95 % CI."""
+    agg = queries.aggregates(store, key, ["psnr", "ssim", "auroc", "eo_gap", "auroc_added", "eo_gap_added"])
+    if agg.empty:
+        return "no results stored for this run yet"
+    by_sex = agg.metric.str.startswith("eo_gap") & (agg.attribute == "sex")
+    overall = agg[agg.label.isin(["", "mean"]) & ((agg.attribute == "all") | by_sex)]
+
+    def fmt(row) -> str:
+        if row is None or row.estimate != row.estimate:
+            return "—"
+        return f"{row.estimate:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+
+    lines = [f"{'reconstructor':<14}{'level':>9}  {'PSNR dB':<24}{'SSIM':<24}{'mean AUROC':<24}"
+             f"{'AUROC added':<24}{'EO gap (sex)':<24}{'EO gap added':<24}"]
+    for (recon, level), cell in overall.groupby(["reconstructor", "level"], sort=False):
+        pick = {m: next(iter(cell[cell.metric == m].itertuples()), None)
+                for m in ("psnr", "ssim", "auroc", "auroc_added", "eo_gap", "eo_gap_added")}
+        lines.append(f"{recon:<14}{level:>9g}  " + "".join(f"{fmt(pick[m]):<24}" for m in
+                                                              ("psnr", "ssim", "auroc", "auroc_added", "eo_gap",
+                                                               "eo_gap_added")))
+    return "\n".join(lines)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    store = Store(args.store)
+    key = args.run or _config(args).config_hash()
+    runs = queries.runs(store)
+    if key not in set(runs.config_hash):
+        print(f"no run {key} in {store.path}; stored runs: {list(runs.config_hash)}", file=sys.stderr)
+        return 2
+    row = runs[runs.config_hash == key].iloc[0]
+    print(f"run {row['name']} ({key}), status {row.status}, {row.cells_done} cells done")
+    print(report_text(store, key))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; errors in input print one clear line and exit 2."""
+    parser = argparse.ArgumentParser(prog="python -m recon_core", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, text in (("train", cmd_train, "train the classifier and reconstructors"),
+                             ("sweep", cmd_sweep, "train if needed, then sweep reconstructors × levels"),
+                             ("demo", cmd_sweep, "build the embedded demo study (configs/demo.yaml)"),
+                             ("report", cmd_report, "print the headline table of a stored run")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", help="YAML study config (default: configs/demo.yaml)")
+        p.add_argument("--store", default=str(paths.default_store_path()), help="DuckDB store file")
+        p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+        p.add_argument("--progress-file", help="also write progress as JSON here (the dashboard polls it)")
+        if name == "report":
+            p.add_argument("--run", help="config hash of the run (default: the config's)")
+        p.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    from recon_core.checkpoints import CheckpointError
+    from recon_core.cohorts import CohortError
+    from recon_core.physics import PhysicsError
+    from recon_core.reconstructors import UnknownReconstructorError
+    try:
+        return args.func(args)
+    except (ConfigError, CohortError, PhysicsError, CheckpointError, UnknownReconstructorError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,66 @@
+"""The cohort: a subject table plus images in [0, 1], split by subject into four disjoint roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recon_core.cohorts.demographics import CohortError
+
+SPLITS = ("recon_train", "diag_train", "val", "test")
+"""Reconstructor training, diagnostic training, validation (threshold choice), test."""
+
+REQUIRED_COLUMNS = ("image_id", "subject_id", "sex", "age", "age_band", "split")
+
+
+@dataclass
+class Cohort:
+    """Subjects (one row per image) and their images, float32 (N, H, W) in [0, 1].
+
+    Label columns hold 1, 0 or NaN (unknown); their names are in `labels`.
+    """
+
+    subjects: pd.DataFrame
+    images: np.ndarray
+    labels: tuple[str, ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        missing = [c for c in (*REQUIRED_COLUMNS, *self.labels) if c not in self.subjects]
+        if missing:
+            raise CohortError(f"{self.source}: cohort table lacks columns {missing}")
+        if len(self.subjects) != len(self.images):
+            raise CohortError(f"{self.source}: {len(self.subjects)} rows but {len(self.images)} images")
+        unknown = set(self.subjects["split"]) - set(SPLITS)
+        if unknown:
+            raise CohortError(f"{self.source}: unknown split value(s) {sorted(unknown)}; use {SPLITS}")
+        per_subject = self.subjects.groupby("subject_id")["split"].nunique()
+        leaking = per_subject[per_subject > 1]
+        if len(leaking):
+            raise CohortError(f"{self.source}: subject {leaking.index[0]!r} appears in several splits")
+        self.subjects = self.subjects.reset_index(drop=True)
+
+    def split(self, name: str) -> tuple[pd.DataFrame, np.ndarray]:
+        """Rows and images of one split."""
+        mask = (self.subjects["split"] == name).to_numpy()
+        return self.subjects[mask].reset_index(drop=True), self.images[mask]
+
+    def targets(self, rows: pd.DataFrame) -> np.ndarray:
+        """(N, L) float array of labels (NaN where unknown)."""
+        return rows[list(self.labels)].to_numpy(dtype=np.float32)
+
+
+def assign_splits(subject_ids: np.ndarray, fractions: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
+    """Assigns each unique subject one split by a seeded permutation, in the given proportions."""
+    unique = np.unique(subject_ids)
+    order = rng.permutation(len(unique))
+    bounds = np.round(np.cumsum(fractions) * len(unique)).astype(int)
+    split_of = np.empty(len(unique), dtype=object)
+    start = 0
+    for name, stop in zip(SPLITS, bounds, strict=True):
+        split_of[order[start:stop]] = name
+        start = stop
+    lookup = dict(zip(unique, split_of, strict=True))
+    return np.array([lookup[s] for s in subject_ids], dtype=object)

@@ -1,0 +1,94 @@
+"""Reads a CheXpert/MIMIC-CXR-style dataset: a CSV (image path, labels, sex, age) and an image folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+from skimage.transform import resize
+
+from recon_core.cohorts.base import Cohort, assign_splits
+from recon_core.cohorts.demographics import CohortError, age_band, parse_age, parse_sex, require_varied
+from recon_core.config import CohortConfig
+from recon_core.progress import Progress, silent
+from recon_core.seeding import numpy_rng
+
+
+def _labels(table: pd.DataFrame, columns: tuple[str, ...], source: str) -> pd.DataFrame:
+    """CheXpert label convention: 1 positive, 0 or blank negative-or-unknown, -1 uncertain → missing."""
+    out = {}
+    for column in columns:
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = table[column].notna() & values.isna()
+        if bad.any():
+            row = table.index[bad.to_numpy()][0]
+            raise CohortError(f"{source}: label column {column!r} row {row}: "
+                              f"value {table[column][row]!r} is not 1/0/-1/blank")
+        unknown = set(values.dropna().unique()) - {0.0, 1.0, -1.0}
+        if unknown:
+            raise CohortError(f"{source}: label column {column!r} holds {sorted(unknown)}; expected 1, 0, -1 or blank")
+        # uncertain (-1) and blank become missing: they are never scored
+        out[column] = values.where(values >= 0).astype(np.float32)
+    return pd.DataFrame(out, index=table.index)
+
+
+def read_image(path: Path, size: int) -> np.ndarray:
+    """One PNG/JPEG as float32 (size, size) in [0, 1]; grayscale, per-image min-max scaled."""
+    try:
+        with Image.open(path) as img:
+            pixels = np.asarray(img.convert("F"), dtype=np.float32)
+    except FileNotFoundError:
+        raise CohortError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise CohortError(f"{path}: unreadable image ({exc})") from None
+    lo, hi = float(pixels.min()), float(pixels.max())
+    if hi <= lo:
+        raise CohortError(f"{path}: image is constant ({lo}); nothing to evaluate")
+    scaled = (pixels - lo) / (hi - lo)
+    return resize(scaled, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
+
+
+def load_csv_cohort(config: CohortConfig, seed: int, progress: Progress = silent) -> Cohort:
+    """A cohort from a local CSV + image folder; every bad value is an error naming file, column and row."""
+    spec = config.csv
+    csv_path, root = Path(spec.csv_path), Path(spec.image_root)
+    source = str(csv_path)
+    try:
+        table = pd.read_csv(csv_path)
+    except FileNotFoundError:
+        raise CohortError(f"{csv_path}: CSV file not found") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise CohortError(f"{csv_path}: not a readable CSV ({exc})") from None
+    needed = [spec.path_column, spec.sex_column, spec.age_column, *spec.labels]
+    needed += [c for c in (spec.subject_column, spec.split_column) if c]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise CohortError(f"{source}: missing column(s) {missing}; found {list(table.columns)}")
+    if table.empty:
+        raise CohortError(f"{source}: no rows")
+    subjects = pd.DataFrame({
+        "image_id": table[spec.path_column].astype(str),
+        "subject_id": (table[spec.subject_column].astype(str) if spec.subject_column
+                       else table[spec.path_column].astype(str)),
+        "sex": parse_sex(table[spec.sex_column], source, spec.sex_column, spec.sex_codes),
+        "age": parse_age(table[spec.age_column], source, spec.age_column),
+    })
+    subjects["age_band"] = age_band(subjects["age"], config.age_band_edges).to_numpy()
+    if spec.split_column:
+        subjects["split"] = table[spec.split_column].astype(str).to_numpy()
+    else:
+        subjects["split"] = assign_splits(subjects["subject_id"].to_numpy(), config.split_fractions,
+                                          numpy_rng(seed, "splits", source))
+    subjects = pd.concat([subjects, _labels(table, spec.labels, source)], axis=1)
+    require_varied(subjects, ["sex", "age_band"], source)
+    if subjects["image_id"].duplicated().any():
+        dup = subjects["image_id"][subjects["image_id"].duplicated()].iloc[0]
+        raise CohortError(f"{source}: image path {dup!r} listed twice")
+    images = np.empty((len(subjects), config.image_size, config.image_size), np.float32)
+    for i, rel in enumerate(subjects["image_id"]):
+        images[i] = read_image(root / rel, config.image_size)
+        if i % 50 == 0 or i == len(subjects) - 1:
+            progress("reading images", i + 1, len(subjects))
+    return Cohort(subjects, images, tuple(spec.labels), source=source)

@@ -1,0 +1,245 @@
+"""Typed study configs with a stable hash: the hash keys every stored row and checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or value that cannot describe a study."""
+
+
+@dataclass(frozen=True)
+class BiasKnob:
+    """Injects a known per-group difference into a synthetic cohort (off unless listed)."""
+
+    attribute: Literal["sex", "age_band"]
+    group: str
+    label: str | None = None  # None: every finding
+    prevalence: float | None = None  # replaces the label's prevalence in this group
+    contrast: float = 1.0  # multiplies the finding's visibility in this group
+
+
+@dataclass(frozen=True)
+class CsvSourceConfig:
+    """Where a CheXpert/MIMIC-style dataset lives and how its columns are named."""
+
+    csv_path: str
+    image_root: str
+    path_column: str = "Path"
+    sex_column: str = "Sex"
+    age_column: str = "Age"
+    subject_column: str | None = "subject_id"  # None: each row is its own subject
+    split_column: str | None = None  # None: splits drawn per subject from split_fractions
+    labels: tuple[str, ...] = ("Cardiomegaly", "Pleural Effusion", "Lung Lesion")
+    # Numeric sex codes are only accepted with an explicit mapping, e.g. {"0": "M", "1": "F"}.
+    sex_codes: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class CohortConfig:
+    """Which images and demographics a study uses."""
+
+    source: Literal["synthetic", "csv"] = "synthetic"
+    anatomy: Literal["radiograph", "procedural"] = "radiograph"
+    n_subjects: int = 2000
+    image_size: int = 128
+    # reconstructor training, diagnostic training, validation (thresholds), test
+    split_fractions: tuple[float, float, float, float] = (0.3, 0.4, 0.1, 0.2)
+    prevalence: dict[str, float] = field(
+        default_factory=lambda: {"cardiomegaly": 0.3, "effusion": 0.25, "nodule": 0.3}
+    )
+    finding_contrast: float = 1.0
+    bias: tuple[BiasKnob, ...] = ()
+    age_band_edges: tuple[float, ...] = (60.0,)
+    csv: CsvSourceConfig | None = None
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    """Low-dose X-ray acquisition: which forward model and which dose levels (photons)."""
+
+    model: Literal["projection", "sinogram"] = "projection"
+    levels: tuple[float, ...] = (10000.0, 3000.0, 1000.0, 300.0, 100.0)
+    attenuation_scale: float = 3.0  # μ = scale · image: image 1 transmits e^-3 ≈ 5 %
+    electronic_noise: float = 2.0  # std of Gaussian detector noise, in photons
+    n_angles: int = 256  # sinogram model only
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """MONAI UNet denoiser trained on (degraded, clean) pairs across all levels."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: tuple[int, ...] = (2, 2, 2)
+    num_res_units: int = 1
+    steps: int = 600
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+
+
+@dataclass(frozen=True)
+class TVConfig:
+    """Total-variation denoiser; weight = weight_per_sigma × the image's estimated noise std."""
+
+    weight_per_sigma: float = 1.5
+
+
+@dataclass(frozen=True)
+class ReconstructorsConfig:
+    """Which reconstructors a sweep runs and their settings."""
+
+    names: tuple[str, ...] = ("none", "tv", "unet")
+    unet: UNetConfig = UNetConfig()
+    tv: TVConfig = TVConfig()
+
+
+@dataclass(frozen=True)
+class DiagnosticConfig:
+    """Multi-label classifier trained on clean images of the diagnostic-training split."""
+
+    network: Literal["densenet_small", "densenet121"] = "densenet_small"
+    steps: int = 450
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How results are measured and summarised."""
+
+    n_bootstrap: int = 1000
+    ci_level: float = 0.95
+    batch_size: int = 32
+    n_examples: int = 6  # test images whose pixels are stored for the dashboard
+    min_group_size: int = 10
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """One study: cohort × physics × reconstructors × diagnostic model × evaluation."""
+
+    name: str = "demo"
+    modality: Literal["xray"] = "xray"
+    seed: int = 0
+    cohort: CohortConfig = CohortConfig()
+    physics: PhysicsConfig = PhysicsConfig()
+    reconstructors: ReconstructorsConfig = ReconstructorsConfig()
+    diagnostic: DiagnosticConfig = DiagnosticConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        return json.loads(canonical_json(self))
+
+    def config_hash(self) -> str:
+        """Stable 16-hex-digit hash of the whole config; the key of every stored row."""
+        return stable_hash(self)
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, dataclasses as dicts."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
+
+
+def stable_hash(*parts: Any) -> str:
+    """sha256 over the canonical JSON of parts, shortened to 16 hex digits."""
+    text = "|".join(canonical_json(p) for p in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _build(cls: Any, data: Any, where: str) -> Any:
+    """Builds a (nested) dataclass from plain data, checking names and basic types."""
+    origin = typing.get_origin(cls)
+    args = typing.get_args(cls)
+    if dataclasses.is_dataclass(cls):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed {sorted(names)}")
+        return cls(**{k: _build(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+    if origin in (typing.Union, types.UnionType):
+        if data is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _build(inner[0], data, where)
+    if origin is Literal:
+        if data not in args:
+            raise ConfigError(f"{where}: {data!r} is not one of {list(args)}")
+        return data
+    if origin is tuple:
+        if not isinstance(data, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {data!r}")
+        item = args[0]
+        return tuple(_build(item, v, f"{where}[{i}]") for i, v in enumerate(data))
+    if origin is dict:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+        return {str(k): _build(args[1], v, f"{where}.{k}") for k, v in data.items()}
+    if cls is float:
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {data!r}")
+        return float(data)
+    if cls is int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise ConfigError(f"{where}: expected an integer, got {data!r}")
+        return data
+    if cls is str:
+        return str(data)
+    return data
+
+
+def validate(config: StudyConfig) -> StudyConfig:
+    """Rejects values no study can run with, naming the offending key."""
+    for level in config.physics.levels:
+        if not level > 0:
+            raise ConfigError(f"physics.levels: dose level {level!r} must be > 0 photons")
+    if not config.physics.levels:
+        raise ConfigError("physics.levels: at least one dose level is needed")
+    fractions = config.cohort.split_fractions
+    if len(fractions) != 4 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ConfigError(f"cohort.split_fractions: {fractions} must be 4 positive numbers summing to 1")
+    if not 32 <= config.cohort.image_size <= 256:
+        raise ConfigError(f"cohort.image_size: {config.cohort.image_size} must be within 32–256")
+    if config.cohort.source == "csv" and config.cohort.csv is None:
+        raise ConfigError("cohort.csv: source 'csv' needs csv_path and image_root")
+    from recon_core.reconstructors.registry import available
+
+    for name in config.reconstructors.names:
+        if name not in available():
+            raise ConfigError(f"reconstructors.names: unknown reconstructor {name!r}; available {available()}")
+    return config
+
+
+def from_dict(data: dict[str, Any]) -> StudyConfig:
+    """Typed, validated StudyConfig from a plain dict (as read from YAML or the store)."""
+    return validate(_build(StudyConfig, data or {}, "config"))
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Reads a YAML study config, naming the file in any error."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        return from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,39 @@
+"""What every reconstructor offers: batched reconstruct(), and fit() for the trainable ones."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recon_core.config import StudyConfig
+from recon_core.physics.base import Acquisition
+from recon_core.progress import Progress, silent
+
+
+class Reconstructor(ABC):
+    """Maps degraded images (B, 1, H, W) in [0, 1] to reconstructions of the same shape.
+
+    A reconstructor sees the degraded image and the physics object, never the clean image.
+    """
+
+    name: str
+    trainable: bool = False
+
+    def __init__(self, config: StudyConfig, device: torch.device) -> None:
+        self.config = config
+        self.device = device
+
+    def weights_key(self) -> str:
+        """What determines this reconstructor's weights ('' when it has none)."""
+        return ""
+
+    def fit(self, clean: np.ndarray, physics: Acquisition, checkpoint_dir: Path,  # noqa: B027 (untrained: no-op)
+            progress: Progress = silent) -> None:
+        """Trains on clean images degraded on the fly, or loads the matching checkpoint; untrained methods skip."""
+
+    @abstractmethod
+    def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float) -> torch.Tensor:
+        """Batched reconstruction, same shape and device as `degraded`, values in [0, 1]."""

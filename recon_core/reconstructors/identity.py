@@ -1,0 +1,17 @@
+"""`none`: the degraded image as the scanner gives it; the floor every method must beat."""
+
+from __future__ import annotations
+
+import torch
+
+from recon_core.physics.base import Acquisition
+from recon_core.reconstructors.base import Reconstructor
+
+
+class Identity(Reconstructor):
+    """Returns the degraded image unchanged."""
+
+    name = "none"
+
+    def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float) -> torch.Tensor:
+        return degraded

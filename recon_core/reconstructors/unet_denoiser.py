@@ -1,0 +1,91 @@
+"""`unet`: MONAI's UNet predicting the residual, trained with MSE on (degraded, clean) pairs.
+
+One network covers every dose level of the study: each training image is degraded on the fly
+at a level drawn from the study's levels, so the same weights serve the whole sweep and a
+level never seen in training is not silently favoured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.networks.nets import UNet
+
+from recon_core.checkpoints import load_checkpoint, save_checkpoint
+from recon_core.config import stable_hash
+from recon_core.physics.base import Acquisition
+from recon_core.progress import Progress, silent
+from recon_core.reconstructors.base import Reconstructor
+from recon_core.seeding import numpy_rng
+
+
+class _Residual(torch.nn.Module):
+    """y + α·f(y) with α starting at 0 (ReZero): training starts from the identity, never worse."""
+
+    def __init__(self, body: torch.nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.alpha = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y + self.alpha * self.body(y)
+
+
+class UNetDenoiser(Reconstructor):
+    """Residual MONAI UNet denoiser: x̂ = clip(y + α·f(y), 0, 1)."""
+
+    name = "unet"
+    trainable = True
+
+    def __init__(self, config, device) -> None:
+        super().__init__(config, device)
+        cfg = config.reconstructors.unet
+        self.arch = {"net": "residual monai.UNet", "channels": list(cfg.channels), "strides": list(cfg.strides),
+                     "num_res_units": cfg.num_res_units}
+        self.net = _Residual(UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=cfg.channels,
+                                  strides=cfg.strides, num_res_units=cfg.num_res_units)).to(device)
+
+    def weights_key(self) -> str:
+        c = self.config
+        return stable_hash("unet", c.cohort, c.physics, c.reconstructors.unet, c.seed)
+
+    def checkpoint_path(self, checkpoint_dir: Path) -> Path:
+        """Where this configuration's weights live."""
+        return checkpoint_dir / f"unet-{self.weights_key()}.pt"
+
+    def fit(self, clean: np.ndarray, physics: Acquisition, checkpoint_dir: Path,
+            progress: Progress = silent) -> None:
+        path = self.checkpoint_path(checkpoint_dir)
+        if path.exists():
+            load_checkpoint(path, self.net, self.arch)
+            self.net.eval()
+            return
+        cfg = self.config.reconstructors.unet
+        levels = self.config.physics.levels
+        rng = numpy_rng(self.config.seed, "unet-train")
+        torch.manual_seed(int(rng.integers(2**31)))
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, cfg.steps)
+        self.net.train()
+        for step in range(cfg.steps):
+            idx = rng.integers(0, len(clean), cfg.batch_size)
+            target = torch.from_numpy(clean[idx][:, None])
+            level = float(levels[int(rng.integers(len(levels)))])
+            ids = [f"train-{step}-{i}" for i in range(cfg.batch_size)]
+            noisy = physics.degrade(target, level, ids).to(self.device)
+            loss = torch.nn.functional.mse_loss(self.net(noisy), target.to(self.device))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            if step % 20 == 0 or step == cfg.steps - 1:
+                progress("training unet", step + 1, cfg.steps)
+        self.net.eval()
+        save_checkpoint(path, self.net, self.arch)
+
+    @torch.no_grad()
+    def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float) -> torch.Tensor:
+        x = degraded.to(self.device)
+        return self.net(x).clamp(0, 1).to(degraded.device)

@@ -1,0 +1,111 @@
+"""Runs a study: trains what it needs, then sweeps (reconstructor × level) cells, resuming finished ones.
+
+The clean road runs first (the inherent baseline), then the untrained reconstructors so the
+dashboard's first curves appear early, then each trained reconstructor as soon as it is fit.
+Each cell lands in the store with its aggregates before the next starts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from recon_core.cohorts import Cohort, load_cohort
+from recon_core.config import StudyConfig
+from recon_core.diagnostics import Classifier, choose_thresholds
+from recon_core.fairness import summarise_cell
+from recon_core.physics import Acquisition, build_physics
+from recon_core.progress import Progress, silent
+from recon_core.reconstructors import Reconstructor, build_reconstructor
+from recon_core.runner.evaluate import evaluate_cell, pick_examples
+from recon_core.store import CLEAN, Store, queries, writes
+
+
+@dataclass
+class TrainedModels:
+    """What a sweep needs: the cohort, physics, classifier with thresholds, and reconstructors."""
+
+    cohort: Cohort
+    physics: Acquisition
+    classifier: Classifier
+    thresholds: dict[str, float]
+    reconstructors: dict[str, Reconstructor]
+
+
+def train_models(config: StudyConfig, checkpoint_dir: Path, device: torch.device,
+                 progress: Progress = silent, fit_reconstructors: bool = True) -> TrainedModels:
+    """Loads the cohort, fits (or loads) the classifier and thresholds, and the reconstructors."""
+    cohort = load_cohort(config, progress)
+    physics = build_physics(config)
+    classifier = Classifier(config, cohort.labels, device)
+    rows, images = cohort.split("diag_train")
+    classifier.fit(images, cohort.targets(rows), checkpoint_dir, progress)
+    val_rows, val_images = cohort.split("val")
+    val_scores = torch.cat([classifier.predict(torch.from_numpy(val_images[i:i + 64][:, None]).to(device))
+                            for i in range(0, len(val_images), 64)]).cpu().numpy()
+    thresholds = choose_thresholds(cohort.targets(val_rows), val_scores, cohort.labels)
+    reconstructors = {name: build_reconstructor(name, config, device) for name in config.reconstructors.names}
+    if fit_reconstructors:
+        _, train_images = cohort.split("recon_train")
+        for recon in reconstructors.values():
+            if recon.trainable:
+                recon.fit(train_images, physics, checkpoint_dir, progress)
+    return TrainedModels(cohort, physics, classifier, thresholds, reconstructors)
+
+
+def _run_cell(store: Store, key: str, config: StudyConfig, models: TrainedModels, name: str, level: float,
+              device: torch.device, example_ids: list[str], progress: Progress) -> None:
+    rows, images = models.cohort.split("test")
+    recon = None if name == CLEAN else models.reconstructors[name]
+    stage = "clean images" if recon is None else f"{name} at {level:g} {models.physics.level_unit}"
+    result = evaluate_cell(rows, images, models.cohort.labels, models.classifier, models.physics, recon,
+                           level, device, config.evaluation.batch_size, example_ids, config.modality,
+                           progress, stage)
+    writes.write_cell_rows(store, key, name, level, result.metrics, result.scores, result.examples)
+    # Aggregates come from the stored rows, never from in-memory state.
+    stored = queries.image_rows(store, key, name, level)
+    clean = None if recon is None else queries.image_rows(store, key, CLEAN, 0.0)
+    ev = config.evaluation
+    summary = summarise_cell(stored, models.cohort.labels, models.thresholds, clean=clean,
+                             n_resamples=ev.n_bootstrap, ci_level=ev.ci_level,
+                             min_group_size=ev.min_group_size, seed=config.seed)
+    writes.finish_cell(store, key, name, level, summary, result.seconds, len(rows) / result.seconds)
+
+
+def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: torch.device,
+              progress: Progress = silent) -> str:
+    """Trains, sweeps and stores a study; returns its config hash. Finished cells are skipped."""
+    start = time.perf_counter()
+    key = config.config_hash()
+    physics = build_physics(config)
+    writes.register_run(store, config, physics.level_name, physics.level_unit)
+    try:
+        models = train_models(config, checkpoint_dir, device, progress, fit_reconstructors=False)
+        writes.write_thresholds(store, key, models.thresholds)
+        done = queries.done_cells(store, key)
+        test_rows, _ = models.cohort.split("test")
+        example_ids = pick_examples(test_rows, models.cohort.labels, config.evaluation.n_examples)
+        levels = sorted(config.physics.levels, reverse=True)
+        order = [CLEAN, *sorted(models.reconstructors, key=lambda n: models.reconstructors[n].trainable)]
+        _, train_images = models.cohort.split("recon_train")
+        for name in order:
+            cell_levels = [0.0] if name == CLEAN else levels
+            todo = [lv for lv in cell_levels if (name, float(lv)) not in done]
+            if not todo:
+                continue
+            if name != CLEAN and models.reconstructors[name].trainable:
+                models.reconstructors[name].fit(train_images, models.physics, checkpoint_dir, progress)
+            for level in todo:
+                _run_cell(store, key, config, models, name, float(level), device, example_ids, progress)
+    except KeyboardInterrupt:
+        writes.set_run_status(store, key, "interrupted", message="stopped by the user; run again to resume")
+        raise
+    except Exception as exc:
+        writes.set_run_status(store, key, "failed", message=f"{type(exc).__name__}: {exc}")
+        raise
+    writes.set_run_status(store, key, "done", seconds=time.perf_counter() - start)
+    progress("done", 1, 1)
+    return key

@@ -1,0 +1,106 @@
+"""The DuckDB store: schema, and short-lived connections that retry while another process holds the file.
+
+DuckDB lets one process hold a file for writing and refuses every other process meanwhile,
+read-only ones included. Writers here hold it only for one cell's batch of inserts and
+readers only for one query, and both retry on the lock, so `make demo` and the dashboard
+share one store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+SCHEMA_VERSION = 1
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        config_hash VARCHAR PRIMARY KEY, name VARCHAR, modality VARCHAR, config_json VARCHAR,
+        level_name VARCHAR, level_unit VARCHAR, status VARCHAR,
+        created_at TIMESTAMP, updated_at TIMESTAMP, seconds DOUBLE, message VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS cells (
+        config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, status VARCHAR, n_images INTEGER,
+        seconds DOUBLE, images_per_second DOUBLE, finished_at TIMESTAMP,
+        PRIMARY KEY (config_hash, reconstructor, level))""",
+    """CREATE TABLE IF NOT EXISTS thresholds (
+        config_hash VARCHAR, label VARCHAR, threshold DOUBLE, PRIMARY KEY (config_hash, label))""",
+    """CREATE TABLE IF NOT EXISTS image_metrics (
+        config_hash VARCHAR, modality VARCHAR, reconstructor VARCHAR, level DOUBLE, image_id VARCHAR,
+        subject_id VARCHAR, sex VARCHAR, age DOUBLE, age_band VARCHAR,
+        psnr DOUBLE, ssim DOUBLE, nmse DOUBLE,
+        PRIMARY KEY (config_hash, reconstructor, level, image_id))""",
+    """CREATE TABLE IF NOT EXISTS image_scores (
+        config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, image_id VARCHAR, label VARCHAR,
+        score DOUBLE, target DOUBLE, PRIMARY KEY (config_hash, reconstructor, level, image_id, label))""",
+    """CREATE TABLE IF NOT EXISTS aggregates (
+        config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, metric VARCHAR, label VARCHAR,
+        attribute VARCHAR, grp VARCHAR, estimate DOUBLE, ci_low DOUBLE, ci_high DOUBLE,
+        n INTEGER, n_pos INTEGER,
+        PRIMARY KEY (config_hash, reconstructor, level, metric, label, attribute, grp))""",
+    """CREATE TABLE IF NOT EXISTS examples (
+        config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, image_id VARCHAR, kind VARCHAR,
+        height INTEGER, width INTEGER, pixels BLOB,
+        PRIMARY KEY (config_hash, reconstructor, level, image_id, kind))""",
+]
+
+CLEAN = "clean"
+"""Reconstructor name of the clean road (ground-truth images, no degradation); its level is 0."""
+
+
+class StoreBusyError(RuntimeError):
+    """Another process kept the store locked for longer than the timeout."""
+
+
+class Store:
+    """A DuckDB file opened briefly for each read or write."""
+
+    def __init__(self, path: str | Path, timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+
+    def exists(self) -> bool:
+        """Whether the file has been created (by a first write)."""
+        return self.path.exists()
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, retried with backoff while another process holds the lock."""
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline, pause = time.monotonic() + self.timeout, 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreBusyError(f"{self.path}: still locked by another process after "
+                                         f"{self.timeout:.0f} s") from exc
+                time.sleep(pause)
+                pause = min(pause * 1.5, 0.5)
+        try:
+            if not read_only:
+                for statement in SCHEMA:
+                    con.execute(statement)
+                con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
+                            [str(SCHEMA_VERSION)])
+            yield con
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: list | None = None):
+        """A read-only query as a DataFrame; None when the store file does not exist yet."""
+        if not self.exists():
+            return None
+        with self.connect(read_only=True) as con:
+            try:
+                return con.execute(sql, params or []).df()
+            except duckdb.CatalogException:
+                return None  # an older or half-created store: the table is not there yet

@@ -1,0 +1,115 @@
+"""Read queries the runner, CLI and dashboard pages use; all parameterised, all read-only."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+
+from recon_core.store.database import Store
+
+
+def _frame(result: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
+    return result if result is not None else pd.DataFrame(columns=columns)
+
+
+def runs(store: Store) -> pd.DataFrame:
+    """Every run, newest first, with cell counts."""
+    return _frame(store.query(
+        """SELECT r.config_hash, r.name, r.modality, r.status, r.level_name, r.level_unit,
+                  r.created_at, r.updated_at, r.seconds, r.message,
+                  count(c.reconstructor) FILTER (WHERE c.status = 'done') AS cells_done
+           FROM runs r LEFT JOIN cells c USING (config_hash)
+           GROUP BY ALL ORDER BY r.created_at DESC"""),
+        ["config_hash", "name", "modality", "status", "level_name", "level_unit",
+         "created_at", "updated_at", "seconds", "message", "cells_done"])
+
+
+def run_config(store: Store, key: str) -> dict | None:
+    """The stored config of a run as a dict."""
+    df = store.query("SELECT config_json FROM runs WHERE config_hash = ?", [key])
+    return None if df is None or df.empty else json.loads(df.iloc[0, 0])
+
+
+def cells(store: Store, key: str) -> pd.DataFrame:
+    """A run's cells with status and timings."""
+    return _frame(store.query(
+        "SELECT * FROM cells WHERE config_hash = ? ORDER BY reconstructor, level DESC", [key]),
+        ["config_hash", "reconstructor", "level", "status", "n_images", "seconds", "images_per_second",
+         "finished_at"])
+
+
+def done_cells(store: Store, key: str) -> set[tuple[str, float]]:
+    """(reconstructor, level) pairs already finished."""
+    df = cells(store, key)
+    return {(r, float(lv)) for r, lv in zip(df.reconstructor[df.status == "done"],
+                                            df.level[df.status == "done"], strict=True)}
+
+
+def thresholds(store: Store, key: str) -> dict[str, float]:
+    """The run's fixed operating thresholds."""
+    df = store.query("SELECT label, threshold FROM thresholds WHERE config_hash = ?", [key])
+    return {} if df is None else dict(zip(df.label, df.threshold, strict=True))
+
+
+def aggregates(store: Store, key: str, metrics: list[str] | None = None) -> pd.DataFrame:
+    """Aggregates of a run, optionally only some metrics."""
+    sql = "SELECT * FROM aggregates WHERE config_hash = ?"
+    params: list = [key]
+    if metrics:
+        sql += " AND list_contains(?, metric)"
+        params.append(metrics)
+    return _frame(store.query(sql + " ORDER BY reconstructor, level", params),
+                  ["config_hash", "reconstructor", "level", "metric", "label", "attribute", "grp",
+                   "estimate", "ci_low", "ci_high", "n", "n_pos"])
+
+
+def image_rows(store: Store, key: str, reconstructor: str, level: float) -> pd.DataFrame:
+    """One cell's per-image rows, wide: metrics plus score:<label> and target:<label> columns."""
+    metrics = store.query("""SELECT image_id, subject_id, sex, age, age_band, psnr, ssim, nmse FROM image_metrics
+                             WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
+                          [key, reconstructor, level])
+    scores = store.query("""SELECT image_id, label, score, target FROM image_scores
+                            WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
+                         [key, reconstructor, level])
+    if metrics is None or metrics.empty:
+        return pd.DataFrame()
+    wide = scores.pivot(index="image_id", columns="label", values=["score", "target"])
+    wide.columns = [f"{kind}:{label}" for kind, label in wide.columns]
+    return metrics.merge(wide.reset_index(), on="image_id").sort_values("image_id").reset_index(drop=True)
+
+
+def decode_pixels(blob: bytes) -> np.ndarray:
+    """float32 image from stored .npy bytes."""
+    return np.load(io.BytesIO(blob), allow_pickle=False).astype(np.float32)
+
+
+def examples(store: Store, key: str, reconstructor: str, level: float) -> pd.DataFrame:
+    """Stored example images of one cell (image_id, kind, pixels as float32 arrays)."""
+    df = store.query("""SELECT image_id, kind, pixels FROM examples
+                        WHERE config_hash = ? AND reconstructor = ? AND level = ? ORDER BY image_id, kind""",
+                     [key, reconstructor, level])
+    if df is None:
+        return pd.DataFrame(columns=["image_id", "kind", "pixels"])
+    df["pixels"] = [decode_pixels(bytes(b)) for b in df["pixels"]]
+    return df
+
+
+def data_version(store: Store, key: str | None = None) -> str:
+    """Changes whenever results land: a cheap token for invalidating cached page queries."""
+    if key is None:
+        df = store.query("SELECT count(*), max(updated_at) FROM runs")
+    else:
+        df = store.query("""SELECT count(*) FILTER (WHERE status = 'done'), max(finished_at) FROM cells
+                            WHERE config_hash = ?""", [key])
+    return "empty" if df is None else "|".join(map(str, df.iloc[0].tolist()))
+
+
+def image_scores(store: Store, key: str, image_id: str) -> pd.DataFrame:
+    """The classifier's per-label scores for one image on every road (clean and each cell)."""
+    return _frame(store.query("""SELECT reconstructor, level, label, score, target FROM image_scores
+                                 WHERE config_hash = ? AND image_id = ? ORDER BY reconstructor, level, label""",
+                              [key, image_id]),
+                  ["reconstructor", "level", "label", "score", "target"])

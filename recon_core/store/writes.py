@@ -1,0 +1,82 @@
+"""Idempotent writes: a finished config adds no rows when run again; each cell lands in one transaction."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+
+from recon_core.config import StudyConfig
+from recon_core.store.database import Store
+
+
+def register_run(store: Store, config: StudyConfig, level_name: str, level_unit: str) -> str:
+    """Records a run (config JSON and hash) if new, marks it running; returns the hash."""
+    key = config.config_hash()
+    with store.connect() as con:
+        con.execute(
+            """INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, 'running', now(), now(), NULL, NULL)
+               ON CONFLICT (config_hash) DO UPDATE SET status = 'running', updated_at = now(), message = NULL""",
+            [key, config.name, config.modality, json.dumps(config.to_dict(), sort_keys=True), level_name, level_unit])
+    return key
+
+
+def set_run_status(store: Store, key: str, status: str, seconds: float | None = None,
+                   message: str | None = None) -> None:
+    """Marks a run finished, failed or interrupted (with the reason)."""
+    with store.connect() as con:
+        con.execute("UPDATE runs SET status = ?, seconds = coalesce(?, seconds), message = ?, "
+                    "updated_at = now() WHERE config_hash = ?", [status, seconds, message, key])
+
+
+def write_thresholds(store: Store, key: str, thresholds: dict[str, float]) -> None:
+    """Stores the fixed per-label operating thresholds (first write wins)."""
+    with store.connect() as con:
+        con.executemany("INSERT INTO thresholds VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                        [[key, label, value] for label, value in thresholds.items()])
+
+
+def encode_pixels(image: np.ndarray) -> bytes:
+    """float16 .npy bytes of one image (small, exact enough to display and to diff)."""
+    buffer = io.BytesIO()
+    np.save(buffer, image.astype(np.float16), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def write_cell_rows(store: Store, key: str, reconstructor: str, level: float, metrics: pd.DataFrame,
+                    scores: pd.DataFrame, examples: dict[tuple[str, str], np.ndarray]) -> None:
+    """Per-image rows, per-label scores and example pixels of one cell, in one transaction."""
+    examples_df = pd.DataFrame(
+        [dict(image_id=i, kind=k, height=a.shape[0], width=a.shape[1], pixels=encode_pixels(a))
+         for (i, k), a in examples.items()],
+        columns=["image_id", "kind", "height", "width", "pixels"])
+    with store.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        con.register("m", metrics)
+        con.register("s", scores)
+        con.register("e", examples_df)
+        con.execute("""INSERT INTO image_metrics SELECT ?, modality, ?, ?, image_id, subject_id, sex, age,
+                       age_band, psnr, ssim, nmse FROM m ON CONFLICT DO NOTHING""", [key, reconstructor, level])
+        con.execute("""INSERT INTO image_scores SELECT ?, ?, ?, image_id, label, score, target FROM s
+                       ON CONFLICT DO NOTHING""", [key, reconstructor, level])
+        con.execute("""INSERT INTO examples SELECT ?, ?, ?, image_id, kind, height, width, pixels FROM e
+                       ON CONFLICT DO NOTHING""", [key, reconstructor, level])
+        con.execute("""INSERT INTO cells VALUES (?, ?, ?, 'rows', ?, NULL, NULL, NULL)
+                       ON CONFLICT DO NOTHING""", [key, reconstructor, level, len(metrics)])
+        con.execute("COMMIT")
+
+
+def finish_cell(store: Store, key: str, reconstructor: str, level: float, aggregates: pd.DataFrame,
+                seconds: float, images_per_second: float) -> None:
+    """Writes a cell's aggregates and marks it done, in one transaction."""
+    with store.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        con.register("a", aggregates)
+        con.execute("""INSERT INTO aggregates SELECT ?, ?, ?, metric, label, attribute, grp, estimate,
+                       ci_low, ci_high, n, n_pos FROM a ON CONFLICT DO NOTHING""", [key, reconstructor, level])
+        con.execute("""UPDATE cells SET status = 'done', seconds = ?, images_per_second = ?, finished_at = now()
+                       WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
+                    [seconds, images_per_second, key, reconstructor, level])
+        con.execute("COMMIT")

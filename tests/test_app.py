@@ -1,0 +1,54 @@
+"""AppTest runs of Home and Overview: on an empty store and on the store the pipeline test built."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+APP = str(ROOT / "app.py")
+
+
+def run_page(page: str | None, store_path: str, monkeypatch, cache_dir: str) -> AppTest:
+    monkeypatch.setenv("TANDEM_STORE", store_path)
+    monkeypatch.setenv("TANDEM_CACHE", cache_dir)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_home_on_empty_store_offers_the_demo(tmp_path, monkeypatch):
+    at = run_page(None, str(tmp_path / "empty.duckdb"), monkeypatch, str(tmp_path))
+    assert any("store is empty" in info.value for info in at.info)
+    assert any(button.label == "Build the demo study" for button in at.button)
+
+
+def test_overview_on_empty_store_says_so(tmp_path, monkeypatch):
+    at = run_page("pages/overview.py", str(tmp_path / "empty.duckdb"), monkeypatch, str(tmp_path))
+    assert any("No results yet" in info.value for info in at.info)
+
+
+def test_home_lists_the_built_run(built_store, monkeypatch):
+    store, key, cache = built_store
+    at = run_page(None, str(store.path), monkeypatch, str(cache))
+    assert len(at.dataframe) == 1
+    assert key in at.dataframe[0].value.config_hash.tolist()
+
+
+@pytest.mark.parametrize("attribute", ["sex", "age_band"])
+def test_overview_draws_curves_groups_and_examples(built_store, monkeypatch, attribute):
+    store, _, cache = built_store
+    at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
+    charts = at.get("plotly_chart")
+    assert len(charts) == 6  # PSNR, AUROC, TPR by group, gaps, EO gap curve, example images
+    at.radio(key="attribute").set_value(attribute).run()
+    at.select_slider(key="level").set_value(3000.0).run()
+    assert not at.exception
+    at.multiselect(key="reconstructors").set_value(["unet"]).run()
+    assert not at.exception
+    assert "Added by reconstruction" in next(h.value for h in at.subheader)

@@ -1,0 +1,47 @@
+"""Configs: stable hashes, YAML round trip, clear errors for bad values."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from recon_core.config import ConfigError, StudyConfig, from_dict, load_config
+
+
+def test_hash_is_stable_and_sensitive(tiny_config):
+    again = from_dict(tiny_config.to_dict())
+    assert again == tiny_config
+    assert again.config_hash() == tiny_config.config_hash()
+    changed = dataclasses.replace(tiny_config, seed=tiny_config.seed + 1)
+    assert changed.config_hash() != tiny_config.config_hash()
+
+
+def test_hash_is_a_fixed_function_of_content():
+    # The hash must not depend on the process (no id(), no dict order): recompute from JSON.
+    a = StudyConfig().config_hash()
+    b = from_dict(StudyConfig().to_dict()).config_hash()
+    assert a == b and len(a) == 16
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("cohort: {n_subject: 10}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*n_subject"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("level", [0, -100])
+def test_non_positive_level_is_rejected(level):
+    with pytest.raises(ConfigError, match=r"dose level .* must be > 0"):
+        from_dict({"physics": {"levels": [1000, level]}})
+
+
+def test_unknown_reconstructor_is_rejected():
+    with pytest.raises(ConfigError, match=r"unknown reconstructor 'bm3d'.*available"):
+        from_dict({"reconstructors": {"names": ["none", "bm3d"]}})
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")

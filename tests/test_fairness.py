@@ -1,0 +1,92 @@
+"""Cell summaries: per-group metrics, gaps, one-class groups, small groups, paired added bias."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recon_core.fairness import GroupError, summarise_cell
+from recon_core.metrics import rates
+
+
+def rows_frame(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "image_id": [f"i{i:03d}" for i in range(n)],
+        "sex": np.where(np.arange(n) % 2 == 0, "F", "M"),
+        "age_band": np.where(np.arange(n) < n // 2, "<60", "60+"),
+        "psnr": rng.normal(30, 1, n), "ssim": rng.random(n), "nmse": rng.random(n),
+    })
+    for label in ("a", "b"):
+        target = (rng.random(n) < 0.4).astype(float)
+        frame[f"target:{label}"] = target
+        frame[f"score:{label}"] = np.clip(0.35 * target + rng.random(n) * 0.65, 0, 1)
+    return frame
+
+
+def pick(summary, metric, label="", attribute="all", grp="all"):
+    row = summary[(summary.metric == metric) & (summary.label == label) & (summary.attribute == attribute)
+                  & (summary.grp == grp)]
+    assert len(row) == 1, (metric, label, attribute, grp)
+    return row.iloc[0]
+
+
+def test_group_rates_and_gaps_match_direct_computation():
+    frame = rows_frame()
+    thresholds = {"a": 0.5, "b": 0.45}
+    summary = summarise_cell(frame, ["a", "b"], thresholds, n_resamples=100)
+    tprs, fprs = {}, {}
+    for sex in ("F", "M"):
+        part = frame[frame.sex == sex]
+        tprs[sex], fprs[sex] = rates(part["target:a"].to_numpy(), part["score:a"].to_numpy(), 0.5)
+        assert pick(summary, "tpr", "a", "sex", sex).estimate == pytest.approx(tprs[sex])
+    eo = abs(tprs["F"] - tprs["M"])
+    assert pick(summary, "eo_gap", "a", "sex", "").estimate == pytest.approx(eo)
+    eodd = 0.5 * (eo + abs(fprs["F"] - fprs["M"]))
+    assert pick(summary, "eodd", "a", "sex", "").estimate == pytest.approx(eodd)
+    psnr = pick(summary, "psnr")
+    assert psnr.estimate == pytest.approx(frame.psnr.mean())
+    assert psnr.ci_low < psnr.estimate < psnr.ci_high
+
+
+def test_one_class_group_gives_nan_and_count_not_crash():
+    frame = rows_frame()
+    frame.loc[frame.sex == "F", "target:a"] = 0.0  # no positives among women for label a
+    summary = summarise_cell(frame, ["a", "b"], {"a": 0.5, "b": 0.5}, n_resamples=50)
+    row = pick(summary, "auroc", "a", "sex", "F")
+    assert np.isnan(row.estimate) and row.n == 100 and row.n_pos == 0
+    assert np.isnan(pick(summary, "tpr", "a", "sex", "F").estimate)
+    assert not np.isnan(pick(summary, "auroc", "b", "sex", "F").estimate)
+
+
+def test_small_groups_report_size_not_numbers():
+    frame = rows_frame(60)
+    frame.loc[:4, "age_band"] = "90+"
+    summary = summarise_cell(frame, ["a", "b"], {"a": 0.5, "b": 0.5}, n_resamples=50, min_group_size=10)
+    row = pick(summary, "auroc", "a", "age_band", "90+")
+    assert np.isnan(row.estimate) and row.n == 5
+
+
+def test_added_is_zero_when_reconstruction_changes_nothing():
+    frame = rows_frame()
+    summary = summarise_cell(frame, ["a", "b"], {"a": 0.5, "b": 0.5}, clean=frame.copy(), n_resamples=100)
+    added = summary[summary.metric.str.endswith("_added")].dropna(subset=["estimate"])
+    assert len(added) > 0
+    assert np.allclose(added[["estimate", "ci_low", "ci_high"]].to_numpy(), 0)
+
+
+def test_paired_added_interval_is_tighter_than_unpaired_difference():
+    clean = rows_frame(300, seed=1)
+    recon = clean.copy()
+    rng = np.random.default_rng(5)
+    recon["score:a"] = np.clip(recon["score:a"] + rng.normal(0, 0.05, len(recon)), 0, 1)
+    summary = summarise_cell(recon, ["a", "b"], {"a": 0.5, "b": 0.5}, clean=clean, n_resamples=300)
+    added = pick(summary, "auroc_added", "a")
+    total = pick(summary, "auroc", "a")
+    assert (added.ci_high - added.ci_low) < 0.5 * (total.ci_high - total.ci_low)
+
+
+def test_missing_attribute_is_named():
+    with pytest.raises(GroupError, match="attribute 'race' is not a column"):
+        summarise_cell(rows_frame(), ["a", "b"], {"a": 0.5, "b": 0.5}, attributes=("race",), n_resamples=10)

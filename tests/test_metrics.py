@@ -1,0 +1,85 @@
+"""Per-image metrics against scikit-image, set metrics and vectorised bootstrap against scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+from sklearn.metrics import roc_auc_score
+
+from recon_core.fairness import bootstrap as bs
+from recon_core.metrics import auroc, image_quality, rates
+
+
+@pytest.fixture
+def pair():
+    rng = np.random.default_rng(0)
+    clean = rng.random((3, 1, 48, 48)).astype(np.float32)
+    noisy = np.clip(clean + rng.normal(0, [[[[0.02]]], [[[0.05]]], [[[0.1]]]], clean.shape), 0, 1).astype(np.float32)
+    return clean, noisy
+
+
+def test_image_metrics_match_scikit_image(pair):
+    clean, noisy = pair
+    got = image_quality(torch.from_numpy(noisy), torch.from_numpy(clean))
+    for i in range(3):
+        c, n = clean[i, 0].astype(float), noisy[i, 0].astype(float)
+        assert got["psnr"][i].item() == pytest.approx(peak_signal_noise_ratio(c, n, data_range=1.0), abs=1e-3)
+        ref_ssim = structural_similarity(c, n, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                         use_sample_covariance=False)
+        assert got["ssim"][i].item() == pytest.approx(ref_ssim, abs=1e-3)
+        assert got["nmse"][i].item() == pytest.approx(mean_squared_error(c, n) / np.mean(c**2), rel=1e-4)
+    assert got["psnr"][0] > got["psnr"][1] > got["psnr"][2]  # one value per image, ordered by noise
+
+
+def test_auroc_and_rates():
+    targets = np.array([0, 0, 1, 1, np.nan, 1])
+    scores = np.array([0.1, 0.6, 0.4, 0.9, 0.5, 0.8])
+    known = ~np.isnan(targets)
+    assert auroc(targets, scores) == pytest.approx(roc_auc_score(targets[known], scores[known]))
+    tpr, fpr = rates(targets, scores, 0.5)
+    assert tpr == pytest.approx(2 / 3) and fpr == pytest.approx(1 / 2)
+    assert np.isnan(auroc(np.array([1.0, 1.0]), np.array([0.2, 0.3])))  # one class → NaN, no crash
+
+
+def test_vectorised_bootstrap_auroc_matches_sklearn_on_same_indices():
+    rng = np.random.default_rng(1)
+    n = 300
+    targets = (rng.random(n) < 0.3).astype(float)
+    targets[rng.random(n) < 0.05] = np.nan
+    scores = np.round(targets * 0.3 + rng.random(n), 2)  # rounding creates ties
+    group = rng.random(n) < 0.5
+    idx = bs.resample_indices(n, 50, rng)
+    fast = bs.auroc(scores, np.nan_to_num(targets, nan=np.nan), idx, group)
+    for r in range(idx.shape[0]):
+        sel = idx[r][group[idx[r]] & ~np.isnan(targets[idx[r]])]
+        expected = roc_auc_score(targets[sel], scores[sel])
+        assert fast[r] == pytest.approx(expected, abs=1e-9)
+
+
+def test_vectorised_rates_and_mean_match_loops():
+    rng = np.random.default_rng(2)
+    n = 120
+    targets = (rng.random(n) < 0.4).astype(float)
+    decisions = rng.random(n) < 0.5
+    values = rng.normal(size=n)
+    mask = rng.random(n) < 0.6
+    idx = bs.resample_indices(n, 20, rng)
+    tpr = bs.rate(decisions, targets, True, idx, mask)
+    means = bs.mean(values, idx, mask)
+    for r in range(idx.shape[0]):
+        sel = idx[r][mask[idx[r]]]
+        pos = sel[targets[sel] == 1]
+        assert tpr[r] == pytest.approx(decisions[pos].mean())
+        assert means[r] == pytest.approx(values[sel].mean())
+
+
+def test_identity_row_and_spread():
+    idx = bs.resample_indices(5, 3, np.random.default_rng(0))
+    np.testing.assert_array_equal(idx[0], np.arange(5))
+    per_group = np.array([[0.5, np.nan, 0.2], [0.8, 0.4, np.nan], [0.6, np.nan, np.nan]])
+    gap = bs.spread(per_group)
+    assert gap[0] == pytest.approx(0.3) and np.isnan(gap[1]) and np.isnan(gap[2])
+    lo, hi = bs.interval(np.array([np.nan, np.nan]), 0.95)
+    assert np.isnan(lo) and np.isnan(hi)

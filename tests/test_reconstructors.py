@@ -1,0 +1,75 @@
+"""Reconstructor registry, the classical denoiser, U-Net training and checkpoint safety."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from recon_core.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from recon_core.config import ReconstructorsConfig, StudyConfig, UNetConfig
+from recon_core.physics import ProjectionDose
+from recon_core.reconstructors import UnknownReconstructorError, available, build_reconstructor
+
+CPU = torch.device("cpu")
+
+
+def smooth_images(n=8, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    return np.stack([0.4 + 0.3 * np.sin(6 * xx + rng.uniform(0, 6)) * np.cos(4 * yy) for _ in range(n)]
+                    ).astype(np.float32)
+
+
+def test_registry_lists_and_rejects():
+    assert {"none", "tv", "unet"} <= set(available())
+    with pytest.raises(UnknownReconstructorError, match=r"unknown reconstructor 'magic'.*available"):
+        build_reconstructor("magic", StudyConfig(), CPU)
+
+
+def test_none_returns_the_degraded_image():
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.equal(build_reconstructor("none", StudyConfig(), CPU).reconstruct(x, None, 1.0), x)
+
+
+def test_tv_reduces_error_on_noisy_images():
+    clean = torch.from_numpy(smooth_images()[:, None])
+    physics = ProjectionDose(seed=0)
+    noisy = physics.degrade(clean, 300.0, [str(i) for i in range(8)])
+    out = build_reconstructor("tv", StudyConfig(), CPU).reconstruct(noisy, physics, 300.0)
+    assert out.shape == noisy.shape and out.min() >= 0 and out.max() <= 1
+    assert ((out - clean) ** 2).mean() < 0.7 * ((noisy - clean) ** 2).mean()
+
+
+def tiny_unet_config(steps=40):
+    unet = UNetConfig(channels=(8, 16), strides=(2,), num_res_units=0, steps=steps, batch_size=8, learning_rate=3e-3)
+    return dataclasses.replace(StudyConfig(), reconstructors=ReconstructorsConfig(unet=unet))
+
+
+def test_unet_training_lowers_error_and_reloads(tmp_path):
+    config = tiny_unet_config()
+    clean = smooth_images(16)
+    physics = ProjectionDose(seed=0)
+    batch = torch.from_numpy(clean[:8, None])
+    noisy = physics.degrade(batch, 300.0, [f"t{i}" for i in range(8)])
+    recon = build_reconstructor("unet", config, CPU)
+    before = ((recon.reconstruct(noisy, physics, 300.0) - batch) ** 2).mean()
+    recon.fit(clean, physics, tmp_path)
+    after = ((recon.reconstruct(noisy, physics, 300.0) - batch) ** 2).mean()
+    assert after < before
+    again = build_reconstructor("unet", config, CPU)
+    again.fit(clean, physics, tmp_path)  # loads the checkpoint, trains nothing
+    torch.testing.assert_close(again.reconstruct(noisy, physics, 300.0), recon.reconstruct(noisy, physics, 300.0))
+
+
+def test_checkpoint_from_another_architecture_is_refused(tmp_path):
+    net = torch.nn.Linear(2, 2)
+    path = tmp_path / "w.pt"
+    save_checkpoint(path, net, {"net": "linear", "n": 2})
+    with pytest.raises(CheckpointError, match="checkpoint is for architecture"):
+        load_checkpoint(path, net, {"net": "unet", "n": 2})
+    path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="unreadable checkpoint"):
+        load_checkpoint(path, net, {"net": "linear", "n": 2})
