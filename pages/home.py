@@ -38,15 +38,24 @@ def _start_build() -> None:
                          cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-@st.fragment(run_every=2.0)
-def build_progress() -> None:
-    """Live progress of a running build; results appear on Overview as each cell lands."""
+def build_status() -> None:
+    """Live progress of a running build, and the stored runs; reruns the page when the build ends."""
     progress = _build_running()
-    if progress is None:
+    if progress is not None:
+        st.session_state["build_seen"] = True
+        total = max(int(progress["total"]), 1)
+        st.progress(min(int(progress["done"]) / total, 1.0),
+                    text=f"Building: {progress['stage']} ({progress['done']}/{progress['total']})")
+    elif st.session_state.pop("build_seen", False):
+        st.rerun()  # the build ended: redraw the whole page with its results
+    table = runs()
+    if table.empty:
         return
-    total = max(int(progress["total"]), 1)
-    st.progress(min(int(progress["done"]) / total, 1.0),
-                text=f"Building: {progress['stage']} ({progress['done']}/{progress['total']})")
+    st.subheader("Stored runs")
+    shown = table[["name", "modality", "status", "cells_done", "level_name", "created_at", "seconds", "message",
+                   "config_hash"]].rename(columns={"cells_done": "cells done", "level_name": "level"})
+    st.dataframe(shown, hide_index=True, width="stretch")
+    st.page_link("pages/overview.py", label="Open the Overview", icon="📈")
 
 
 st.title("Tandem")
@@ -58,20 +67,18 @@ st.markdown(
     "same diagnostic model on the clean images, so bias the reconstruction *adds* is separated "
     "from bias the diagnostic model already has.")
 
-table = runs()
 running = _build_running()
-if table.empty:
+if runs().empty:
     st.info("The store is empty. Build the demo study: a generated chest X-ray cohort (2,000 subjects, "
             "128 px), five dose levels, three reconstructors. It takes a few minutes on a laptop CPU; "
             "curves appear on **Overview** as each cell lands.")
-if running is None and st.button("Build the demo study", type="primary"):
-    _start_build()
-    st.rerun()
-build_progress()
-
-if not table.empty:
-    st.subheader("Stored runs")
-    shown = table[["name", "modality", "status", "cells_done", "level_name", "created_at", "seconds", "message",
-                   "config_hash"]].rename(columns={"cells_done": "cells done", "level_name": "level"})
-    st.dataframe(shown, hide_index=True, width="stretch")
-    st.page_link("pages/overview.py", label="Open the Overview", icon="📈")
+if running is None:
+    if st.button("Build the demo study", type="primary"):
+        _start_build()
+        st.rerun()
+    log = paths.cache_dir() / "demo-build.log"
+    if log.exists() and "error" in log.read_text()[-2000:].lower():
+        with st.expander("The last build from this page failed — its log", expanded=False):
+            st.code(log.read_text()[-4000:])
+# Poll only while a build runs; otherwise draw once.
+st.fragment(build_status, run_every=2.0 if running is not None else None)()

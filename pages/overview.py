@@ -23,6 +23,16 @@ s = store()
 key = run.config_hash
 version = queries.data_version(s, key)
 agg = cached_aggregates(str(s.path), key, version)
+
+
+def watch_for_new_cells() -> None:
+    """While a build runs, redraw the page as soon as another cell lands."""
+    if queries.data_version(store(), key) != version:
+        st.rerun(scope="app")
+
+
+if run.status == "running" and st.sidebar.toggle("Auto-refresh while the build runs", value=True, key="autorefresh"):
+    st.fragment(watch_for_new_cells, run_every=3.0)()
 if agg.empty:
     st.info(f"Run {run['name']} has no finished cells yet ({run.status}). This page fills in as cells land.")
     st.stop()
@@ -39,8 +49,11 @@ levels = st.sidebar.multiselect("Noise levels", all_levels, default=all_levels, 
 if not chosen or not levels:
     st.warning("Pick at least one reconstructor and one level in the sidebar.")
     st.stop()
-if run.status != "done":
-    st.caption(f"Run status: **{run.status}** — showing the {version.split('|')[0]} cells finished so far.")
+if run.status == "running":
+    st.caption(f"Run status: **running** — showing the {version.split('|')[0]} cells finished so far; "
+               "this page refreshes as more land.")
+elif run.status != "done":
+    st.caption(f"Run status: **{run.status}** — {run.message or ''}")
 
 view = agg[agg.reconstructor.isin(chosen) & agg.level.isin(levels)]
 clean = agg[agg.reconstructor == CLEAN]
@@ -62,6 +75,8 @@ st.caption("Shaded bands and brackets are 95 % bootstrap intervals over test ima
 
 st.header("Subgroups")
 attribute = st.radio("Attribute", list(ATTRIBUTES), format_func=ATTRIBUTES.get, horizontal=True, key="attribute")
+if st.session_state.get("level") not in levels:
+    st.session_state.pop("level", None)
 level = st.select_slider("Level", options=sorted(levels), value=min(levels), key="level",
                          format_func=lambda v: f"{v:g} {run.level_unit}")
 at_level = pd.concat([clean, view[view.level == level]])
@@ -99,6 +114,8 @@ if clean_examples.empty:
     st.info("No example images stored for this run.")
     st.stop()
 image_ids = sorted(clean_examples.image_id.unique())
+if st.session_state.get("example") not in image_ids:
+    st.session_state.pop("example", None)
 image_id = st.selectbox("Test image", image_ids, key="example")
 clean_pixels = clean_examples[clean_examples.image_id == image_id].pixels.iloc[0]
 panels = [("clean", clean_pixels, "image")]

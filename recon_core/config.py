@@ -108,7 +108,7 @@ class DiagnosticConfig:
     """Multi-label classifier trained on clean images of the diagnostic-training split."""
 
     network: Literal["densenet_small", "densenet121"] = "densenet_small"
-    steps: int = 450
+    steps: int = 600
     batch_size: int = 16
     learning_rate: float = 2e-3
 

@@ -91,6 +91,5 @@ def test_dashboard_reads_while_a_sweep_writes(tmp_path):
     assert writer.returncode == 0 and "writer done" in out
     assert len(seen) >= 3, "the reader never got in while the writer worked"
     assert seen == sorted(seen)  # every read saw a consistent, growing store
+    # The writer, retrying while this process held read locks, got every cell in.
     assert int(store.query("SELECT count(*) AS n FROM image_metrics").n.iloc[0]) == 25 * 50
-    # and the other way round: a writer gets in while readers keep polling
-    writes.set_run_status(store, StudyConfig().config_hash(), "done")

@@ -12,6 +12,7 @@ from recon_core.checkpoints import load_checkpoint, save_checkpoint
 from recon_core.config import StudyConfig, stable_hash
 from recon_core.progress import Progress, silent
 from recon_core.seeding import numpy_rng
+from recon_core.training import optimise
 
 
 def build_network(network: str, n_labels: int) -> tuple[torch.nn.Module, dict]:
@@ -57,24 +58,16 @@ class Classifier:
         cfg = self.config.diagnostic
         rng = numpy_rng(self.config.seed, "classifier-train")
         torch.manual_seed(int(rng.integers(2**31)))
-        optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, cfg.learning_rate, total_steps=cfg.steps)
-        self.net.train()
-        for step in range(cfg.steps):
+
+        def batch_loss(step: int) -> torch.Tensor:
             idx = rng.integers(0, len(images), cfg.batch_size)
             x = torch.from_numpy(images[idx][:, None]).to(self.device)
             y = torch.from_numpy(targets[idx]).to(self.device)
             known = ~torch.isnan(y)
-            logits = self.net(x)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits[known], y[known], reduction="sum") / known.sum().clamp_min(1)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            if step % 20 == 0 or step == cfg.steps - 1:
-                progress("training classifier", step + 1, cfg.steps)
-        self.net.eval()
+            return torch.nn.functional.binary_cross_entropy_with_logits(
+                self.net(x)[known], y[known], reduction="sum") / known.sum().clamp_min(1)
+
+        optimise(self.net, cfg.steps, cfg.learning_rate, batch_loss, progress, "training classifier", "one_cycle")
         save_checkpoint(path, self.net, self.arch)
 
     @torch.no_grad()

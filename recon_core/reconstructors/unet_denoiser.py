@@ -19,6 +19,7 @@ from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import Reconstructor
 from recon_core.seeding import numpy_rng
+from recon_core.training import optimise
 
 
 class _Residual(torch.nn.Module):
@@ -66,23 +67,16 @@ class UNetDenoiser(Reconstructor):
         levels = self.config.physics.levels
         rng = numpy_rng(self.config.seed, "unet-train")
         torch.manual_seed(int(rng.integers(2**31)))
-        optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, cfg.steps)
-        self.net.train()
-        for step in range(cfg.steps):
+
+        def batch_loss(step: int) -> torch.Tensor:
             idx = rng.integers(0, len(clean), cfg.batch_size)
             target = torch.from_numpy(clean[idx][:, None])
             level = float(levels[int(rng.integers(len(levels)))])
             ids = [f"train-{step}-{i}" for i in range(cfg.batch_size)]
             noisy = physics.degrade(target, level, ids).to(self.device)
-            loss = torch.nn.functional.mse_loss(self.net(noisy), target.to(self.device))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            if step % 20 == 0 or step == cfg.steps - 1:
-                progress("training unet", step + 1, cfg.steps)
-        self.net.eval()
+            return torch.nn.functional.mse_loss(self.net(noisy), target.to(self.device))
+
+        optimise(self.net, cfg.steps, cfg.learning_rate, batch_loss, progress, "training unet")
         save_checkpoint(path, self.net, self.arch)
 
     @torch.no_grad()
