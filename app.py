@@ -2,10 +2,16 @@
 
 import streamlit as st
 
+from pages.common import ROUTED, WANTED
+
 st.set_page_config(page_title="Tandem — reconstruction judged by diagnosis", page_icon="🩻", layout="wide")
 
+st.session_state[ROUTED] = True
 navigation = st.navigation([
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/overview.py", title="Overview", icon="📈"),
 ])
+wanted = st.session_state.pop(WANTED, None)
+if wanted:  # a page that was first opened outside app.py (see pages.common.ensure_routed)
+    st.switch_page(wanted)
 navigation.run()

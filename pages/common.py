@@ -10,6 +10,21 @@ import streamlit as st
 from recon_core import paths
 from recon_core.store import Store, queries
 
+ROUTED = "_routed_by_app"
+WANTED = "_wanted_page"
+
+
+def ensure_routed(page: str) -> None:
+    """Hands a page run without app.py over to app.py, which then comes back to the page.
+
+    Streamlit keeps a legacy mode for apps with a `pages/` folder: when the very first request
+    to a fresh server is a page's URL, it runs that file directly and app.py's st.navigation
+    (wide layout, page list) never runs. Going through app.py once switches the server out of it.
+    """
+    if not st.session_state.get(ROUTED):
+        st.session_state[WANTED] = page
+        st.switch_page("app.py")
+
 
 @st.cache_resource
 def get_store(path: str) -> Store:
@@ -44,6 +59,23 @@ def runs() -> pd.DataFrame:
     """Stored runs (cached until the store changes)."""
     s = store()
     return cached_runs(str(s.path), queries.data_version(s))
+
+
+def multiselect_growing(label: str, options: list, key: str, **kwargs) -> list:
+    """A sidebar multiselect that keeps the user's choice but adds options that appear later.
+
+    While a build runs, new reconstructors and levels land; they join the selection unless the
+    user had already seen and removed them.
+    """
+    seen_key = f"_{key}_seen"
+    seen = st.session_state.get(seen_key)
+    if key in st.session_state:
+        kept = [o for o in st.session_state[key] if o in options]
+        fresh = [o for o in options if seen is not None and o not in seen]
+        st.session_state[key] = kept + fresh
+    st.session_state[seen_key] = list(options)
+    return st.sidebar.multiselect(label, options, default=None if key in st.session_state else options,
+                                  key=key, **kwargs)
 
 
 def pick_run(frame: pd.DataFrame) -> pd.Series | None:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.common import runs, store
+from pages.common import ensure_routed, runs, store
 from recon_core import paths
-from recon_core.progress import read_progress
+from recon_core.progress import read_progress, write_progress
 
 ROOT = Path(__file__).resolve().parent.parent
+ensure_routed("pages/home.py")
 
 
 def _build_running() -> dict | None:
@@ -33,9 +34,11 @@ def _start_build() -> None:
     log = paths.cache_dir() / "demo-build.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
-        subprocess.Popen([sys.executable, "-m", "recon_core", "demo", "--store", str(store().path),
-                          "--progress-file", str(paths.progress_path())],
-                         cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        child = subprocess.Popen([sys.executable, "-m", "recon_core", "demo", "--store", str(store().path),
+                                  "--progress-file", str(paths.progress_path())],
+                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    # Recorded at once, so the rerun below already sees a build running (no second click).
+    write_progress(paths.progress_path(), "starting", 0, 1, pid=child.pid)
 
 
 def build_status() -> None:

@@ -6,11 +6,20 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages.common import cached_aggregates, cached_examples, pick_run, runs, store
+from pages.common import (
+    cached_aggregates,
+    cached_examples,
+    ensure_routed,
+    multiselect_growing,
+    pick_run,
+    runs,
+    store,
+)
 from recon_core import plots
 from recon_core.store import CLEAN, queries
 
 ATTRIBUTES = {"sex": "Sex", "age_band": "Age band"}
+ensure_routed("pages/overview.py")
 
 st.title("Overview")
 run = pick_run(runs())
@@ -43,15 +52,16 @@ all_levels = sorted(agg.loc[agg.reconstructor != CLEAN, "level"].unique(), rever
 if not recon_names:
     st.info("Only the clean baseline has landed so far; reconstructors follow.")
     st.stop()
-chosen = st.sidebar.multiselect("Reconstructors", recon_names, default=recon_names, key="reconstructors")
-levels = st.sidebar.multiselect("Noise levels", all_levels, default=all_levels, key="levels",
-                                format_func=lambda v: f"{v:g}")
+chosen = multiselect_growing("Reconstructors", recon_names, key="reconstructors")
+levels = multiselect_growing("Noise levels", all_levels, key="levels", format_func=lambda v: f"{v:g}")
 if not chosen or not levels:
     st.warning("Pick at least one reconstructor and one level in the sidebar.")
     st.stop()
 if run.status == "running":
-    st.caption(f"Run status: **running** — showing the {version.split('|')[0]} cells finished so far; "
-               "this page refreshes as more land.")
+    st.caption(
+        f"Run status: **running** — showing the {version.split('|')[0]} cells finished so far; "
+        "this page refreshes as more land."
+    )
 elif run.status != "done":
     st.caption(f"Run status: **{run.status}** — {run.message or ''}")
 
@@ -64,49 +74,83 @@ def overall(frame: pd.DataFrame, metric: str, label: str = "") -> pd.DataFrame:
 
 
 left, right = st.columns(2)
-left.plotly_chart(plots.metric_vs_level(overall(view, "psnr"), "psnr", "Image quality: PSNR",
-                                        "PSNR (dB)", level_label), width="stretch")
+left.plotly_chart(
+    plots.metric_vs_level(overall(view, "psnr"), "psnr", "Image quality: PSNR", "PSNR (dB)", level_label),
+    width="stretch",
+)
 base = overall(clean, "auroc", "mean")
-right.plotly_chart(plots.metric_vs_level(overall(view, "auroc", "mean"), "auroc", "Task: mean AUROC",
-                                         "mean AUROC", level_label, base.iloc[0] if len(base) else None),
-                   width="stretch")
-st.caption("Shaded bands and brackets are 95 % bootstrap intervals over test images. "
-           "The dashed line is the same classifier on the clean images.")
+right.plotly_chart(
+    plots.metric_vs_level(
+        overall(view, "auroc", "mean"),
+        "auroc",
+        "Task: mean AUROC",
+        "mean AUROC",
+        level_label,
+        base.iloc[0] if len(base) else None,
+    ),
+    width="stretch",
+)
+st.caption(
+    "Shaded bands and brackets are 95 % bootstrap intervals over test images. "
+    "The dashed line is the same classifier on the clean images."
+)
 
 st.header("Subgroups")
 attribute = st.radio("Attribute", list(ATTRIBUTES), format_func=ATTRIBUTES.get, horizontal=True, key="attribute")
 if st.session_state.get("level") not in levels:
     st.session_state.pop("level", None)
-level = st.select_slider("Level", options=sorted(levels), value=min(levels), key="level",
-                         format_func=lambda v: f"{v:g} {run.level_unit}")
+level = st.select_slider(
+    "Level", options=sorted(levels), value=min(levels), key="level", format_func=lambda v: f"{v:g} {run.level_unit}"
+)
 at_level = pd.concat([clean, view[view.level == level]])
 a, b = st.columns(2)
 tpr = at_level[(at_level.metric == "tpr") & (at_level.label == "mean") & (at_level.attribute == attribute)]
-a.plotly_chart(plots.group_forest(tpr, f"Sensitivity (TPR, mean over findings) by {ATTRIBUTES[attribute].lower()}",
-                                  "TPR at the fixed threshold"), width="stretch")
-gaps = at_level[at_level.metric.isin(["eo_gap", "eodd"]) & (at_level.label == "mean")
-                & (at_level.attribute == attribute)]
-b.plotly_chart(plots.gap_bars(gaps, f"Fairness gaps by {ATTRIBUTES[attribute].lower()} at {level:g}"),
-               width="stretch")
+a.plotly_chart(
+    plots.group_forest(
+        tpr, f"Sensitivity (TPR, mean over findings) by {ATTRIBUTES[attribute].lower()}", "TPR at the fixed threshold"
+    ),
+    width="stretch",
+)
+gaps = at_level[
+    at_level.metric.isin(["eo_gap", "eodd"]) & (at_level.label == "mean") & (at_level.attribute == attribute)
+]
+b.plotly_chart(plots.gap_bars(gaps, f"Fairness gaps by {ATTRIBUTES[attribute].lower()} at {level:g}"), width="stretch")
 gap_curve = view[(view.metric == "eo_gap") & (view.label == "mean") & (view.attribute == attribute)]
 gap_base = clean[(clean.metric == "eo_gap") & (clean.label == "mean") & (clean.attribute == attribute)]
-st.plotly_chart(plots.metric_vs_level(gap_curve, "eo_gap", f"Equal-opportunity gap by {ATTRIBUTES[attribute].lower()}",
-                                      "max − min TPR", level_label, gap_base.iloc[0] if len(gap_base) else None),
-                width="stretch")
+st.plotly_chart(
+    plots.metric_vs_level(
+        gap_curve,
+        "eo_gap",
+        f"Equal-opportunity gap by {ATTRIBUTES[attribute].lower()}",
+        "max − min TPR",
+        level_label,
+        gap_base.iloc[0] if len(gap_base) else None,
+    ),
+    width="stretch",
+)
 
-added = view[(view.level == level) & view.metric.isin(["auroc_added", "eo_gap_added", "eodd_added"])
-             & (view.label == "mean") & (view.attribute.isin(["all", attribute])) & (view.grp.isin(["all", ""]))]
+added = view[
+    (view.level == level)
+    & view.metric.isin(["auroc_added", "eo_gap_added", "eodd_added"])
+    & (view.label == "mean")
+    & (view.attribute.isin(["all", attribute]))
+    & (view.grp.isin(["all", ""]))
+]
 table = added.assign(
-    value=[f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in zip(added.estimate, added.ci_low, added.ci_high,
-                                                                    strict=True)],
+    value=[
+        f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        for e, lo, hi in zip(added.estimate, added.ci_low, added.ci_high, strict=True)
+    ],
     excludes_zero=(added.ci_low > 0) | (added.ci_high < 0),
 )[["reconstructor", "metric", "value", "excludes_zero"]]
 st.subheader("Added by reconstruction (reconstructed − clean, paired)")
 st.dataframe(table.rename(columns={"excludes_zero": "95 % CI excludes 0"}), hide_index=True, width="stretch")
 small = at_level[(at_level.attribute == attribute) & at_level.estimate.isna() & (at_level.metric == "tpr")]
 if len(small):
-    st.caption("Groups without an estimate (too small or a single class): "
-               + ", ".join(sorted({f"{g} (n={n})" for g, n in zip(small.grp, small.n, strict=True)})))
+    st.caption(
+        "Groups without an estimate (too small or a single class): "
+        + ", ".join(sorted({f"{g} (n={n})" for g, n in zip(small.grp, small.n, strict=True)}))
+    )
 
 st.header(f"Example images at {level:g} {run.level_unit}")
 clean_examples = cached_examples(str(s.path), key, CLEAN, 0.0, version)
@@ -128,7 +172,8 @@ for recon in chosen:
     if len(panels) == 1:
         panels.append((f"degraded ({level:g})", ex[ex.kind == "degraded"].pixels.iloc[0], "image"))
     pixels = ex[ex.kind == "reconstructed"].pixels.iloc[0]
-    panels.append((recon, pixels, "image"))
+    if recon != "none":  # `none` returns the degraded image, already shown
+        panels.append((recon, pixels, "image"))
     errors.append((f"|{recon} − clean|", np.abs(pixels - clean_pixels), "error"))
 st.plotly_chart(plots.image_grid(panels + errors, columns=len(panels)), width="stretch")
 scores = queries.image_scores(s, key, image_id)

@@ -28,7 +28,7 @@ def metric_vs_level(agg: pd.DataFrame, metric: str, title: str, y_label: str, le
         x = rows["level"].to_numpy()
         fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
                                  y=np.concatenate([rows.ci_high.to_numpy(), rows.ci_low.to_numpy()[::-1]]),
-                                 fill="toself", fillcolor=_rgba(colour, 0.18), line=dict(width=0),
+                                 fill="toself", fillcolor=_rgba(colour, 0.18), line=dict(width=0), mode="lines",
                                  hoverinfo="skip", showlegend=False, legendgroup=recon))
         fig.add_trace(go.Scatter(x=x, y=rows.estimate, mode="lines+markers", name=recon, legendgroup=recon,
                                  line=dict(color=colour),
@@ -37,8 +37,10 @@ def metric_vs_level(agg: pd.DataFrame, metric: str, title: str, y_label: str, le
                                                " [%{customdata[0]:.3f}, %{customdata[1]:.3f}]<extra></extra>"))
     if baseline is not None and not np.isnan(baseline.estimate):
         fig.add_hline(y=baseline.estimate, line_dash="dash", line_color="gray",
-                      annotation_text=f"clean images {baseline.estimate:.3f}", annotation_position="bottom left")
-    fig.update_xaxes(type="log", autorange="reversed", title=f"{level_label} (lower = noisier)")
+                      annotation_text=f"clean images {baseline.estimate:.3f}", annotation_position="top left")
+    ticks = sorted(agg["level"].unique())
+    fig.update_xaxes(type="log", autorange="reversed", title=f"{level_label} (lower = noisier)",
+                     tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     fig.update_yaxes(title=y_label)
     fig.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=50, b=10), legend_title="reconstructor")
     return fig

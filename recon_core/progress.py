@@ -16,16 +16,21 @@ def silent(stage: str, done: int, total: int) -> None:
     """A progress callback that reports nothing."""
 
 
-def file_reporter(path: str | Path, also: Progress | None = None) -> Progress:
-    """Writes the latest (stage, done, total) to a JSON file another process can poll."""
+def write_progress(path: str | Path, stage: str, done: int, total: int, pid: int | None = None) -> None:
+    """Atomically records (stage, done, total) and the working process's pid."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"stage": stage, "done": done, "total": total, "time": time.time(),
+                               "pid": os.getpid() if pid is None else pid}))
+    tmp.replace(path)
+
+
+def file_reporter(path: str | Path, also: Progress | None = None) -> Progress:
+    """Writes the latest (stage, done, total) to a JSON file another process can poll."""
 
     def report(stage: str, done: int, total: int) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"stage": stage, "done": done, "total": total,
-                                   "time": time.time(), "pid": os.getpid()}))
-        tmp.replace(path)
+        write_progress(path, stage, done, total)
         if also is not None:
             also(stage, done, total)
 

@@ -100,7 +100,8 @@ def examples(store: Store, key: str, reconstructor: str, level: float) -> pd.Dat
 def data_version(store: Store, key: str | None = None) -> str:
     """Changes whenever results land: a cheap token for invalidating cached page queries."""
     if key is None:
-        df = store.query("SELECT count(*), max(updated_at) FROM runs")
+        df = store.query("""SELECT (SELECT count(*) FROM runs), (SELECT max(updated_at) FROM runs),
+                                   (SELECT count(*) FROM cells WHERE status = 'done')""")
     else:
         df = store.query("""SELECT count(*) FILTER (WHERE status = 'done'), max(finished_at) FROM cells
                             WHERE config_hash = ?""", [key])
