@@ -27,7 +27,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 bench: install  ## sweep throughput vs bare model forward passes
-	$(PY) benchmarks/sweep_throughput.py
+	$(PY) -m benchmarks.sweep_throughput
 
 clean:
 	rm -rf data/cache

@@ -4,7 +4,7 @@ The sweep does more than the models: physics (Poisson draws per image), image me
 tensors, and the classical denoiser's CPU loop. Both numbers come from the same batches in one
 run, so their ratio says where time goes. Weights are untrained: speed does not depend on them.
 
-    python benchmarks/sweep_throughput.py [--config configs/demo.yaml] [--images 256] [--device auto]
+    python -m benchmarks.sweep_throughput [--config configs/demo.yaml] [--images 256] [--device auto]
 """
 
 from __future__ import annotations

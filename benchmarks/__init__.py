@@ -1,0 +1,1 @@
+"""Speed and scale measurements; run as modules from the repository root."""
