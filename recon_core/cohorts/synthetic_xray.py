@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from recon_core.cohorts.base import Cohort, assign_splits
 from recon_core.cohorts.chest_anatomy import Template, template_for
-from recon_core.cohorts.demographics import CohortError, age_band
+from recon_core.cohorts.demographics import CohortError, age_band, require_varied
 from recon_core.config import CohortConfig
 from recon_core.progress import Progress, silent
 from recon_core.seeding import numpy_rng
@@ -129,6 +129,7 @@ def render_subject(template: Template, row: pd.Series, seed: int) -> np.ndarray:
 def generate_cohort(config: CohortConfig, seed: int, progress: Progress = silent) -> Cohort:
     """The embedded synthetic chest X-ray cohort, deterministic per seed."""
     subjects = sample_subjects(config, seed)
+    require_varied(subjects, ["sex", "age_band"], f"synthetic cohort (n={config.n_subjects})")
     template = template_for(config.anatomy, config.image_size)
     images = np.empty((len(subjects), config.image_size, config.image_size), np.float32)
     for i, (_, row) in enumerate(subjects.iterrows()):
