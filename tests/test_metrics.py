@@ -50,12 +50,13 @@ def test_vectorised_bootstrap_auroc_matches_sklearn_on_same_indices():
     targets[rng.random(n) < 0.05] = np.nan
     scores = np.round(targets * 0.3 + rng.random(n), 2)  # rounding creates ties
     group = rng.random(n) < 0.5
-    idx = bs.resample_indices(n, 50, rng)
-    fast = bs.auroc(scores, np.nan_to_num(targets, nan=np.nan), idx, group)
-    for r in range(idx.shape[0]):
-        sel = idx[r][group[idx[r]] & ~np.isnan(targets[idx[r]])]
-        expected = roc_auc_score(targets[sel], scores[sel])
-        assert fast[r] == pytest.approx(expected, abs=1e-9)
+    idx = np.concatenate([np.arange(n)[None], rng.integers(0, n, size=(50, n))])
+    weights = bs.indices_to_weights(idx)
+    for case_scores in (scores, scores + rng.random(n) * 1e-3):  # with ties, then without
+        fast = bs.auroc(case_scores, targets, weights, group)
+        for r in range(idx.shape[0]):
+            sel = idx[r][group[idx[r]] & ~np.isnan(targets[idx[r]])]
+            assert fast[r] == pytest.approx(roc_auc_score(targets[sel], case_scores[sel]), abs=1e-9)
 
 
 def test_vectorised_rates_and_mean_match_loops():
@@ -65,19 +66,43 @@ def test_vectorised_rates_and_mean_match_loops():
     decisions = rng.random(n) < 0.5
     values = rng.normal(size=n)
     mask = rng.random(n) < 0.6
-    idx = bs.resample_indices(n, 20, rng)
-    tpr = bs.rate(decisions, targets, True, idx, mask)
-    means = bs.mean(values, idx, mask)
-    for r in range(idx.shape[0]):
-        sel = idx[r][mask[idx[r]]]
+    weights = bs.resample_weights(n, 20, rng)
+    tpr = bs.rate(decisions, targets, True, weights, mask)
+    ppv = bs.ppv(decisions, targets, weights, mask)
+    means = bs.mean(values, weights, mask)
+    for r, picked in enumerate(bs.weights_to_indices(weights)):
+        sel = picked[mask[picked]]
         pos = sel[targets[sel] == 1]
         assert tpr[r] == pytest.approx(decisions[pos].mean())
+        assert ppv[r] == pytest.approx(targets[sel[decisions[sel]]].mean())
         assert means[r] == pytest.approx(values[sel].mean())
 
 
+def test_calibration_error_matches_a_direct_computation():
+    rng = np.random.default_rng(3)
+    scores = rng.random(500)
+    targets = (rng.random(500) < scores ** 2).astype(float)  # over-confident scores
+    weights = bs.resample_weights(500, 5, rng)
+    ece = bs.calibration_error(scores, targets, weights, np.ones(500, bool))
+    for r, picked in enumerate(bs.weights_to_indices(weights)):
+        s, y = scores[picked], targets[picked]
+        bins = np.minimum((s * 10).astype(int), 9)
+        direct = sum(np.mean(bins == b) * abs(s[bins == b].mean() - y[bins == b].mean())
+                     for b in range(10) if np.any(bins == b))
+        assert ece[r] == pytest.approx(direct)
+    assert ece[0] > 0.05
+
+
+def test_two_sided_p_value():
+    assert bs.two_sided_p(np.full(999, 0.3)) == pytest.approx(2 / 1000)
+    assert bs.two_sided_p(np.linspace(-1, 1, 1001)) == pytest.approx(1.0)
+    assert np.isnan(bs.two_sided_p(np.array([np.nan])))
+
+
 def test_identity_row_and_spread():
-    idx = bs.resample_indices(5, 3, np.random.default_rng(0))
-    np.testing.assert_array_equal(idx[0], np.arange(5))
+    weights = bs.resample_weights(5, 3, np.random.default_rng(0))
+    np.testing.assert_array_equal(weights[0], np.ones(5))
+    assert (weights[1:].sum(1) == 5).all()
     per_group = np.array([[0.5, np.nan, 0.2], [0.8, 0.4, np.nan], [0.6, np.nan, np.nan]])
     gap = bs.spread(per_group)
     assert gap[0] == pytest.approx(0.3) and np.isnan(gap[1]) and np.isnan(gap[2])

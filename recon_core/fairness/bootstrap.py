@@ -1,52 +1,104 @@
-"""Vectorised bootstrap statistics over a matrix of resample indices.
+"""Vectorised bootstrap statistics over a matrix of resample weights.
 
-Row 0 of every index matrix is the identity (the point estimate); rows 1… are resamples.
+A resample drawn with replacement is a vector of multiplicities (how often each image was
+drawn); row 0 of every weight matrix is all ones (the point estimate) and rows 1… are the
+resamples. Statistics then become matrix–vector products, and AUROC a weighted Mann–Whitney
+count over scores sorted once, instead of one sort per resample.
+
 Hand-written because scikit-learn scores one sample per call: a Python loop over 1000
-resamples × groups × labels would dominate every sweep. Each function agrees with its
-scikit-learn counterpart on the same indices (tested).
+resamples × groups × labels would dominate every sweep (benchmarks/bootstrap_speed.py
+measures both on the same resamples; tests check agreement with scikit-learn).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 
-def resample_indices(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """(1 + n_resamples, n) indices: the identity row, then resamples with replacement."""
-    identity = np.arange(n)[None]
-    return np.concatenate([identity, rng.integers(0, n, size=(n_resamples, n))])
+def indices_to_weights(idx: np.ndarray) -> np.ndarray:
+    """(R, n) multiplicities from (R, n) resample indices: the same resamples, as weights.
+
+    float32 holds every count exactly (they never exceed n); sums that could lose precision
+    are accumulated in float64.
+    """
+    rows, n = idx.shape
+    flat = (np.arange(rows)[:, None] * n + idx).ravel()
+    return np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float32)
 
 
-def mean(values: np.ndarray, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(R,) mean of values over the masked rows of each resample (NaN values ignored)."""
-    v, w = values[idx], mask[idx] & ~np.isnan(values[idx])
-    count = w.sum(1)
+def weights_to_indices(weights: np.ndarray) -> list[np.ndarray]:
+    """The image indices of each resample (each image repeated as often as it was drawn)."""
+    return [np.repeat(np.arange(weights.shape[1]), row.astype(np.int64)) for row in weights]
+
+
+def resample_weights(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(1 + n_resamples, n) weights: all ones (the point estimate), then resamples with replacement."""
+    idx = rng.integers(0, n, size=(n_resamples, n))
+    return np.concatenate([np.ones((1, n), np.float32), indices_to_weights(idx)])
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, np.where(w, v, 0).sum(1) / count, np.nan)
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-def auroc(scores: np.ndarray, targets: np.ndarray, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(R,) AUROC (Mann–Whitney U, ties averaged) within the masked rows of each resample."""
-    t = targets[idx]
-    valid = mask[idx] & ~np.isnan(t)
-    # Excluded rows rank above every valid score, so valid ranks are exactly their own ranks.
-    ranks = rankdata(np.where(valid, scores[idx], np.inf), axis=1)
-    pos, neg = valid & (t == 1), valid & (t == 0)
-    n_pos, n_neg = pos.sum(1), neg.sum(1)
-    u = np.where(pos, ranks, 0).sum(1) - n_pos * (n_pos + 1) / 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+def mean(values: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(R,) weighted mean of values over the masked rows (NaN values ignored)."""
+    use = mask & ~np.isnan(values)
+    total = weights.astype(np.float64) @ np.where(use, values, 0.0) if weights.dtype != np.float64 else \
+        weights @ np.where(use, values, 0.0)
+    return _ratio(total, weights @ use.astype(weights.dtype))
 
 
-def rate(decisions: np.ndarray, targets: np.ndarray, positive: bool, idx: np.ndarray,
+def rate(decisions: np.ndarray, targets: np.ndarray, positive: bool, weights: np.ndarray,
          mask: np.ndarray) -> np.ndarray:
-    """(R,) TPR (positive=True) or FPR (positive=False) within the masked rows of each resample."""
-    t = targets[idx]
-    cls = mask[idx] & (t == (1 if positive else 0))
-    count = cls.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, (decisions[idx] & cls).sum(1) / count, np.nan)
+    """(R,) TPR (positive=True) or FPR (positive=False) within the masked rows."""
+    cls = (mask & (targets == (1 if positive else 0))).astype(weights.dtype)
+    return _ratio(weights @ (cls * decisions), weights @ cls)  # integer counts: exact in float32
+
+
+def ppv(decisions: np.ndarray, targets: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(R,) positive predictive value within the masked rows (unknown labels excluded)."""
+    flagged = (mask & decisions & ~np.isnan(targets)).astype(weights.dtype)
+    return _ratio(weights @ (flagged * (targets == 1)), weights @ flagged)
+
+
+def auroc(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(R,) AUROC within the masked rows: weighted Mann–Whitney U, ties counted one half."""
+    valid = np.flatnonzero(mask & ~np.isnan(targets))
+    if valid.size == 0:
+        return np.full(weights.shape[0], np.nan)
+    order = valid[np.argsort(scores[valid], kind="stable")]
+    is_pos = (targets[order] == 1).astype(weights.dtype)
+    n_pos = weights @ np.bincount(order, is_pos, weights.shape[1]).astype(weights.dtype)
+    n_neg = weights @ np.bincount(order, 1 - is_pos, weights.shape[1]).astype(weights.dtype)
+    w = weights[:, order]
+    pos = w * is_pos
+    neg = w - pos
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(scores[order])) + 1])
+    if starts.size < order.size:  # tied scores: pool each run of equal scores, ties count one half
+        pos, neg = np.add.reduceat(pos, starts, axis=1), np.add.reduceat(neg, starts, axis=1)
+        below = np.cumsum(neg, axis=1) - 0.5 * neg
+    else:  # no ties: a positive's own column holds no negatives
+        below = np.cumsum(neg, axis=1)
+    wins = (pos * below).sum(1, dtype=np.float64)  # exact integer (or half-integer) counts
+    return _ratio(wins, n_pos.astype(np.float64) * n_neg)
+
+
+def calibration_error(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray, mask: np.ndarray,
+                      bins: int = 10) -> np.ndarray:
+    """(R,) expected calibration error: Σ_b (n_b / n)·|mean score − observed rate| over equal-width bins."""
+    use = mask & ~np.isnan(targets)
+    bin_of = np.minimum((scores * bins).astype(int), bins - 1)
+    w = weights.astype(np.float64)
+    total = w @ use.astype(np.float64)
+    error = np.zeros(weights.shape[0])
+    for b in range(bins):  # a loop over 10 bins, never over resamples
+        in_bin = (use & (bin_of == b)).astype(np.float64)
+        count = w @ in_bin
+        gap = np.abs(w @ (in_bin * (scores - np.nan_to_num(targets))))
+        error += np.where(count > 0, gap, 0.0)  # |Σ(score − y)| per bin = n_b·|mean score − rate|
+    return _ratio(error, total)
 
 
 def spread(per_group: np.ndarray) -> np.ndarray:
@@ -66,3 +118,13 @@ def interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(finite, [tail, 100 - tail])
     return float(lo), float(hi)
+
+
+def two_sided_p(samples: np.ndarray) -> float:
+    """Bootstrap p-value for 'the statistic ≠ 0': twice the smaller tail mass at 0, with +1 smoothing."""
+    finite = samples[~np.isnan(samples)]
+    if finite.size == 0:
+        return float("nan")
+    below = (1 + np.sum(finite <= 0)) / (1 + finite.size)
+    above = (1 + np.sum(finite >= 0)) / (1 + finite.size)
+    return float(min(1.0, 2 * min(below, above)))

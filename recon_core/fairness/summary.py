@@ -80,7 +80,7 @@ def summarise_cell(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[s
         if not np.array_equal(clean["image_id"].to_numpy(), rows["image_id"].to_numpy()):
             raise ValueError("clean and reconstructed rows cover different images; cannot pair them")
     n = len(rows)
-    idx = bs.resample_indices(n, n_resamples, numpy_rng(seed, "bootstrap", n))
+    idx = bs.resample_weights(n, n_resamples, numpy_rng(seed, "bootstrap", n))
     groups = list(iter_groups(rows, attributes))
     emit = _Emitter(ci_level)
 
