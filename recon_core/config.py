@@ -43,6 +43,8 @@ class CsvSourceConfig:
     labels: tuple[str, ...] = ("Cardiomegaly", "Pleural Effusion", "Lung Lesion")
     # Numeric sex codes are only accepted with an explicit mapping, e.g. {"0": "M", "1": "F"}.
     sex_codes: dict[str, str] | None = None
+    # Further categorical columns to form groups by (e.g. race); list them in evaluation.attributes too.
+    extra_attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class EvaluationConfig:
     batch_size: int = 32
     n_examples: int = 6  # test images whose pixels are stored for the dashboard
     min_group_size: int = 10
+    # Groups for fairness: columns, or intersections written 'a×b'.
+    attributes: tuple[str, ...] = ("sex", "age_band", "sex×age_band")
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,12 @@ def validate(config: StudyConfig) -> StudyConfig:
         raise ConfigError(f"cohort.image_size: {config.cohort.image_size} must be within 32–256")
     if config.cohort.source == "csv" and config.cohort.csv is None:
         raise ConfigError("cohort.csv: source 'csv' needs csv_path and image_root")
+    known = {"sex", "age_band"} | set(config.cohort.csv.extra_attributes if config.cohort.csv else ())
+    for attribute in config.evaluation.attributes:
+        unknown = [part for part in attribute.split("×") if part not in known]
+        if unknown:
+            raise ConfigError(f"evaluation.attributes: {attribute!r} names unknown column {unknown[0]!r}; "
+                              f"known: {sorted(known)} (add real-data columns to cohort.csv.extra_attributes)")
     from recon_core.reconstructors.registry import available
 
     for name in config.reconstructors.names:

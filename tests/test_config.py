@@ -45,3 +45,8 @@ def test_unknown_reconstructor_is_rejected():
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_unknown_fairness_attribute_is_named():
+    with pytest.raises(ConfigError, match=r"'sex×race' names unknown column 'race'"):
+        from_dict({"evaluation": {"attributes": ["sex", "sex×race"]}})

@@ -89,3 +89,16 @@ def test_bad_age_is_named(tmp_path):
     root = make_dataset(tmp_path, ["M", "F", "M"], ages=[40, "forty", 70])
     with pytest.raises(CohortError, match=r"'Age' row 1: invalid age 'forty'"):
         load_csv_cohort(config(root), seed=0)
+
+
+def test_extra_attributes_are_carried(tmp_path):
+    root = make_dataset(tmp_path, ["M", "F", "M", "F"])
+    table = pd.read_csv(root / "labels.csv")
+    table["Race"] = ["A", "B", "B", "A"]
+    table.to_csv(root / "labels.csv", index=False)
+    cohort = load_csv_cohort(config(root, extra_attributes=("Race",)), seed=0)
+    assert cohort.subjects["Race"].tolist() == ["A", "B", "B", "A"]
+    table.loc[2, "Race"] = None
+    table.to_csv(root / "labels.csv", index=False)
+    with pytest.raises(CohortError, match=r"'Race' row 2: missing value"):
+        load_csv_cohort(config(root, extra_attributes=("Race",)), seed=0)

@@ -90,3 +90,41 @@ def test_paired_added_interval_is_tighter_than_unpaired_difference():
 def test_missing_attribute_is_named():
     with pytest.raises(GroupError, match="attribute 'race' is not a column"):
         summarise_cell(rows_frame(), ["a", "b"], {"a": 0.5, "b": 0.5}, attributes=("race",), n_resamples=10)
+
+
+def test_benjamini_hochberg_against_a_hand_checked_example():
+    from recon_core.fairness.multiple_testing import q_values
+
+    # p sorted: 0.01, 0.02, 0.03, 0.04, 0.2 (m = 5): raw p·m/rank = 0.05, 0.05, 0.05, 0.05, 0.2;
+    # monotone from the top gives the same. A second metric is its own family; NaN is not a test.
+    tests = pd.DataFrame({"metric": ["a"] * 5 + ["b", "b", "b"],
+                          "p_value": [0.03, 0.01, 0.2, 0.04, 0.02, 0.04, 0.01, np.nan]})
+    q = q_values(tests)
+    np.testing.assert_allclose(q[:5], [0.05, 0.05, 0.2, 0.05, 0.05])
+    np.testing.assert_allclose(q[5:7], [0.04, 0.02])
+    assert np.isnan(q[7])
+
+
+def test_intersections_and_worst_group():
+    frame = rows_frame(400)
+    summary = summarise_cell(frame, ["a", "b"], {"a": 0.5, "b": 0.5}, n_resamples=50,
+                             attributes=("sex", "sex×age_band"))
+    groups = set(summary[summary.attribute == "sex×age_band"].grp) - {""}
+    assert groups == {"F & 60+", "F & <60", "M & 60+", "M & <60"}
+    tpr = summary[(summary.metric == "tpr") & (summary.label == "a") & (summary.attribute == "sex×age_band")]
+    worst = pick(summary, "worst_tpr", "a", "sex×age_band", tpr.loc[tpr.estimate.idxmin(), "grp"])
+    assert worst.estimate == tpr.estimate.min()
+    ratio = pick(summary, "tpr_ratio", "a", "sex×age_band", "").estimate
+    assert ratio == pytest.approx(tpr.estimate.min() / tpr.estimate.max())
+    fnr = pick(summary, "fnr", "a", "sex", "F").estimate
+    assert fnr == pytest.approx(1 - pick(summary, "tpr", "a", "sex", "F").estimate)
+
+
+def test_added_p_values_flag_a_real_change_only():
+    clean = rows_frame(400, seed=2)
+    same = summarise_cell(clean, ["a", "b"], {"a": 0.5, "b": 0.5}, clean=clean.copy(), n_resamples=200)
+    assert (same[same.metric.str.endswith("_added")].p_value.dropna() == 1).all()
+    worse = clean.copy()
+    worse["score:a"] = 0.8 * worse["score:a"]  # lower scores: fewer positives called at 0.5
+    changed = summarise_cell(worse, ["a", "b"], {"a": 0.5, "b": 0.5}, clean=clean, n_resamples=200)
+    assert pick(changed, "tpr_added", "a").p_value < 0.01

@@ -93,3 +93,12 @@ def test_clean_road_has_no_image_quality_but_scores(built_store):
     rows = queries.image_rows(store, key, CLEAN, 0.0)
     scores = rows[[c for c in rows.columns if c.startswith("score:")]].to_numpy()
     assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_added_bias_tests_carry_p_and_q_values(built_store):
+    store, key, _ = built_store
+    agg = queries.aggregates(store, key)
+    added = agg[agg.metric.str.endswith("_added") & agg.p_value.notna()]
+    assert len(added) > 100
+    assert added.q_value.notna().all() and (added.q_value >= added.p_value - 1e-12).all()
+    assert set(agg[agg.metric == "tpr"].attribute) == {"all", "sex", "age_band", "sex×age_band"}

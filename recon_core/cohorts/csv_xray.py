@@ -62,7 +62,7 @@ def load_csv_cohort(config: CohortConfig, seed: int, progress: Progress = silent
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise CohortError(f"{csv_path}: not a readable CSV ({exc})") from None
     needed = [spec.path_column, spec.sex_column, spec.age_column, *spec.labels]
-    needed += [c for c in (spec.subject_column, spec.split_column) if c]
+    needed += [c for c in (spec.subject_column, spec.split_column) if c] + list(spec.extra_attributes)
     missing = [c for c in needed if c not in table.columns]
     if missing:
         raise CohortError(f"{source}: missing column(s) {missing}; found {list(table.columns)}")
@@ -82,7 +82,12 @@ def load_csv_cohort(config: CohortConfig, seed: int, progress: Progress = silent
         subjects["split"] = assign_splits(subjects["subject_id"].to_numpy(), config.split_fractions,
                                           numpy_rng(seed, "splits", source))
     subjects = pd.concat([subjects, _labels(table, spec.labels, source)], axis=1)
-    require_varied(subjects, ["sex", "age_band"], source)
+    for column in spec.extra_attributes:
+        empty = table[column].isna()
+        if empty.any():
+            raise CohortError(f"{source}: column {column!r} row {table.index[empty.to_numpy()][0]}: missing value")
+        subjects[column] = table[column].astype(str).str.strip().to_numpy()
+    require_varied(subjects, ["sex", "age_band", *spec.extra_attributes], source)
     if subjects["image_id"].duplicated().any():
         dup = subjects["image_id"][subjects["image_id"].duplicated()].iloc[0]
         raise CohortError(f"{source}: image path {dup!r} listed twice")

@@ -1,8 +1,11 @@
-"""Summaries of one sweep cell with bootstrap CIs: quality, AUROC, TPR/FPR per group, gaps, added bias.
+"""Summaries of one sweep cell with bootstrap CIs: quality, task metrics per group, gaps, added bias.
 
-"Added by reconstruction" = metric on reconstructed images − metric on the clean images, with
-the same resampled images on both sides (paired), so the interval reflects the reconstruction,
-not the sampling of patients. Groups under `min_group_size` report NaN and their size.
+Per group: AUROC, TPR, FPR, FNR (underdiagnosis), PPV and calibration error (ECE) per label
+and their mean over labels; PSNR/SSIM/NMSE. Per attribute: max − min gap and min/max ratio of
+each, the worst group, the equal-opportunity gap (ΔTPR) and equalized-odds gap
+(½[ΔTPR + ΔFPR]). "Added by reconstruction" = metric on reconstructed images − metric on the
+clean images with the same resampled images on both sides (paired), with a two-sided
+bootstrap p-value. Groups under `min_group_size` report NaN and their size.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from recon_core.fairness.groups import iter_groups
 from recon_core.seeding import numpy_rng
 
 IMAGE_METRICS = ("psnr", "ssim", "nmse")
-COLUMNS = ["metric", "label", "attribute", "grp", "estimate", "ci_low", "ci_high", "n", "n_pos"]
+TASK_METRICS = ("auroc", "tpr", "fpr", "fnr", "ppv", "ece")
+HIGHER_IS_WORSE = {"fpr", "fnr", "ece"}
+COLUMNS = ["metric", "label", "attribute", "grp", "estimate", "ci_low", "ci_high", "n", "n_pos", "p_value"]
+DEFAULT_ATTRIBUTES = ("sex", "age_band", "sex×age_band")
+
+Samples = dict[tuple[str, str, str, str], np.ndarray]
 
 
 def _nanmean(stack: np.ndarray) -> np.ndarray:
@@ -27,52 +35,81 @@ def _nanmean(stack: np.ndarray) -> np.ndarray:
         return np.nanmean(stack, axis=0)
 
 
+def _ratio(stack: np.ndarray) -> np.ndarray:
+    """(R,) min / max across groups; NaN unless two groups have values and the max is positive."""
+    valid = ~np.isnan(stack)
+    hi = np.where(valid, stack, -np.inf).max(0)
+    lo = np.where(valid, stack, np.inf).min(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((valid.sum(0) >= 2) & (hi > 0), lo / hi, np.nan)
+
+
 class _Emitter:
     def __init__(self, ci_level: float) -> None:
         self.ci_level = ci_level
         self.rows: list[dict] = []
 
     def __call__(self, metric: str, label: str, attribute: str, grp: str, samples: np.ndarray,
-                 n: int, n_pos: int | None = None) -> None:
+                 n: int, n_pos: int | None = None, p_value: float | None = None) -> None:
         estimate = float(samples[0])
         lo, hi = bs.interval(samples[1:], self.ci_level) if not np.isnan(estimate) else (np.nan, np.nan)
         self.rows.append(dict(metric=metric, label=label, attribute=attribute, grp=grp, estimate=estimate,
-                              ci_low=lo, ci_high=hi, n=int(n), n_pos=n_pos))
+                              ci_low=lo, ci_high=hi, n=int(n), n_pos=n_pos, p_value=p_value))
 
 
 def _task_samples(scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarray, labels: Sequence[str],
-                  groups: list[tuple[str, str, np.ndarray]], idx: np.ndarray, min_size: int,
-                  attributes: Sequence[str]) -> dict[tuple[str, str, str, str], np.ndarray]:
-    """Bootstrap rows of AUROC/TPR/FPR per (label, group), their label means and per-attribute gaps."""
-    out: dict[tuple[str, str, str, str], np.ndarray] = {}
-    empty = np.full(idx.shape[0], np.nan)
+                  groups: list[tuple[str, str, np.ndarray]], weights: np.ndarray, min_size: int,
+                  attributes: Sequence[str]) -> tuple[Samples, dict[tuple[str, str, str], str]]:
+    """Bootstrap rows of each task metric per (label, group), label means, per-attribute gaps.
+
+    Also returns the worst group of each (metric, label, attribute), chosen on the point estimate.
+    """
+    out: Samples = {}
+    empty = np.full(weights.shape[0], np.nan)
     for j, label in enumerate(labels):
-        decisions = scores[:, j] >= thresholds[j]
+        s, t = scores[:, j], targets[:, j]
+        decisions = s >= thresholds[j]
         for attribute, grp, mask in groups:
-            small = attribute != "all" and mask.sum() < min_size
-            out["auroc", label, attribute, grp] = empty if small else bs.auroc(scores[:, j], targets[:, j], idx, mask)
-            out["tpr", label, attribute, grp] = empty if small else bs.rate(decisions, targets[:, j], True, idx, mask)
-            out["fpr", label, attribute, grp] = empty if small else bs.rate(decisions, targets[:, j], False, idx, mask)
-        for attribute in attributes:
-            tpr = np.stack([out["tpr", label, a, g] for a, g, _ in groups if a == attribute])
-            fpr = np.stack([out["fpr", label, a, g] for a, g, _ in groups if a == attribute])
-            out["eo_gap", label, attribute, ""] = bs.spread(tpr)
-            out["eodd", label, attribute, ""] = 0.5 * (bs.spread(tpr) + bs.spread(fpr))
-    keys = {(m, a, g) for (m, _, a, g) in out}
-    for metric, attribute, grp in keys:
+            if attribute != "all" and mask.sum() < min_size:
+                for metric in TASK_METRICS:
+                    out[metric, label, attribute, grp] = empty
+                continue
+            tpr = bs.rate(decisions, t, True, weights, mask)
+            out["auroc", label, attribute, grp] = bs.auroc(s, t, weights, mask)
+            out["tpr", label, attribute, grp] = tpr
+            out["fnr", label, attribute, grp] = 1 - tpr
+            out["fpr", label, attribute, grp] = bs.rate(decisions, t, False, weights, mask)
+            out["ppv", label, attribute, grp] = bs.ppv(decisions, t, weights, mask)
+            out["ece", label, attribute, grp] = bs.calibration_error(s, t, weights, mask)
+    for metric, attribute, grp in {(m, a, g) for (m, _, a, g) in out}:
         out[metric, "mean", attribute, grp] = _nanmean(np.stack([out[metric, lb, attribute, grp] for lb in labels]))
-    return out
+    worst: dict[tuple[str, str, str], str] = {}
+    for label in (*labels, "mean"):
+        for attribute in attributes:
+            names = [g for a, g, _ in groups if a == attribute]
+            for metric in TASK_METRICS:
+                stack = np.stack([out[metric, label, attribute, g] for g in names])
+                out[f"{metric}_gap", label, attribute, ""] = bs.spread(stack)
+                out[f"{metric}_ratio", label, attribute, ""] = _ratio(stack)
+                point = stack[:, 0]
+                if not np.all(np.isnan(point)):
+                    pick = np.nanargmax(point) if metric in HIGHER_IS_WORSE else np.nanargmin(point)
+                    worst[metric, label, attribute] = names[int(pick)]
+            out["eo_gap", label, attribute, ""] = out["tpr_gap", label, attribute, ""]
+            out["eodd", label, attribute, ""] = 0.5 * (out["tpr_gap", label, attribute, ""]
+                                                        + out["fpr_gap", label, attribute, ""])
+    return out, worst
 
 
 def summarise_cell(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[str, float], *,
-                   clean: pd.DataFrame | None = None, attributes: Sequence[str] = ("sex", "age_band"),
+                   clean: pd.DataFrame | None = None, attributes: Sequence[str] = DEFAULT_ATTRIBUTES,
                    n_resamples: int = 1000, ci_level: float = 0.95, min_group_size: int = 10,
                    seed: int = 0) -> pd.DataFrame:
     """Aggregates of one cell's per-image rows (wide: score:<label>, target:<label>, psnr, …).
 
     `clean`, when given, holds the same images on the clean road; `*_added` metrics are then
-    reported. Resample indices depend only on (seed, image count), so every cell of a study and
-    its clean baseline share them.
+    reported with p-values. Resample weights depend only on (seed, image count), so every cell
+    of a study and its clean baseline share them.
     """
     rows = rows.sort_values("image_id").reset_index(drop=True)
     if clean is not None:
@@ -80,7 +117,7 @@ def summarise_cell(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[s
         if not np.array_equal(clean["image_id"].to_numpy(), rows["image_id"].to_numpy()):
             raise ValueError("clean and reconstructed rows cover different images; cannot pair them")
     n = len(rows)
-    idx = bs.resample_weights(n, n_resamples, numpy_rng(seed, "bootstrap", n))
+    weights = bs.resample_weights(n, n_resamples, numpy_rng(seed, "bootstrap", n))
     groups = list(iter_groups(rows, attributes))
     emit = _Emitter(ci_level)
 
@@ -92,7 +129,7 @@ def summarise_cell(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[s
         per_attr: dict[str, list[np.ndarray]] = {a: [] for a in attributes}
         for attribute, grp, mask in groups:
             small = attribute != "all" and mask.sum() < min_group_size
-            samples = np.full(idx.shape[0], np.nan) if small else bs.mean(values, idx, mask)
+            samples = np.full(weights.shape[0], np.nan) if small else bs.mean(values, weights, mask)
             emit(metric, "", attribute, grp, samples, mask.sum())
             if attribute != "all":
                 per_attr[attribute].append(samples)
@@ -101,18 +138,20 @@ def summarise_cell(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[s
 
     targets = rows[[f"target:{lb}" for lb in labels]].to_numpy(dtype=float)
     thr = np.array([thresholds[lb] for lb in labels])
-    recon = _task_samples(rows[[f"score:{lb}" for lb in labels]].to_numpy(dtype=float), targets, thr,
-                          labels, groups, idx, min_group_size, attributes)
+    args = (targets, thr, labels, groups, weights, min_group_size, attributes)
+    recon, worst = _task_samples(rows[[f"score:{lb}" for lb in labels]].to_numpy(dtype=float), *args)
     base = None
     if clean is not None:
-        base = _task_samples(clean[[f"score:{lb}" for lb in labels]].to_numpy(dtype=float), targets, thr,
-                             labels, groups, idx, min_group_size, attributes)
+        base, _ = _task_samples(clean[[f"score:{lb}" for lb in labels]].to_numpy(dtype=float), *args)
     masks = {(a, g): m for a, g, m in groups}
     for (metric, label, attribute, grp), samples in sorted(recon.items()):
         mask = masks.get((attribute, grp), np.ones(n, dtype=bool))
         n_pos = None if label == "mean" else int(np.nansum(targets[mask, list(labels).index(label)] == 1))
         emit(metric, label, attribute, grp, samples, mask.sum(), n_pos)
         if base is not None:
-            emit(f"{metric}_added", label, attribute, grp, samples - base[metric, label, attribute, grp],
-                 mask.sum(), n_pos)
+            added = samples - base[metric, label, attribute, grp]
+            emit(f"{metric}_added", label, attribute, grp, added, mask.sum(), n_pos, bs.two_sided_p(added[1:]))
+    for (metric, label, attribute), grp in sorted(worst.items()):
+        mask = masks[attribute, grp]
+        emit(f"worst_{metric}", label, attribute, grp, recon[metric, label, attribute, grp], mask.sum())
     return pd.DataFrame(emit.rows, columns=COLUMNS)

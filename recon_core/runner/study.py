@@ -60,6 +60,10 @@ def _run_cell(store: Store, key: str, config: StudyConfig, models: TrainedModels
               device: torch.device, example_ids: list[str], progress: Progress) -> None:
     rows, images = models.cohort.split("test")
     recon = None if name == CLEAN else models.reconstructors[name]
+    extra = list(config.cohort.csv.extra_attributes) if config.cohort.csv else []
+    if recon is None and extra:
+        writes.write_attributes(store, key, rows.melt(id_vars="image_id", value_vars=extra,
+                                                      var_name="attribute", value_name="value"))
     stage = "clean images" if recon is None else f"{name} at {level:g} {models.physics.level_unit}"
     result = evaluate_cell(rows, images, models.cohort.labels, models.classifier, models.physics, recon,
                            level, device, config.evaluation.batch_size, example_ids, config.modality,
@@ -70,9 +74,10 @@ def _run_cell(store: Store, key: str, config: StudyConfig, models: TrainedModels
     clean = None if recon is None else queries.image_rows(store, key, CLEAN, 0.0)
     ev = config.evaluation
     summary = summarise_cell(stored, models.cohort.labels, models.thresholds, clean=clean,
-                             n_resamples=ev.n_bootstrap, ci_level=ev.ci_level,
+                             attributes=ev.attributes, n_resamples=ev.n_bootstrap, ci_level=ev.ci_level,
                              min_group_size=ev.min_group_size, seed=config.seed)
     writes.finish_cell(store, key, name, level, summary, result.seconds, len(rows) / result.seconds)
+    writes.write_q_values(store, key)
 
 
 def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: torch.device,

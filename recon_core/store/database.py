@@ -40,8 +40,14 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS aggregates (
         config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, metric VARCHAR, label VARCHAR,
         attribute VARCHAR, grp VARCHAR, estimate DOUBLE, ci_low DOUBLE, ci_high DOUBLE,
-        n INTEGER, n_pos INTEGER,
+        n INTEGER, n_pos INTEGER, p_value DOUBLE, q_value DOUBLE,
         PRIMARY KEY (config_hash, reconstructor, level, metric, label, attribute, grp))""",
+    # stores written before p/q-values existed gain the columns in place
+    "ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS p_value DOUBLE",
+    "ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS q_value DOUBLE",
+    """CREATE TABLE IF NOT EXISTS image_attributes (
+        config_hash VARCHAR, image_id VARCHAR, attribute VARCHAR, value VARCHAR,
+        PRIMARY KEY (config_hash, image_id, attribute))""",
     """CREATE TABLE IF NOT EXISTS examples (
         config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, image_id VARCHAR, kind VARCHAR,
         height INTEGER, width INTEGER, pixels BLOB,

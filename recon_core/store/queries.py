@@ -63,7 +63,7 @@ def aggregates(store: Store, key: str, metrics: list[str] | None = None) -> pd.D
         params.append(metrics)
     return _frame(store.query(sql + " ORDER BY reconstructor, level", params),
                   ["config_hash", "reconstructor", "level", "metric", "label", "attribute", "grp",
-                   "estimate", "ci_low", "ci_high", "n", "n_pos"])
+                   "estimate", "ci_low", "ci_high", "n", "n_pos", "p_value", "q_value"])
 
 
 def image_rows(store: Store, key: str, reconstructor: str, level: float) -> pd.DataFrame:
@@ -78,7 +78,12 @@ def image_rows(store: Store, key: str, reconstructor: str, level: float) -> pd.D
         return pd.DataFrame()
     wide = scores.pivot(index="image_id", columns="label", values=["score", "target"])
     wide.columns = [f"{kind}:{label}" for kind, label in wide.columns]
-    return metrics.merge(wide.reset_index(), on="image_id").sort_values("image_id").reset_index(drop=True)
+    rows = metrics.merge(wide.reset_index(), on="image_id")
+    extra = store.query("SELECT image_id, attribute, value FROM image_attributes WHERE config_hash = ?", [key])
+    if extra is not None and not extra.empty:
+        rows = rows.merge(extra.pivot(index="image_id", columns="attribute", values="value").reset_index(),
+                          on="image_id", how="left")
+    return rows.sort_values("image_id").reset_index(drop=True)
 
 
 def decode_pixels(blob: bytes) -> np.ndarray:

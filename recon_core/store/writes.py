@@ -45,6 +45,35 @@ def encode_pixels(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def write_q_values(store: Store, key: str) -> None:
+    """Recomputes the run's Benjamini–Hochberg q-values over every added-bias test stored so far."""
+    from recon_core.fairness.multiple_testing import q_values
+
+    with store.connect() as con:
+        tests = con.execute("""SELECT reconstructor, level, metric, label, attribute, grp, p_value FROM aggregates
+                               WHERE config_hash = ? AND p_value IS NOT NULL""", [key]).df()
+        if tests.empty:
+            return
+        tests["q_value"] = q_values(tests)
+        con.execute("BEGIN TRANSACTION")
+        con.register("q", tests)
+        con.execute("""UPDATE aggregates AS a SET q_value = q.q_value FROM q
+                       WHERE a.config_hash = ? AND a.reconstructor = q.reconstructor AND a.level = q.level
+                         AND a.metric = q.metric AND a.label = q.label AND a.attribute = q.attribute
+                         AND a.grp = q.grp""", [key])
+        con.execute("COMMIT")
+
+
+def write_attributes(store: Store, key: str, attributes: pd.DataFrame) -> None:
+    """Extra per-image group columns (e.g. race from a real dataset), long form, first write wins."""
+    if attributes.empty:
+        return
+    with store.connect() as con:
+        con.register("g", attributes)
+        con.execute("""INSERT INTO image_attributes SELECT ?, image_id, attribute, value FROM g
+                       ON CONFLICT DO NOTHING""", [key])
+
+
 def write_cell_rows(store: Store, key: str, reconstructor: str, level: float, metrics: pd.DataFrame,
                     scores: pd.DataFrame, examples: dict[tuple[str, str], np.ndarray]) -> None:
     """Per-image rows, per-label scores and example pixels of one cell, in one transaction."""
@@ -74,8 +103,10 @@ def finish_cell(store: Store, key: str, reconstructor: str, level: float, aggreg
     with store.connect() as con:
         con.execute("BEGIN TRANSACTION")
         con.register("a", aggregates)
-        con.execute("""INSERT INTO aggregates SELECT ?, ?, ?, metric, label, attribute, grp, estimate,
-                       ci_low, ci_high, n, n_pos FROM a ON CONFLICT DO NOTHING""", [key, reconstructor, level])
+        con.execute("""INSERT INTO aggregates (config_hash, reconstructor, level, metric, label, attribute, grp,
+                       estimate, ci_low, ci_high, n, n_pos, p_value)
+                       SELECT ?, ?, ?, metric, label, attribute, grp, estimate, ci_low, ci_high, n, n_pos, p_value
+                       FROM a ON CONFLICT DO NOTHING""", [key, reconstructor, level])
         con.execute("""UPDATE cells SET status = 'done', seconds = ?, images_per_second = ?, finished_at = now()
                        WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
                     [seconds, images_per_second, key, reconstructor, level])
