@@ -49,6 +49,12 @@ def cached_aggregates(path: str, key: str, version: str) -> pd.DataFrame:
     return queries.aggregates(get_store(path), key)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_correlations(path: str, key: str, version: str) -> pd.DataFrame:
+    """Quality–task correlations of a run."""
+    return queries.correlations(get_store(path), key)
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_examples(path: str, key: str, reconstructor: str, level: float, version: str) -> pd.DataFrame:
     """Example pixels of one cell."""

@@ -91,3 +91,35 @@ def image_grid(panels: list[tuple[str, np.ndarray, str]], columns: int) -> go.Fi
     fig.update_yaxes(showticklabels=False, scaleanchor="x", constrain="domain")
     fig.update_layout(height=260 * rows + 40, margin=dict(l=5, r=5, t=40, b=5))
     return fig
+
+
+def added_heatmap(frame: pd.DataFrame, title: str, alpha: float = 0.05) -> go.Figure:
+    """Reconstructor × level grid of an added-bias metric; ★ marks q < alpha (BH across the run)."""
+    grid = frame.pivot_table(index="reconstructor", columns="level", values="estimate")
+    q = frame.pivot_table(index="reconstructor", columns="level", values="q_value").reindex_like(grid)
+    levels = sorted(grid.columns, reverse=True)
+    grid, q = grid[levels], q[levels]
+    text = [[("" if np.isnan(v) else f"{v:+.3f}") + (" ★" if (qq == qq and qq < alpha) else "")
+             for v, qq in zip(row_v, row_q, strict=True)] for row_v, row_q in zip(grid.values, q.values, strict=True)]
+    limit = float(np.nanmax(np.abs(grid.values))) if np.isfinite(grid.values).any() else 1.0
+    fig = go.Figure(go.Heatmap(z=grid.values, x=[f"{lv:g}" for lv in levels], y=list(grid.index), text=text,
+                               texttemplate="%{text}", colorscale="RdBu_r", zmid=0, zmin=-limit, zmax=limit,
+                               colorbar=dict(title="added"),
+                               hovertemplate="%{y} at %{x}: %{text}<extra></extra>"))
+    fig.update_xaxes(type="category", title="level (noisier to the right)")
+    fig.update_layout(title=title, height=120 + 60 * len(grid.index), margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def quality_vs_task(cells: pd.DataFrame, x_label: str, y_label: str, title: str) -> go.Figure:
+    """One point per (reconstructor, level) cell: image quality against the task metric."""
+    fig = go.Figure()
+    for i, (recon, rows) in enumerate(cells.groupby("reconstructor", sort=False)):
+        fig.add_trace(go.Scatter(x=rows.x, y=rows.y, mode="markers+text", name=recon,
+                                 text=[f"{lv:g}" for lv in rows.level], textposition="top center",
+                                 marker=dict(size=10, color=COLOURS[i % len(COLOURS)]),
+                                 error_y=dict(type="data", symmetric=False, array=rows.y_high - rows.y,
+                                              arrayminus=rows.y - rows.y_low)))
+    fig.update_layout(title=title, height=360, xaxis_title=x_label, yaxis_title=y_label,
+                      margin=dict(l=10, r=10, t=50, b=10), legend_title="reconstructor")
+    return fig

@@ -52,3 +52,25 @@ def test_overview_draws_curves_groups_and_examples(built_store, monkeypatch, att
     at.multiselect(key="reconstructors").set_value(["unet"]).run()
     assert not at.exception
     assert "Added by reconstruction" in next(h.value for h in at.subheader)
+
+
+def test_fairness_on_empty_store_says_so(tmp_path, monkeypatch):
+    at = run_page("pages/fairness.py", str(tmp_path / "empty.duckdb"), monkeypatch, str(tmp_path))
+    assert any("No results yet" in info.value for info in at.info)
+
+
+def test_fairness_page_draws_groups_added_bias_and_correlations(built_store, monkeypatch):
+    store, _, cache = built_store
+    at = run_page("pages/fairness.py", str(store.path), monkeypatch, str(cache))
+    assert len(at.get("plotly_chart")) == 3  # forest, added-bias heat map, PSNR vs AUROC
+    assert len(at.get("download_button")) == 3
+    assert "Spearman" in " ".join(at.dataframe[0].value.columns)
+    for attribute in ("age_band", "sex×age_band"):
+        at.selectbox(key="fair_attribute").set_value(attribute).run()
+        assert not at.exception
+    for metric in ("fnr", "ece", "psnr"):
+        at.selectbox(key="fair_metric").set_value(metric).run()
+        assert not at.exception
+    at.radio(key="fair_gap").set_value("eodd_added").run()
+    at.selectbox(key="fair_recon").set_value("tv").run()
+    assert not at.exception

@@ -17,6 +17,7 @@ from recon_core.cohorts import Cohort, load_cohort
 from recon_core.config import StudyConfig
 from recon_core.diagnostics import Classifier, choose_thresholds
 from recon_core.fairness import summarise_cell
+from recon_core.fairness.correlation import quality_task_correlations
 from recon_core.physics import Acquisition, build_physics
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors import Reconstructor, build_reconstructor
@@ -78,6 +79,20 @@ def _run_cell(store: Store, key: str, config: StudyConfig, models: TrainedModels
                              min_group_size=ev.min_group_size, seed=config.seed)
     writes.finish_cell(store, key, name, level, summary, result.seconds, len(rows) / result.seconds)
     writes.write_q_values(store, key)
+    if recon is not None:
+        _update_correlations(store, key, config, models)
+
+
+def _update_correlations(store: Store, key: str, config: StudyConfig, models: TrainedModels) -> None:
+    """Quality–task correlations over every reconstructed cell stored so far (from stored rows)."""
+    finished = [(r, lv) for r, lv in queries.done_cells(store, key) if r != CLEAN]
+    cells = {(r, lv): queries.image_rows(store, key, r, lv) for r, lv in sorted(finished)}
+    single = [a for a in config.evaluation.attributes if "×" not in a]
+    ev = config.evaluation
+    table = quality_task_correlations(cells, models.cohort.labels, models.thresholds, single,
+                                      n_resamples=ev.n_bootstrap, ci_level=ev.ci_level, seed=config.seed)
+    if not table.empty:
+        writes.replace_correlations(store, key, table)
 
 
 def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: torch.device,

@@ -102,6 +102,13 @@ def examples(store: Store, key: str, reconstructor: str, level: float) -> pd.Dat
     return df
 
 
+def correlations(store: Store, key: str) -> pd.DataFrame:
+    """A run's quality–task rank correlations with their intervals."""
+    return _frame(store.query("SELECT * FROM correlations WHERE config_hash = ? ORDER BY attribute, x_metric",
+                              [key]),
+                  ["config_hash", "x_metric", "y_metric", "attribute", "estimate", "ci_low", "ci_high", "n_cells"])
+
+
 def data_version(store: Store, key: str | None = None) -> str:
     """Changes whenever results land: a cheap token for invalidating cached page queries."""
     if key is None:

@@ -64,6 +64,17 @@ def write_q_values(store: Store, key: str) -> None:
         con.execute("COMMIT")
 
 
+def replace_correlations(store: Store, key: str, table: pd.DataFrame) -> None:
+    """Replaces a run's quality–task correlations (derived from all its cells, so recomputed whole)."""
+    with store.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM correlations WHERE config_hash = ?", [key])
+        con.register("c", table)
+        con.execute("""INSERT INTO correlations SELECT ?, x_metric, y_metric, attribute, estimate, ci_low, ci_high,
+                       n_cells FROM c""", [key])
+        con.execute("COMMIT")
+
+
 def write_attributes(store: Store, key: str, attributes: pd.DataFrame) -> None:
     """Extra per-image group columns (e.g. race from a real dataset), long form, first write wins."""
     if attributes.empty:

@@ -1,0 +1,98 @@
+"""Fairness: per-group metrics with CIs (clean vs reconstructed), added bias across the sweep, PSNR vs task."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import cached_aggregates, cached_correlations, ensure_routed, pick_run, runs, store
+from recon_core import plots
+from recon_core.store import CLEAN, queries
+
+ensure_routed("pages/fairness.py")
+
+METRICS = {"tpr": "Sensitivity (TPR)", "fnr": "Underdiagnosis (FNR)", "fpr": "False-positive rate (FPR)",
+           "ppv": "Precision (PPV)", "auroc": "AUROC", "ece": "Calibration error (ECE)",
+           "psnr": "PSNR (dB)", "ssim": "SSIM"}
+GAPS = {"eo_gap_added": "Equal-opportunity gap added", "eodd_added": "Equalized-odds gap added",
+        "auroc_gap_added": "AUROC gap added", "fnr_gap_added": "FNR gap added", "ece_gap_added": "ECE gap added"}
+
+
+def download(frame: pd.DataFrame, name: str, key: str) -> None:
+    st.download_button(f"Download {name} (CSV)", frame.to_csv(index=False).encode(), f"{name}.csv", "text/csv",
+                       key=key)
+
+
+st.title("Fairness")
+run = pick_run(runs())
+if run is None:
+    st.info("No results yet. Build the demo study on the Home page, or run `make demo`.")
+    st.stop()
+s = store()
+key = run.config_hash
+version = queries.data_version(s, key)
+agg = cached_aggregates(str(s.path), key, version)
+recons = [r for r in agg.reconstructor.unique() if r != CLEAN]
+if not recons or "ppv" not in set(agg.metric):
+    st.info("This run has no per-group fairness results yet (cells are still landing, or it was stored by an "
+            "older version: rebuild it to get them).")
+    st.stop()
+
+attributes = [a for a in agg.attribute.unique() if a not in ("all", "")]
+labels = sorted(set(agg.loc[agg.metric == "tpr", "label"]) - {"mean"})
+c1, c2, c3, c4, c5 = st.columns(5)
+recon = c1.selectbox("Reconstructor", recons, key="fair_recon")
+levels = sorted(agg.loc[agg.reconstructor == recon, "level"].unique(), reverse=True)
+level = c2.selectbox("Level", levels, index=len(levels) - 1, key="fair_level",
+                     format_func=lambda v: f"{v:g} {run.level_unit}")
+attribute = c3.selectbox("Attribute", attributes, key="fair_attribute")
+metric = c4.selectbox("Metric", list(METRICS), format_func=METRICS.get, key="fair_metric")
+label = c5.selectbox("Finding", ["mean", *labels], key="fair_label") if metric not in ("psnr", "ssim") else ""
+
+st.subheader(f"{METRICS[metric]} by {attribute}: clean images vs {recon} at {level:g}")
+sel = agg[(agg.metric == metric) & (agg.label == label) & (agg.attribute == attribute)
+          & (((agg.reconstructor == CLEAN) & (metric not in ("psnr", "ssim")))
+             | ((agg.reconstructor == recon) & (agg.level == level)))]
+st.plotly_chart(plots.group_forest(sel, "", METRICS[metric]), width="stretch")
+too_small = sel[sel.estimate.isna()]
+if len(too_small):
+    st.caption("No estimate (group too small or a single class): "
+               + ", ".join(sorted({f"{g} (n={n})" for g, n in zip(too_small.grp, too_small.n, strict=True)})))
+forest = sel[["reconstructor", "level", "grp", "estimate", "ci_low", "ci_high", "n", "n_pos"]]
+download(forest, f"{metric}-by-{attribute}", "dl_forest")
+
+st.subheader("Bias added by reconstruction across the sweep")
+gap = st.radio("Gap", list(GAPS), format_func=GAPS.get, horizontal=True, key="fair_gap")
+grid = agg[(agg.metric == gap) & (agg.label == (label or "mean")) & (agg.attribute == attribute)]
+st.plotly_chart(plots.added_heatmap(grid, f"{GAPS[gap]} by {attribute} (reconstructed − clean, paired); "
+                                          "★ q < 0.05 after Benjamini–Hochberg"), width="stretch")
+inherent = agg[(agg.reconstructor == CLEAN) & (agg.metric == gap.removesuffix("_added"))
+               & (agg.label == (label or "mean")) & (agg.attribute == attribute)]
+if len(inherent):
+    row = inherent.iloc[0]
+    st.caption(f"Inherent (the classifier on clean images): {row.estimate:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]")
+table = grid[["reconstructor", "level", "estimate", "ci_low", "ci_high", "p_value", "q_value"]]
+download(table, f"{gap}-by-{attribute}", "dl_added")
+
+st.subheader("Does image quality predict the task?")
+overall = agg[(agg.attribute == "all") & (agg.reconstructor != CLEAN)]
+psnr = overall[overall.metric == "psnr"][["reconstructor", "level", "estimate"]].rename(columns={"estimate": "x"})
+auroc = overall[(overall.metric == "auroc") & (overall.label == "mean")][
+    ["reconstructor", "level", "estimate", "ci_low", "ci_high"]].rename(
+    columns={"estimate": "y", "ci_low": "y_low", "ci_high": "y_high"})
+left, right = st.columns([3, 2])
+left.plotly_chart(plots.quality_vs_task(psnr.merge(auroc, on=["reconstructor", "level"]), "PSNR (dB)",
+                                        "mean AUROC", "Each cell: PSNR against mean AUROC"), width="stretch")
+corr = cached_correlations(str(s.path), key, version)
+if corr.empty:
+    right.info("Correlations need at least three reconstructed cells.")
+else:
+    shown = corr.assign(pair=corr.x_metric + " ↔ " + corr.y_metric,
+                        rho=[f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}]" for e, lo, hi in
+                             zip(corr.estimate, corr.ci_low, corr.ci_high, strict=True)])
+    right.dataframe(shown[["pair", "attribute", "rho", "n_cells"]].rename(columns={"rho": "Spearman ρ [95 % CI]"}),
+                    hide_index=True, width="stretch")
+    right.caption("Across reconstructors × levels; intervals resample test images. A ρ near 1 would mean PSNR "
+                  "ranks reconstructions the way the task does.")
+    with right:
+        download(corr.drop(columns="config_hash"), "quality-task-correlations", "dl_corr")
