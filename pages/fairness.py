@@ -38,7 +38,8 @@ if not recons or "ppv" not in set(agg.metric):
             "older version: rebuild it to get them).")
     st.stop()
 
-attributes = [a for a in agg.attribute.unique() if a not in ("all", "")]
+attributes = sorted((a for a in agg.attribute.unique() if a not in ("all", "")),
+                    key=lambda a: (a != "sex", "×" in a, a))
 labels = sorted(set(agg.loc[agg.metric == "tpr", "label"]) - {"mean"})
 c1, c2, c3, c4, c5 = st.columns(5)
 recon = c1.selectbox("Reconstructor", recons, key="fair_recon")
@@ -71,7 +72,10 @@ inherent = agg[(agg.reconstructor == CLEAN) & (agg.metric == gap.removesuffix("_
 if len(inherent):
     row = inherent.iloc[0]
     st.caption(f"Inherent (the classifier on clean images): {row.estimate:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]")
-table = grid[["reconstructor", "level", "estimate", "ci_low", "ci_high", "p_value", "q_value"]]
+table = grid[["reconstructor", "level", "estimate", "ci_low", "ci_high", "p_value", "q_value"]].sort_values(
+    ["reconstructor", "level"], ascending=[True, False])
+st.dataframe(table.style.format({"level": "{:g}", "estimate": "{:+.3f}", "ci_low": "{:+.3f}", "ci_high": "{:+.3f}",
+                                 "p_value": "{:.3f}", "q_value": "{:.3f}"}), hide_index=True, width="stretch")
 download(table, f"{gap}-by-{attribute}", "dl_added")
 
 st.subheader("Does image quality predict the task?")

@@ -217,6 +217,9 @@ def validate(config: StudyConfig) -> StudyConfig:
     fractions = config.cohort.split_fractions
     if len(fractions) != 4 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ConfigError(f"cohort.split_fractions: {fractions} must be 4 positive numbers summing to 1")
+    edges = list(config.cohort.age_band_edges)
+    if not edges or edges != sorted(set(edges)):
+        raise ConfigError(f"cohort.age_band_edges: {edges} must be one or more strictly increasing ages")
     if not 32 <= config.cohort.image_size <= 256:
         raise ConfigError(f"cohort.image_size: {config.cohort.image_size} must be within 32–256")
     if config.cohort.source == "csv" and config.cohort.csv is None:

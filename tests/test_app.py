@@ -64,7 +64,9 @@ def test_fairness_page_draws_groups_added_bias_and_correlations(built_store, mon
     at = run_page("pages/fairness.py", str(store.path), monkeypatch, str(cache))
     assert len(at.get("plotly_chart")) == 3  # forest, added-bias heat map, PSNR vs AUROC
     assert len(at.get("download_button")) == 3
-    assert "Spearman" in " ".join(at.dataframe[0].value.columns)
+    assert {"p_value", "q_value"} <= set(at.dataframe[0].value.columns)
+    assert "Spearman" in " ".join(at.dataframe[1].value.columns)
+    assert at.selectbox(key="fair_attribute").value == "sex"
     for attribute in ("age_band", "sex×age_band"):
         at.selectbox(key="fair_attribute").set_value(attribute).run()
         assert not at.exception

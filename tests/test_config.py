@@ -50,3 +50,9 @@ def test_missing_config_file(tmp_path):
 def test_unknown_fairness_attribute_is_named():
     with pytest.raises(ConfigError, match=r"'sex×race' names unknown column 'race'"):
         from_dict({"evaluation": {"attributes": ["sex", "sex×race"]}})
+
+
+@pytest.mark.parametrize("edges", [[], [60, 40], [50, 50]])
+def test_bad_age_bands_are_named(edges):
+    with pytest.raises(ConfigError, match="age_band_edges"):
+        from_dict({"cohort": {"age_band_edges": edges}})
