@@ -47,13 +47,17 @@ class Classifier:
         """Where this configuration's weights live."""
         return checkpoint_dir / f"classifier-{self.weights_key()}.pt"
 
+    def load(self, checkpoint_dir: Path) -> None:
+        """Loads this configuration's trained weights; a missing checkpoint is a CheckpointError."""
+        load_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
+        self.net.eval()
+
     def fit(self, images: np.ndarray, targets: np.ndarray, checkpoint_dir: Path,
             progress: Progress = silent) -> None:
-        """BCE training on clean images; unknown (NaN) labels carry no loss."""
+        """BCE training on clean images; unknown (NaN) labels carry no loss. Loads instead if trained."""
         path = self.checkpoint_path(checkpoint_dir)
         if path.exists():
-            load_checkpoint(path, self.net, self.arch)
-            self.net.eval()
+            self.load(checkpoint_dir)
             return
         cfg = self.config.diagnostic
         rng = numpy_rng(self.config.seed, "classifier-train")

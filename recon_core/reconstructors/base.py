@@ -34,6 +34,9 @@ class Reconstructor(ABC):
             progress: Progress = silent) -> None:
         """Trains on clean images degraded on the fly, or loads the matching checkpoint; untrained methods skip."""
 
+    def load(self, checkpoint_dir: Path) -> None:  # noqa: B027 (untrained methods: nothing to load)
+        """Loads trained weights without training (CheckpointError if absent); untrained methods skip."""
+
     @abstractmethod
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float) -> torch.Tensor:
         """Batched reconstruction, same shape and device as `degraded`, values in [0, 1]."""

@@ -58,11 +58,10 @@ class UNetDenoiser(Reconstructor):
 
     def fit(self, clean: np.ndarray, physics: Acquisition, checkpoint_dir: Path,
             progress: Progress = silent) -> None:
-        path = self.checkpoint_path(checkpoint_dir)
-        if path.exists():
-            load_checkpoint(path, self.net, self.arch)
-            self.net.eval()
+        if self.checkpoint_path(checkpoint_dir).exists():
+            self.load(checkpoint_dir)
             return
+        path = self.checkpoint_path(checkpoint_dir)
         cfg = self.config.reconstructors.unet
         levels = self.config.physics.levels
         rng = numpy_rng(self.config.seed, "unet-train")
@@ -78,6 +77,10 @@ class UNetDenoiser(Reconstructor):
 
         optimise(self.net, cfg.steps, cfg.learning_rate, batch_loss, progress, "training unet")
         save_checkpoint(path, self.net, self.arch)
+
+    def load(self, checkpoint_dir: Path) -> None:
+        load_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
+        self.net.eval()
 
     @torch.no_grad()
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float) -> torch.Tensor:

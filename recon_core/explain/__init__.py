@@ -1,0 +1,1 @@
+"""Why a diagnostic decision changed: attribution maps of the classifier."""

@@ -1,0 +1,92 @@
+"""Rebuilds one test image on both roads, exactly as the sweep did, from the config and checkpoints.
+
+Per-image seeds make this possible without the rest of the cohort: the synthetic subject is
+re-rendered (or the real image re-read), degraded with its own (seed, image id, level) noise and
+reconstructed with the stored weights. Nothing is trained here: missing weights are an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recon_core.cohorts.demographics import CohortError
+from recon_core.config import StudyConfig
+from recon_core.diagnostics import Classifier
+from recon_core.physics import build_physics
+from recon_core.reconstructors import Reconstructor, build_reconstructor
+
+
+@dataclass
+class Case:
+    """One image's clean, degraded and reconstructed pixels and the classifier's scores on each road."""
+
+    image_id: str
+    labels: tuple[str, ...]
+    clean: np.ndarray
+    degraded: np.ndarray
+    reconstructed: np.ndarray
+    clean_scores: np.ndarray
+    recon_scores: np.ndarray
+
+
+class CaseReplayer:
+    """Loads a study's cohort description and trained models once; replays single cases on demand."""
+
+    def __init__(self, config: StudyConfig, checkpoint_dir: Path, device: torch.device) -> None:
+        self.config = config
+        self.device = device
+        self.checkpoint_dir = checkpoint_dir
+        self.physics = build_physics(config)
+        if config.cohort.source == "synthetic":
+            from recon_core.cohorts.chest_anatomy import template_for
+            from recon_core.cohorts.synthetic_xray import LABELS, sample_subjects
+
+            self.labels = LABELS
+            self.subjects = sample_subjects(config.cohort, config.seed).set_index("image_id", drop=False)
+            self.template = template_for(config.cohort.anatomy, config.cohort.image_size)
+        else:
+            self.labels = tuple(config.cohort.csv.labels)
+            self.subjects = None
+        self.classifier = Classifier(config, self.labels, device)
+        self.classifier.load(checkpoint_dir)
+        self._reconstructors: dict[str, Reconstructor] = {}
+
+    def reconstructor(self, name: str) -> Reconstructor:
+        """A registered reconstructor with its trained weights (loaded once)."""
+        if name not in self._reconstructors:
+            recon = build_reconstructor(name, self.config, self.device)
+            recon.load(self.checkpoint_dir)
+            self._reconstructors[name] = recon
+        return self._reconstructors[name]
+
+    def clean_image(self, image_id: str) -> np.ndarray:
+        """The clean image as the cohort produced it."""
+        if self.subjects is not None:
+            from recon_core.cohorts.synthetic_xray import render_subject
+
+            if image_id not in self.subjects.index:
+                raise CohortError(f"image {image_id!r} is not in this study's cohort")
+            return render_subject(self.template, self.subjects.loc[image_id], self.config.seed)
+        from recon_core.cohorts.csv_xray import read_image
+
+        return read_image(Path(self.config.cohort.csv.image_root) / image_id, self.config.cohort.image_size)
+
+    @torch.no_grad()
+    def case(self, image_id: str, reconstructor: str, level: float) -> Case:
+        """Clean → degrade → reconstruct → classify for one image, on the sweep's seeds."""
+        clean = torch.from_numpy(self.clean_image(image_id)[None, None]).to(self.device)
+        degraded = self.physics.degrade(clean, level, [image_id])
+        output = self.reconstructor(reconstructor).reconstruct(degraded, self.physics, level)
+        scores = self.classifier.predict(torch.cat([clean, output])).cpu().numpy()
+        return Case(image_id, self.labels, clean[0, 0].cpu().numpy(), degraded[0, 0].cpu().numpy(),
+                    output[0, 0].cpu().numpy(), scores[0], scores[1])
+
+
+def scores_table(case: Case) -> pd.DataFrame:
+    """Per-finding scores on both roads (for display)."""
+    return pd.DataFrame({"finding": case.labels, "clean": case.clean_scores, "reconstructed": case.recon_scores})
