@@ -76,15 +76,19 @@ def gap_bars(agg: pd.DataFrame, title: str) -> go.Figure:
 
 
 def image_grid(panels: list[tuple[str, np.ndarray, str]], columns: int) -> go.Figure:
-    """Images side by side with shared (synchronised) zoom; kind 'image' gray in [0, 1], 'error' inferno."""
+    """Images side by side with shared (synchronised) zoom.
+
+    kind 'image': gray in [0, 1]; 'error': absolute error, inferno, 0–0.25; 'map': attribution, viridis, 0–1.
+    """
     rows = int(np.ceil(len(panels) / columns))
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[p[0] for p in panels],
                         shared_xaxes="all", shared_yaxes="all", horizontal_spacing=0.02, vertical_spacing=0.08)
     for k, (title, pixels, kind) in enumerate(panels):
         r, c = divmod(k, columns)
         error = kind == "error"
-        fig.add_trace(go.Heatmap(z=pixels[::-1], colorscale="Inferno" if error else "Gray",
-                                 zmin=0, zmax=0.25 if error else 1, showscale=error and k == len(panels) - 1,
+        scale = {"error": "Inferno", "map": "Viridis"}.get(kind, "Gray")
+        fig.add_trace(go.Heatmap(z=pixels[::-1], colorscale=scale,
+                                 zmin=0, zmax=0.25 if error else 1, showscale=False,
                                  hovertemplate=f"{title}<br>x %{{x}} y %{{y}}: %{{z:.3f}}<extra></extra>"),
                       row=r + 1, col=c + 1)
     fig.update_xaxes(showticklabels=False, constrain="domain")

@@ -76,3 +76,27 @@ def test_fairness_page_draws_groups_added_bias_and_correlations(built_store, mon
     at.radio(key="fair_gap").set_value("eodd_added").run()
     at.selectbox(key="fair_recon").set_value("tv").run()
     assert not at.exception
+
+
+def test_failure_cases_page_ranks_flips_and_explains_a_case(built_store, monkeypatch):
+    store, _, cache = built_store
+    at = run_page("pages/failures.py", str(store.path), monkeypatch, str(cache))
+    at.selectbox(key="fail_recon").set_value("none").run()
+    at.selectbox(key="fail_level").set_value(300.0).run()
+    at.toggle(key="fail_only").set_value(False).run()  # every case, so one is always there to explain
+    assert not at.exception
+    rates = at.dataframe[0].value
+    assert {"lost", "invented"} == set(rates.kind) and {"all", "sex"} == set(rates.attribute)
+    assert len(at.get("plotly_chart")) == 2  # flip rates by group, the case's images and attributions
+    at.radio(key="fail_method").set_value("grad_cam").run()
+    at.selectbox(key="fail_attr").set_value("age_band").run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_failure_cases_page_without_checkpoints_explains_why(built_store, monkeypatch, tmp_path):
+    store, _, _ = built_store
+    at = run_page("pages/failures.py", str(store.path), monkeypatch, str(tmp_path))  # empty cache: no weights
+    at.toggle(key="fail_only").set_value(False).run()
+    assert not at.exception
+    assert any("cannot be replayed here" in w.value for w in at.warning)

@@ -1,7 +1,8 @@
 """End to end in a real browser: `streamlit run app.py` on a free loopback port, driven by Debian's Chromium.
 
 Opens a page URL first on a fresh server (the routing case Streamlit gets wrong with a `pages/`
-folder), changes widgets, downloads a CSV, and saves screenshots under test-output/.
+folder), changes widgets, downloads a CSV, renders a failure case with its attributions, and saves
+screenshots under test-output/.
 Skipped only where no `chromium` binary exists; `.ci/run` installs it.
 """
 
@@ -88,4 +89,14 @@ def test_fairness_changes_attribute_and_downloads_csv(server, page):
     header = path.read_text().splitlines()[0]
     assert header.startswith("x_metric,y_metric,attribute,estimate,ci_low,ci_high")
     page.screenshot(path=str(OUT / "fairness.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_failure_case_attributions_render(server, page):
+    page.goto(f"{server}/failures")
+    page.get_by_text("Why did the decision change?").wait_for(timeout=90_000)
+    page.get_by_text("Only lost or invented findings").click()  # show every case, so one is always there
+    page.get_by_text("integrated_gradients on clean").wait_for(timeout=90_000)
+    page.locator(".js-plotly-plot").nth(1).scroll_into_view_if_needed()
+    page.screenshot(path=str(OUT / "failure-case.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0

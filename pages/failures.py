@@ -1,0 +1,135 @@
+"""Failure cases: which findings the reconstruction lost or invented, for whom, and why (attributions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pages.common import ensure_routed, pick_run, runs, store
+from recon_core import paths, plots
+from recon_core.checkpoints import CheckpointError
+from recon_core.cohorts import CohortError
+from recon_core.config import from_dict
+from recon_core.device import pick_device
+from recon_core.explain.attributions import attribute
+from recon_core.fairness.flips import flip_rates, flip_table
+from recon_core.runner.replay import CaseReplayer, scores_table
+from recon_core.store import CLEAN, queries
+
+ensure_routed("pages/failures.py")
+KIND_TEXT = {"lost": "finding lost (new false negative)", "invented": "finding invented (new false positive)",
+             "recovered": "missed on clean, found on reconstruction", "corrected": "false alarm removed",
+             "unchanged": "same decision"}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_flips(path: str, key: str, reconstructor: str, level: float, version: str) -> pd.DataFrame:
+    s = store()
+    clean = queries.image_rows(s, key, CLEAN, 0.0)
+    recon = queries.image_rows(s, key, reconstructor, level)
+    thresholds = queries.thresholds(s, key)
+    return flip_table(clean, recon, sorted(thresholds), thresholds)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_rates(table: pd.DataFrame, attribute_name: str, label: str | None, seed: int) -> pd.DataFrame:
+    return flip_rates(table, [attribute_name], seed=seed, label=label)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def replayer(config_json: str, checkpoint_dir: str) -> CaseReplayer:
+    """Models of one run, loaded once per server (CUDA when present)."""
+    return CaseReplayer(from_dict(json.loads(config_json)), Path(checkpoint_dir), pick_device())
+
+
+@st.cache_data(show_spinner="Replaying the case and computing attributions…", max_entries=64)
+def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstructor: str, level: float,
+                label: str, method: str) -> dict:
+    import torch
+
+    r = replayer(config_json, checkpoint_dir)
+    case = r.case(image_id, reconstructor, level)
+    j = case.labels.index(label)
+    maps = attribute(r.classifier.net, torch.from_numpy(np.stack([case.clean, case.reconstructed])[:, None]), j, method)
+    return {"case": case, "maps": maps}
+
+
+st.title("Failure cases")
+run = pick_run(runs())
+if run is None:
+    st.info("No results yet. Build the demo study on the Home page, or run `make demo`.")
+    st.stop()
+s = store()
+key = run.config_hash
+version = queries.data_version(s, key)
+cells = queries.cells(s, key)
+cells = cells[(cells.status == "done") & (cells.reconstructor != CLEAN)]
+if cells.empty or not queries.thresholds(s, key):
+    st.info("No reconstructed cells have landed for this run yet.")
+    st.stop()
+
+c1, c2, c3, c4 = st.columns(4)
+recon = c1.selectbox("Reconstructor", sorted(cells.reconstructor.unique()), key="fail_recon")
+levels = sorted(cells.loc[cells.reconstructor == recon, "level"].unique(), reverse=True)
+level = c2.selectbox("Level", levels, index=len(levels) - 1, key="fail_level",
+                     format_func=lambda v: f"{v:g} {run.level_unit}")
+table = cached_flips(str(s.path), key, recon, float(level), version)
+labels = sorted(table.label.unique())
+label = c3.selectbox("Finding", ["all", *labels], key="fail_label")
+attribute_name = c4.selectbox("Subgroups by", [a for a in ("sex", "age_band") if a in table], key="fail_attr")
+
+st.subheader(f"How often findings change, by {attribute_name} — {recon} at {level:g} {run.level_unit}")
+config = queries.run_config(s, key) or {}
+rates = cached_rates(table, attribute_name, None if label == "all" else label, int(config.get("seed", 0)))
+shown = rates[rates.attribute != "all"].rename(columns={"kind": "reconstructor", "rate": "estimate", "of": "n"})
+st.plotly_chart(plots.group_forest(shown, "Share of present findings lost / absent findings invented (95 % CI)",
+                                   "rate"), width="stretch")
+st.dataframe(rates.rename(columns={"grp": "group"}), hide_index=True, width="stretch")
+
+st.subheader("Cases, flips first")
+groups = ["all", *sorted(table[attribute_name].astype(str).unique())]
+f1, f2 = st.columns(2)
+group = f1.selectbox("Group", groups, key="fail_group")
+only_flips = f2.toggle("Only lost or invented findings", value=True, key="fail_only")
+view = table if label == "all" else table[table.label == label]
+if group != "all":
+    view = view[view[attribute_name].astype(str) == group]
+if only_flips:
+    view = view[view.kind.isin(["lost", "invented"])]
+columns = ["image_id", "label", "kind", "target", "clean_score", "recon_score", "change", "sex", "age_band", "psnr"]
+st.dataframe(view[columns], hide_index=True, width="stretch", height=260)
+st.download_button("Download cases (CSV)", view[columns].to_csv(index=False).encode(), "failure-cases.csv",
+                   "text/csv", key="dl_cases")
+if view.empty:
+    st.info("No case matches these filters.")
+    st.stop()
+
+st.subheader("Why did the decision change?")
+options = view.head(200)
+pick = st.selectbox("Case", range(len(options)), key="fail_case",
+                    format_func=lambda i: f"{options.image_id.iloc[i]} · {options.label.iloc[i]} · "
+                                          f"{KIND_TEXT[options.kind.iloc[i]]}")
+row = options.iloc[pick]
+method = st.radio("Attribution", ["integrated_gradients", "grad_cam"], horizontal=True, key="fail_method",
+                  format_func=lambda m: {"integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM"}[m])
+config_json = json.dumps(config, sort_keys=True)
+try:
+    result = cached_case(config_json, str(paths.checkpoint_dir()), row.image_id, recon, float(level), row.label,
+                         method)
+except (CheckpointError, CohortError) as exc:
+    st.warning(f"This case cannot be replayed here: {exc}")
+    st.stop()
+case, maps = result["case"], result["maps"]
+error = np.abs(case.reconstructed - case.clean)
+panels = [("clean", case.clean, "image"), (f"degraded ({level:g})", case.degraded, "image"),
+          (recon, case.reconstructed, "image"), (f"|{recon} − clean|", error, "error"),
+          (f"{method} on clean", maps[0], "map"), (f"{method} on {recon}", maps[1], "map"),
+          ("difference of maps", np.abs(maps[1] - maps[0]), "map")]
+st.plotly_chart(plots.image_grid(panels, columns=4), width="stretch")
+st.caption(f"Attribution for **{row.label}**; each map is scaled to its own maximum. Truth: "
+           f"{'present' if row.target == 1 else 'absent'}.")
+st.dataframe(scores_table(case).style.format({"clean": "{:.2f}", "reconstructed": "{:.2f}"}), hide_index=True)
