@@ -62,13 +62,13 @@ WRITER = textwrap.dedent("""
     from recon_core.store import Store, writes
     store = Store(sys.argv[1])
     key = writes.register_run(store, StudyConfig(), "dose", "photons")
-    for cell in range(25):
+    for cell in range(40):
         metrics = pd.DataFrame({"modality": "xray", "image_id": [f"i{i}" for i in range(50)],
                                 "subject_id": "s", "sex": "M", "age": 50.0, "age_band": "<60",
                                 "psnr": 30.0, "ssim": 0.9, "nmse": 0.01})
         scores = pd.DataFrame({"image_id": [f"i{i}" for i in range(50)], "label": "a", "score": 0.5, "target": 1.0})
         writes.write_cell_rows(store, key, "none", float(cell + 1), metrics, scores, {})
-        time.sleep(0.02)
+        time.sleep(0.05)  # about two seconds of writing: long enough to interleave with the reader
     print("writer done")
 """)
 
@@ -92,4 +92,4 @@ def test_dashboard_reads_while_a_sweep_writes(tmp_path):
     assert len(seen) >= 3, "the reader never got in while the writer worked"
     assert seen == sorted(seen)  # every read saw a consistent, growing store
     # The writer, retrying while this process held read locks, got every cell in.
-    assert int(store.query("SELECT count(*) AS n FROM image_metrics").n.iloc[0]) == 25 * 50
+    assert int(store.query("SELECT count(*) AS n FROM image_metrics").n.iloc[0]) == 40 * 50
