@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from recon_core import paths
+from recon_core.config import from_dict
+from recon_core.device import pick_device
+from recon_core.runner.replay import CaseReplayer
 from recon_core.store import Store, queries
 
 ROUTED = "_routed_by_app"
@@ -65,6 +70,17 @@ def runs() -> pd.DataFrame:
     """Stored runs (cached until the store changes)."""
     s = store()
     return cached_runs(str(s.path), queries.data_version(s))
+
+
+@st.cache_resource(show_spinner="Loading the run's models…", max_entries=4)
+def get_replayer(config_json: str, checkpoint_dir: str) -> CaseReplayer:
+    """A run's cohort description and trained models, loaded once per server (CUDA when present)."""
+    return CaseReplayer(from_dict(json.loads(config_json)), Path(checkpoint_dir), pick_device())
+
+
+def run_config_json(key: str) -> str:
+    """The stored config of a run as canonical JSON (a stable cache key)."""
+    return json.dumps(queries.run_config(store(), key) or {}, sort_keys=True)
 
 
 def multiselect_growing(label: str, options: list, key: str, **kwargs) -> list:

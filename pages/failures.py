@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages.common import ensure_routed, pick_run, runs, store
+from pages.common import ensure_routed, get_replayer, pick_run, run_config_json, runs, store
 from recon_core import paths, plots
 from recon_core.checkpoints import CheckpointError
 from recon_core.cohorts import CohortError
-from recon_core.config import from_dict
-from recon_core.device import pick_device
 from recon_core.explain.attributions import attribute
 from recon_core.fairness.flips import flip_rates, flip_table
-from recon_core.runner.replay import CaseReplayer, scores_table
+from recon_core.runner.replay import scores_table
 from recon_core.store import CLEAN, queries
 
 ensure_routed("pages/failures.py")
@@ -40,18 +35,12 @@ def cached_rates(table: pd.DataFrame, attribute_name: str, label: str | None, se
     return flip_rates(table, [attribute_name], seed=seed, label=label)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def replayer(config_json: str, checkpoint_dir: str) -> CaseReplayer:
-    """Models of one run, loaded once per server (CUDA when present)."""
-    return CaseReplayer(from_dict(json.loads(config_json)), Path(checkpoint_dir), pick_device())
-
-
 @st.cache_data(show_spinner="Replaying the case and computing attributions…", max_entries=64)
 def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstructor: str, level: float,
                 label: str, method: str) -> dict:
     import torch
 
-    r = replayer(config_json, checkpoint_dir)
+    r = get_replayer(config_json, checkpoint_dir)
     case = r.case(image_id, reconstructor, level)
     j = case.labels.index(label)
     maps = attribute(r.classifier.net, torch.from_numpy(np.stack([case.clean, case.reconstructed])[:, None]), j, method)
@@ -116,7 +105,7 @@ pick = st.selectbox("Case", range(len(options)), key="fail_case",
 row = options.iloc[pick]
 method = st.radio("Attribution", ["integrated_gradients", "grad_cam"], horizontal=True, key="fail_method",
                   format_func=lambda m: {"integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM"}[m])
-config_json = json.dumps(config, sort_keys=True)
+config_json = run_config_json(key)
 try:
     result = cached_case(config_json, str(paths.checkpoint_dir()), row.image_id, recon, float(level), row.label,
                          method)

@@ -100,3 +100,15 @@ def test_failure_cases_page_without_checkpoints_explains_why(built_store, monkey
     at.toggle(key="fail_only").set_value(False).run()
     assert not at.exception
     assert any("cannot be replayed here" in w.value for w in at.warning)
+
+
+def test_compare_page_replays_reconstructors_side_by_side(built_store, monkeypatch):
+    store, _, cache = built_store
+    at = run_page("pages/compare.py", str(store.path), monkeypatch, str(cache))
+    assert len(at.get("plotly_chart")) == 1
+    table = at.dataframe[0].value
+    assert table.road.tolist() == ["clean", "none", "tv", "unet"]
+    assert table["PSNR (dB)"].iloc[1:].notna().all()
+    at.select_slider(key="cmp_level").set_value(3000.0).run()
+    at.multiselect(key="cmp_recons").set_value(["unet"]).run()
+    assert not at.exception and at.dataframe[0].value.road.tolist() == ["clean", "unet"]

@@ -1,0 +1,94 @@
+"""Compare: one test image through several reconstructors at one level, side by side, with zoom kept in step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from pages.common import ensure_routed, get_replayer, pick_run, run_config_json, runs, store
+from recon_core import paths, plots
+from recon_core.checkpoints import CheckpointError
+from recon_core.cohorts import CohortError
+from recon_core.metrics import image_quality
+from recon_core.store import CLEAN, queries
+
+ensure_routed("pages/compare.py")
+
+
+@st.cache_data(show_spinner="Reconstructing…", max_entries=128)
+def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstructor: str, level: float):
+    return get_replayer(config_json, checkpoint_dir).case(image_id, reconstructor, level)
+
+
+st.title("Compare reconstructors")
+run = pick_run(runs())
+if run is None:
+    st.info("No results yet. Build the demo study on the Home page, or run `make demo`.")
+    st.stop()
+s = store()
+key = run.config_hash
+cells = queries.cells(s, key)
+cells = cells[(cells.status == "done") & (cells.reconstructor != CLEAN)]
+if cells.empty:
+    st.info("No reconstructed cells have landed for this run yet.")
+    st.stop()
+
+recons = sorted(cells.reconstructor.unique())
+levels = sorted(cells.level.unique())
+test_ids = queries.image_rows(s, key, CLEAN, 0.0).image_id.tolist()
+examples = sorted(queries.examples(s, key, CLEAN, 0.0).image_id.unique())
+c1, c2 = st.columns([1, 2])
+image_id = c1.selectbox("Test image", test_ids, index=test_ids.index(examples[0]) if examples else 0,
+                        key="cmp_image")
+chosen = c2.multiselect("Reconstructors", recons, default=recons, key="cmp_recons")
+level = st.select_slider("Level", options=levels, value=levels[0], key="cmp_level",
+                         format_func=lambda v: f"{v:g} {run.level_unit}")
+if not chosen:
+    st.warning("Pick at least one reconstructor.")
+    st.stop()
+missing = [r for r in chosen if not ((cells.reconstructor == r) & (cells.level == level)).any()]
+if missing:
+    st.warning(f"The store holds no results for {', '.join(missing)} at {level:g} {run.level_unit}.")
+    chosen = [r for r in chosen if r not in missing]
+    if not chosen:
+        st.stop()
+
+config_json, checkpoint_dir = run_config_json(key), str(paths.checkpoint_dir())
+try:
+    cases = {r: cached_case(config_json, checkpoint_dir, image_id, r, float(level)) for r in chosen}
+except (CheckpointError, CohortError) as exc:
+    st.warning(f"This image cannot be replayed here: {exc}")
+    st.stop()
+
+first = next(iter(cases.values()))
+panels = [("clean", first.clean, "image"), (f"degraded ({level:g})", first.degraded, "image")]
+panels += [(r, c.reconstructed, "image") for r, c in cases.items() if r != "none"]
+errors = [(f"|{r} − clean|", np.abs(c.reconstructed - c.clean), "error") for r, c in cases.items()]
+st.plotly_chart(plots.image_grid(panels + errors, columns=max(len(panels), len(errors))), width="stretch")
+st.caption("Zoom or pan one image and the others follow. Error maps share one scale (0–0.25).")
+
+thresholds = queries.thresholds(s, key)
+clean_t = torch.from_numpy(first.clean[None, None])
+rows = [{"road": "clean", "PSNR (dB)": np.nan, "SSIM": np.nan,
+         **{lb: first.clean_scores[j] for j, lb in enumerate(first.labels)}}]
+for r, c in cases.items():
+    quality = image_quality(torch.from_numpy(c.reconstructed[None, None]), clean_t)
+    rows.append({"road": r, "PSNR (dB)": float(quality["psnr"][0]), "SSIM": float(quality["ssim"][0]),
+                 **{lb: c.recon_scores[j] for j, lb in enumerate(c.labels)}})
+table = pd.DataFrame(rows)
+truth = queries.image_rows(s, key, CLEAN, 0.0).set_index("image_id").loc[image_id]
+
+
+def mark(value: float, label: str) -> str:
+    return f"{value:.2f} {'●' if value >= thresholds[label] else '○'}"
+
+
+shown = table.copy()
+for label in first.labels:
+    shown[label] = [mark(v, label) for v in table[label]]
+st.dataframe(shown.style.format({"PSNR (dB)": "{:.2f}", "SSIM": "{:.3f}"}, na_rep="—"), hide_index=True,
+             width="stretch")
+st.caption("Classifier probability per finding; ● called at the fixed threshold, ○ not called. Truth: "
+           + ", ".join(f"{lb} {'present' if truth[f'target:{lb}'] == 1 else 'absent'}" for lb in first.labels))
