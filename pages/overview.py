@@ -16,6 +16,7 @@ from pages.common import (
     store,
 )
 from recon_core import plots
+from recon_core.report import build_report
 from recon_core.store import CLEAN, queries
 
 ATTRIBUTES = {"sex": "Sex", "age_band": "Age band"}
@@ -92,7 +93,7 @@ right.plotly_chart(
 )
 st.caption(
     "Shaded bands and brackets are 95 % bootstrap intervals over test images. "
-    "The dashed line is the same classifier on the clean images."
+    "The dashed line is the same classifier on the clean images. Each chart's camera icon saves a PNG."
 )
 
 st.header("Subgroups")
@@ -151,6 +152,11 @@ if len(small):
         "Groups without an estimate (too small or a single class): "
         + ", ".join(sorted({f"{g} (n={n})" for g, n in zip(small.grp, small.n, strict=True)}))
     )
+
+st.download_button(
+    "Download a report of this selection (HTML, opens offline)",
+    lambda: build_report(s, key, chosen, levels, attribute, float(level)).encode(),  # built only on click
+    f"tandem-report-{key[:8]}.html", "text/html", key="dl_report", on_click="ignore")
 
 st.header(f"Example images at {level:g} {run.level_unit}")
 clean_examples = cached_examples(str(s.path), key, CLEAN, 0.0, version)

@@ -52,6 +52,7 @@ def test_overview_draws_curves_groups_and_examples(built_store, monkeypatch, att
     at.multiselect(key="reconstructors").set_value(["unet"]).run()
     assert not at.exception
     assert "Added by reconstruction" in next(h.value for h in at.subheader)
+    assert any(b.label.startswith("Download a report") for b in at.get("download_button"))
 
 
 def test_fairness_on_empty_store_says_so(tmp_path, monkeypatch):

@@ -77,6 +77,11 @@ def test_overview_opened_first_renders_through_the_app(server, page):
     page.get_by_text("Age band", exact=True).click()
     page.get_by_text("Equal-opportunity gap by age band").wait_for(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Download a report of this selection (HTML, opens offline)").click()
+    report = download.value.path().read_text()
+    assert report.startswith("<!doctype html>") and "plotly-graph-div" in report and "by age_band" in report
+    (OUT / "report.html").write_text(report)
 
 
 def test_fairness_changes_attribute_and_downloads_csv(server, page):
