@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +14,11 @@ import streamlit as st
 from recon_core import paths
 from recon_core.config import from_dict
 from recon_core.device import pick_device
+from recon_core.progress import read_progress, write_progress
 from recon_core.runner.replay import CaseReplayer
 from recon_core.store import Store, queries
 
+ROOT = Path(__file__).resolve().parent.parent
 ROUTED = "_routed_by_app"
 WANTED = "_wanted_page"
 
@@ -114,3 +118,32 @@ def pick_run(frame: pd.DataFrame) -> pd.Series | None:
         st.session_state["run_index"] = 0
     choice = st.sidebar.selectbox("Study run", range(len(names)), format_func=lambda i: names[i], key="run_index")
     return options.iloc[choice]
+
+
+def running_build() -> dict | None:
+    """Progress of the build this dashboard (or `make demo`) started, while its process lives."""
+    progress = read_progress(paths.progress_path())
+    if not progress or progress.get("stage") == "done":
+        return None
+    try:
+        os.kill(int(progress["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        return None
+    return progress
+
+
+def start_cli_run(command: str, config: Path | None = None) -> None:
+    """Starts `python -m recon_core <command>` as its own process, so every page stays responsive.
+
+    Progress is recorded at once with the child's pid, so a rerun already sees the build (no second start).
+    """
+    log = paths.cache_dir() / "build.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "recon_core", command, "--store", str(store().path),
+            "--progress-file", str(paths.progress_path())]
+    if config is not None:
+        args += ["--config", str(config)]
+    with open(log, "w") as out:
+        child = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    write_progress(paths.progress_path(), "starting", 0, 1, pid=child.pid)
+

@@ -113,3 +113,18 @@ def test_compare_page_replays_reconstructors_side_by_side(built_store, monkeypat
     at.select_slider(key="cmp_level").set_value(3000.0).run()
     at.multiselect(key="cmp_recons").set_value(["unet"]).run()
     assert not at.exception and at.dataframe[0].value.road.tolist() == ["clean", "unet"]
+
+
+def test_run_page_validates_configs_and_refuses_paths_outside_the_allow_list(tmp_path, monkeypatch):
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "bad.yaml").write_text("physics: {levels: [1000, -3]}\n")
+    monkeypatch.setenv("TANDEM_DATA_ROOTS", str(allowed))
+    at = run_page("pages/run.py", str(tmp_path / "s.duckdb"), monkeypatch, str(tmp_path))
+    assert any("tiny-xray" in s.value or "demo-xray" in s.value for s in at.success)  # a shipped config validates
+    at.radio(key="run_source").set_value("path").run()
+    at.text_input(key="run_path").set_value("/etc/passwd.yaml").run()
+    assert any("outside the folders this server may read" in e.value for e in at.error)
+    at.text_input(key="run_path").set_value(str(allowed / "bad.yaml")).run()
+    assert any("dose level -3" in e.value for e in at.error)
+    assert not at.exception
