@@ -16,7 +16,7 @@ from recon_core.config import from_dict
 from recon_core.device import pick_device
 from recon_core.progress import read_progress, write_progress
 from recon_core.runner.replay import CaseReplayer
-from recon_core.store import Store, queries
+from recon_core.store import CLEAN, Store, queries
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTED = "_routed_by_app"
@@ -146,4 +146,24 @@ def start_cli_run(command: str, config: Path | None = None) -> None:
     with open(log, "w") as out:
         child = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     write_progress(paths.progress_path(), "starting", 0, 1, pid=child.pid)
+
+
+def page_run() -> tuple[pd.Series, Store, str]:
+    """The sidebar's run for a results page; without any run the page points to Home and stops."""
+    run = pick_run(runs())
+    if run is None:
+        st.info("No results yet. Build the demo study on the Home page, or run `make demo`.")
+        st.page_link("pages/home.py", label="Go to Home", icon="🏠")
+        st.stop()
+    return run, store(), run.config_hash
+
+
+def reconstructed_cells(s: Store, key: str) -> pd.DataFrame:
+    """A run's finished reconstructed cells; without any the page says so and stops."""
+    cells = queries.cells(s, key)
+    cells = cells[(cells.status == "done") & (cells.reconstructor != CLEAN)]
+    if cells.empty or not queries.thresholds(s, key):
+        st.info("No reconstructed cells have landed for this run yet.")
+        st.stop()
+    return cells
 

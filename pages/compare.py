@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from pages.common import ensure_routed, get_replayer, pick_run, run_config_json, runs, store
+from pages.common import ensure_routed, get_replayer, page_run, reconstructed_cells, run_config_json
 from recon_core import paths, plots
 from recon_core.checkpoints import CheckpointError
 from recon_core.cohorts import CohortError
@@ -23,17 +23,8 @@ def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstruc
 
 
 st.title("Compare reconstructors")
-run = pick_run(runs())
-if run is None:
-    st.info("No results yet. Build the demo study on the Home page, or run `make demo`.")
-    st.stop()
-s = store()
-key = run.config_hash
-cells = queries.cells(s, key)
-cells = cells[(cells.status == "done") & (cells.reconstructor != CLEAN)]
-if cells.empty:
-    st.info("No reconstructed cells have landed for this run yet.")
-    st.stop()
+run, s, key = page_run()
+cells = reconstructed_cells(s, key)
 
 recons = sorted(cells.reconstructor.unique())
 levels = sorted(cells.level.unique())

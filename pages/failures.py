@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages.common import ensure_routed, get_replayer, pick_run, run_config_json, runs, store
+from pages.common import ensure_routed, get_replayer, page_run, reconstructed_cells, run_config_json, store
 from recon_core import paths, plots
 from recon_core.checkpoints import CheckpointError
 from recon_core.cohorts import CohortError
@@ -48,18 +48,9 @@ def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstruc
 
 
 st.title("Failure cases")
-run = pick_run(runs())
-if run is None:
-    st.info("No results yet. Build the demo study on the Home page, or run `make demo`.")
-    st.stop()
-s = store()
-key = run.config_hash
+run, s, key = page_run()
 version = queries.data_version(s, key)
-cells = queries.cells(s, key)
-cells = cells[(cells.status == "done") & (cells.reconstructor != CLEAN)]
-if cells.empty or not queries.thresholds(s, key):
-    st.info("No reconstructed cells have landed for this run yet.")
-    st.stop()
+cells = reconstructed_cells(s, key)
 
 c1, c2, c3, c4 = st.columns(4)
 recon = c1.selectbox("Reconstructor", sorted(cells.reconstructor.unique()), key="fail_recon")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import cached_aggregates, cached_correlations, ensure_routed, pick_run, runs, store
+from pages.common import cached_aggregates, cached_correlations, ensure_routed, page_run
 from recon_core import plots
 from recon_core.store import CLEAN, queries
 
@@ -24,12 +24,7 @@ def download(frame: pd.DataFrame, name: str, key: str) -> None:
 
 
 st.title("Fairness")
-run = pick_run(runs())
-if run is None:
-    st.info("No results yet. Build the demo study on the Home page, or run `make demo`.")
-    st.stop()
-s = store()
-key = run.config_hash
+run, s, key = page_run()
 version = queries.data_version(s, key)
 agg = cached_aggregates(str(s.path), key, version)
 recons = [r for r in agg.reconstructor.unique() if r != CLEAN]

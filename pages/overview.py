@@ -11,8 +11,7 @@ from pages.common import (
     cached_examples,
     ensure_routed,
     multiselect_growing,
-    pick_run,
-    runs,
+    page_run,
     store,
 )
 from recon_core import plots
@@ -23,14 +22,7 @@ ATTRIBUTES = {"sex": "Sex", "age_band": "Age band"}
 ensure_routed("pages/overview.py")
 
 st.title("Overview")
-run = pick_run(runs())
-if run is None:
-    st.info("No results yet. Build the demo study on the Home page, or run `make demo`.")
-    st.page_link("pages/home.py", label="Go to Home", icon="🏠")
-    st.stop()
-
-s = store()
-key = run.config_hash
+run, s, key = page_run()
 version = queries.data_version(s, key)
 agg = cached_aggregates(str(s.path), key, version)
 
