@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from recon_core import paths
+from recon_core import paths, plots
 from recon_core.config import from_dict
 from recon_core.device import pick_device
 from recon_core.progress import read_progress, write_progress
@@ -62,6 +62,12 @@ def cached_aggregates(path: str, key: str, version: str) -> pd.DataFrame:
 def cached_correlations(path: str, key: str, version: str) -> pd.DataFrame:
     """Quality–task correlations of a run."""
     return queries.correlations(get_store(path), key)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_image_scores(path: str, key: str, image_id: str, version: str) -> pd.DataFrame:
+    """The classifier's scores for one image on every road."""
+    return queries.image_scores(get_store(path), key, image_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -166,4 +172,14 @@ def reconstructed_cells(s: Store, key: str) -> pd.DataFrame:
         st.info("No reconstructed cells have landed for this run yet.")
         st.stop()
     return cells
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def cached_plot(builder: str, *args, **kwargs):
+    """A figure from recon_core.plots, built once per distinct input.
+
+    Building a plotly figure costs 20–200 ms; its inputs here are small filtered tables, so
+    hashing them is cheap and an unrelated widget change redraws from the cache.
+    """
+    return getattr(plots, builder)(*args, **kwargs)
 

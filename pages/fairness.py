@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import cached_aggregates, cached_correlations, ensure_routed, page_run
-from recon_core import plots
+from pages.common import cached_aggregates, cached_correlations, cached_plot, ensure_routed, page_run
 from recon_core.store import CLEAN, queries
 
 ensure_routed("pages/fairness.py")
@@ -49,7 +48,7 @@ st.subheader(f"{METRICS[metric]} by {attribute}: clean images vs {recon} at {lev
 sel = agg[(agg.metric == metric) & (agg.label == label) & (agg.attribute == attribute)
           & (((agg.reconstructor == CLEAN) & (metric not in ("psnr", "ssim")))
              | ((agg.reconstructor == recon) & (agg.level == level)))]
-st.plotly_chart(plots.group_forest(sel, "", METRICS[metric]), width="stretch")
+st.plotly_chart(cached_plot("group_forest", sel, "", METRICS[metric]), width="stretch")
 too_small = sel[sel.estimate.isna()]
 if len(too_small):
     st.caption("No estimate (group too small or a single class): "
@@ -60,7 +59,7 @@ download(forest, f"{metric}-by-{attribute}", "dl_forest")
 st.subheader("Bias added by reconstruction across the sweep")
 gap = st.radio("Gap", list(GAPS), format_func=GAPS.get, horizontal=True, key="fair_gap")
 grid = agg[(agg.metric == gap) & (agg.label == (label or "mean")) & (agg.attribute == attribute)]
-st.plotly_chart(plots.added_heatmap(grid, f"{GAPS[gap]} by {attribute} (reconstructed − clean, paired); "
+st.plotly_chart(cached_plot("added_heatmap", grid, f"{GAPS[gap]} by {attribute} (reconstructed − clean, paired); "
                                           "★ q < 0.05 after Benjamini–Hochberg"), width="stretch")
 inherent = agg[(agg.reconstructor == CLEAN) & (agg.metric == gap.removesuffix("_added"))
                & (agg.label == (label or "mean")) & (agg.attribute == attribute)]
@@ -80,7 +79,7 @@ auroc = overall[(overall.metric == "auroc") & (overall.label == "mean")][
     ["reconstructor", "level", "estimate", "ci_low", "ci_high"]].rename(
     columns={"estimate": "y", "ci_low": "y_low", "ci_high": "y_high"})
 left, right = st.columns([3, 2])
-left.plotly_chart(plots.quality_vs_task(psnr.merge(auroc, on=["reconstructor", "level"]), "PSNR (dB)",
+left.plotly_chart(cached_plot("quality_vs_task", psnr.merge(auroc, on=["reconstructor", "level"]), "PSNR (dB)",
                                         "mean AUROC", "Each cell: PSNR against mean AUROC"), width="stretch")
 corr = cached_correlations(str(s.path), key, version)
 if corr.empty:

@@ -9,12 +9,13 @@ import streamlit as st
 from pages.common import (
     cached_aggregates,
     cached_examples,
+    cached_image_scores,
+    cached_plot,
     ensure_routed,
     multiselect_growing,
     page_run,
     store,
 )
-from recon_core import plots
 from recon_core.report import build_report
 from recon_core.store import CLEAN, queries
 
@@ -68,12 +69,12 @@ def overall(frame: pd.DataFrame, metric: str, label: str = "") -> pd.DataFrame:
 
 left, right = st.columns(2)
 left.plotly_chart(
-    plots.metric_vs_level(overall(view, "psnr"), "psnr", "Image quality: PSNR", "PSNR (dB)", level_label),
+    cached_plot("metric_vs_level", overall(view, "psnr"), "psnr", "Image quality: PSNR", "PSNR (dB)", level_label),
     width="stretch",
 )
 base = overall(clean, "auroc", "mean")
 right.plotly_chart(
-    plots.metric_vs_level(
+    cached_plot("metric_vs_level",
         overall(view, "auroc", "mean"),
         "auroc",
         "Task: mean AUROC",
@@ -99,7 +100,7 @@ at_level = pd.concat([clean, view[view.level == level]])
 a, b = st.columns(2)
 tpr = at_level[(at_level.metric == "tpr") & (at_level.label == "mean") & (at_level.attribute == attribute)]
 a.plotly_chart(
-    plots.group_forest(
+    cached_plot("group_forest",
         tpr, f"Sensitivity (TPR, mean over findings) by {ATTRIBUTES[attribute].lower()}", "TPR at the fixed threshold"
     ),
     width="stretch",
@@ -107,11 +108,12 @@ a.plotly_chart(
 gaps = at_level[
     at_level.metric.isin(["eo_gap", "eodd"]) & (at_level.label == "mean") & (at_level.attribute == attribute)
 ]
-b.plotly_chart(plots.gap_bars(gaps, f"Fairness gaps by {ATTRIBUTES[attribute].lower()} at {level:g}"), width="stretch")
+gap_title = f"Fairness gaps by {ATTRIBUTES[attribute].lower()} at {level:g}"
+b.plotly_chart(cached_plot("gap_bars", gaps, gap_title), width="stretch")
 gap_curve = view[(view.metric == "eo_gap") & (view.label == "mean") & (view.attribute == attribute)]
 gap_base = clean[(clean.metric == "eo_gap") & (clean.label == "mean") & (clean.attribute == attribute)]
 st.plotly_chart(
-    plots.metric_vs_level(
+    cached_plot("metric_vs_level",
         gap_curve,
         "eo_gap",
         f"Equal-opportunity gap by {ATTRIBUTES[attribute].lower()}",
@@ -173,8 +175,8 @@ for recon in chosen:
     if recon != "none":  # `none` returns the degraded image, already shown
         panels.append((recon, pixels, "image"))
     errors.append((f"|{recon} − clean|", np.abs(pixels - clean_pixels), "error"))
-st.plotly_chart(plots.image_grid(panels + errors, columns=len(panels)), width="stretch")
-scores = queries.image_scores(s, key, image_id)
+st.plotly_chart(cached_plot("image_grid", panels + errors, columns=len(panels)), width="stretch")
+scores = cached_image_scores(str(s.path), key, image_id, version)
 scores = scores[(scores.reconstructor == CLEAN) | (scores.reconstructor.isin(chosen) & (scores.level == level))]
 if len(scores):
     wide = scores.pivot_table(index="label", columns="reconstructor", values="score")

@@ -1,0 +1,65 @@
+"""Page interaction latency on a built store: time from a widget change to the finished page run.
+
+Uses Streamlit's AppTest, so it measures the server side of an interaction (script rerun with
+the caches warm or cold) and not the browser's paint. Target: under 300 ms for cached views.
+
+    python -m benchmarks.page_latency --store data/cache/tandem.duckdb [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def timed(action: Callable[[], AppTest]) -> float:
+    start = time.perf_counter()
+    at = action()
+    if at.exception:
+        raise RuntimeError(at.exception[0].message)
+    return (time.perf_counter() - start) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    os.environ["TANDEM_STORE"] = args.store
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    rows = []
+
+    def measure(name: str, page: str, change: Callable[[AppTest], AppTest]) -> None:
+        at.switch_page(page)
+        first = timed(at.run)  # opening the page (caches may be cold)
+        times = [timed(lambda: change(at)) for _ in range(args.repeats)]
+        rows.append((name, first, statistics.median(times), max(times)))
+
+    levels = iter([3000.0, 300.0] * args.repeats)
+    measure("Overview: change level", "pages/overview.py",
+            lambda a: a.select_slider(key="level").set_value(next(levels)).run())
+    attributes = iter(["age_band", "sex"] * args.repeats)
+    measure("Overview: change attribute", "pages/overview.py",
+            lambda a: a.radio(key="attribute").set_value(next(attributes)).run())
+    metrics = iter(["fnr", "tpr"] * args.repeats)
+    measure("Fairness: change metric", "pages/fairness.py",
+            lambda a: a.selectbox(key="fair_metric").set_value(next(metrics)).run())
+    groups = iter(["age_band", "sex"] * args.repeats)
+    measure("Failure cases: change grouping", "pages/failures.py",
+            lambda a: a.selectbox(key="fail_attr").set_value(next(groups)).run())
+    print(f"{'interaction':<34}{'open page ms':>14}{'median ms':>11}{'max ms':>9}   ({args.repeats} repeats)")
+    for name, first, median, worst in rows:
+        print(f"{name:<34}{first:>14.0f}{median:>11.0f}{worst:>9.0f}")
+
+
+if __name__ == "__main__":
+    main()
