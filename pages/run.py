@@ -8,6 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from pages.common import ROOT, ensure_routed, running_build, start_cli_run
+from recon_core.cohorts import CohortError
+from recon_core.cohorts.csv_xray import read_manifest
 from recon_core.config import ConfigError, load_config
 
 ensure_routed("pages/run.py")
@@ -19,14 +21,14 @@ def allowed_roots() -> list[Path]:
     return [(ROOT / "configs").resolve(), *extra]
 
 
-def check_path(text: str) -> Path:
-    """A config path inside an allowed folder; anything else is refused before it is read."""
+def check_path(text: str, suffixes: tuple[str, ...] | None = (".yaml", ".yml")) -> Path:
+    """A path inside an allowed folder (and with one of `suffixes`); anything else is refused unread."""
     path = Path(text).expanduser()
     path = (ROOT / path if not path.is_absolute() else path).resolve()
     if not any(path.is_relative_to(root) for root in allowed_roots()):
         raise ConfigError(f"{path} is outside the folders this server may read "
                           f"({', '.join(map(str, allowed_roots()))}); set TANDEM_DATA_ROOTS to allow another")
-    if path.suffix not in (".yaml", ".yml"):
+    if suffixes is not None and path.suffix not in suffixes:
         raise ConfigError(f"{path}: a study config is a .yaml file")
     return path
 
@@ -64,6 +66,23 @@ if text:
         config = load_config(path)
     except ConfigError as exc:
         st.error(f"This config cannot run: {exc}")
+if config is not None and config.cohort.source == "csv":
+    for folder in (config.cohort.csv.csv_path, config.cohort.csv.image_root):
+        try:
+            check_path(folder, suffixes=None)
+        except ConfigError as exc:
+            st.error(f"This dataset cannot be read: {exc}")
+            config = None
+            break
+    if config is not None:
+        try:
+            subjects = read_manifest(config.cohort, config.seed)
+            st.info(f"Dataset manifest checked: {len(subjects)} images, "
+                    + ", ".join(f"{k} {v}" for k, v in subjects.sex.value_counts().items())
+                    + f"; splits {dict(subjects.split.value_counts())}.")
+        except CohortError as exc:
+            st.error(f"This dataset cannot run: {exc}")
+            config = None
 if config is not None:
     levels = ", ".join(f"{v:g}" for v in config.physics.levels)
     st.success(f"**{config.name}** ({config.config_hash()}): {config.cohort.n_subjects} subjects at "

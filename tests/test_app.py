@@ -128,3 +128,29 @@ def test_run_page_validates_configs_and_refuses_paths_outside_the_allow_list(tmp
     at.text_input(key="run_path").set_value(str(allowed / "bad.yaml")).run()
     assert any("dose level -3" in e.value for e in at.error)
     assert not at.exception
+
+
+def test_run_page_checks_a_real_dataset_before_any_run(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from tests.test_csv_adapter import make_dataset
+
+    allowed = tmp_path / "allowed"
+    root = make_dataset(allowed / "cxr", ["M", "F", "M", "F", "F", "M"])
+    spec = (f"cohort: {{source: csv, image_size: 32, csv: {{csv_path: {root}/labels.csv, image_root: {root}, "
+            f"labels: [Cardiomegaly]}}}}\n")
+    (allowed / "good.yaml").write_text(spec)
+    outside = make_dataset(tmp_path / "elsewhere", ["M", "F"])
+    (allowed / "outside.yaml").write_text(spec.replace(str(root), str(outside)))
+    monkeypatch.setenv("TANDEM_DATA_ROOTS", str(allowed))
+    at = run_page("pages/run.py", str(tmp_path / "s.duckdb"), monkeypatch, str(tmp_path))
+    at.radio(key="run_source").set_value("path").run()
+    at.text_input(key="run_path").set_value(str(allowed / "good.yaml")).run()
+    assert any("Dataset manifest checked: 6 images" in i.value for i in at.info)
+    assert any(b.label == "Start" for b in at.button)
+    at.text_input(key="run_path").set_value(str(allowed / "outside.yaml")).run()
+    assert any("cannot be read" in e.value and "outside the folders" in e.value for e in at.error)
+    pd.read_csv(root / "labels.csv").drop(columns="Age").to_csv(root / "labels.csv", index=False)
+    at.text_input(key="run_path").set_value(str(allowed / "good.yaml")).run()
+    assert any("missing column(s) ['Age']" in e.value for e in at.error)
+    assert not any(b.label == "Start" for b in at.button) and not at.exception

@@ -102,3 +102,13 @@ def test_extra_attributes_are_carried(tmp_path):
     table.to_csv(root / "labels.csv", index=False)
     with pytest.raises(CohortError, match=r"'Race' row 2: missing value"):
         load_csv_cohort(config(root, extra_attributes=("Race",)), seed=0)
+
+
+def test_manifest_is_checked_without_decoding_images(tmp_path):
+    from recon_core.cohorts.csv_xray import read_manifest
+
+    root = make_dataset(tmp_path, ["M", "F", "M", "F"])
+    assert len(read_manifest(config(root), seed=0)) == 4
+    (root / "img" / "p3.png").unlink()
+    with pytest.raises(CohortError, match=r"1 image file\(s\) not found .* 'img/p3.png'"):
+        read_manifest(config(root), seed=0)

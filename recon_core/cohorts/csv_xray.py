@@ -50,8 +50,12 @@ def read_image(path: Path, size: int) -> np.ndarray:
     return resize(scaled, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
 
 
-def load_csv_cohort(config: CohortConfig, seed: int, progress: Progress = silent) -> Cohort:
-    """A cohort from a local CSV + image folder; every bad value is an error naming file, column and row."""
+def read_manifest(config: CohortConfig, seed: int) -> pd.DataFrame:
+    """The subject table of a CSV dataset, every value checked, and every image file present.
+
+    Cheap (no image is decoded), so the dashboard can validate a dataset before any run starts.
+    Each problem is a CohortError naming the file, column, row or value.
+    """
     spec = config.csv
     csv_path, root = Path(spec.csv_path), Path(spec.image_root)
     source = str(csv_path)
@@ -91,9 +95,20 @@ def load_csv_cohort(config: CohortConfig, seed: int, progress: Progress = silent
     if subjects["image_id"].duplicated().any():
         dup = subjects["image_id"][subjects["image_id"].duplicated()].iloc[0]
         raise CohortError(f"{source}: image path {dup!r} listed twice")
+    absent = [rel for rel in subjects["image_id"] if not (root / rel).is_file()]
+    if absent:
+        raise CohortError(f"{source}: {len(absent)} image file(s) not found under {root}, e.g. {absent[0]!r}")
+    return subjects
+
+
+def load_csv_cohort(config: CohortConfig, seed: int, progress: Progress = silent) -> Cohort:
+    """A cohort from a local CSV + image folder; every bad value is an error naming file, column and row."""
+    spec = config.csv
+    root = Path(spec.image_root)
+    subjects = read_manifest(config, seed)
     images = np.empty((len(subjects), config.image_size, config.image_size), np.float32)
     for i, rel in enumerate(subjects["image_id"]):
         images[i] = read_image(root / rel, config.image_size)
         if i % 50 == 0 or i == len(subjects) - 1:
             progress("reading images", i + 1, len(subjects))
-    return Cohort(subjects, images, tuple(spec.labels), source=source)
+    return Cohort(subjects, images, tuple(spec.labels), source=spec.csv_path)
