@@ -5,20 +5,12 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-import torch
 
 
 def derive_seed(*parts: object) -> int:
     """A 63-bit seed from any printable parts (blake2b: stable across runs and platforms)."""
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-def torch_generator(*parts: object) -> torch.Generator:
-    """CPU torch generator seeded from parts."""
-    gen = torch.Generator()
-    gen.manual_seed(derive_seed(*parts))
-    return gen
 
 
 def numpy_rng(*parts: object) -> np.random.Generator:

@@ -9,7 +9,7 @@ from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structu
 from sklearn.metrics import roc_auc_score
 
 from recon_core.fairness import bootstrap as bs
-from recon_core.metrics import auroc, image_quality, rates
+from recon_core.metrics import image_quality
 
 
 @pytest.fixture
@@ -37,10 +37,13 @@ def test_auroc_and_rates():
     targets = np.array([0, 0, 1, 1, np.nan, 1])
     scores = np.array([0.1, 0.6, 0.4, 0.9, 0.5, 0.8])
     known = ~np.isnan(targets)
-    assert auroc(targets, scores) == pytest.approx(roc_auc_score(targets[known], scores[known]))
-    tpr, fpr = rates(targets, scores, 0.5)
+    everyone, point = np.ones(6, bool), np.ones((1, 6), np.float32)  # the point-estimate row
+    assert bs.auroc(scores, targets, point, everyone)[0] == pytest.approx(roc_auc_score(targets[known], scores[known]))
+    tpr = bs.rate(scores >= 0.5, targets, True, point, everyone)[0]
+    fpr = bs.rate(scores >= 0.5, targets, False, point, everyone)[0]
     assert tpr == pytest.approx(2 / 3) and fpr == pytest.approx(1 / 2)
-    assert np.isnan(auroc(np.array([1.0, 1.0]), np.array([0.2, 0.3])))  # one class → NaN, no crash
+    one_class = bs.auroc(np.array([0.2, 0.3]), np.array([1.0, 1.0]), np.ones((1, 2), np.float32), np.ones(2, bool))
+    assert np.isnan(one_class[0])  # one class → NaN, no crash
 
 
 def test_vectorised_bootstrap_auroc_matches_sklearn_on_same_indices():

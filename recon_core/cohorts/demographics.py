@@ -27,21 +27,21 @@ def parse_sex(values: pd.Series, source: str, column: str,
         bad = {k: v for k, v in codes.items() if v not in ("M", "F")}
         if bad:
             raise CohortError(f"{source}: sex_codes {bad} must map to 'M' or 'F'")
-    out = []
-    for row, raw in zip(values.index, values, strict=True):
-        if raw is None or (isinstance(raw, float) and np.isnan(raw)):
-            raise CohortError(f"{source}: column {column!r} row {row}: missing sex value")
-        text = str(raw).strip()
-        if text.endswith(".0"):  # pandas reads integer codes with gaps as floats
-            text = text[:-2]
-        if codes is not None and text in codes:
-            out.append(codes[text])
-        elif text.lower() in SEX_WORDS:
-            out.append(SEX_WORDS[text.lower()])
-        else:
-            hint = " (numeric codes need a declared sex_codes mapping)" if text.isdigit() else ""
-            raise CohortError(f"{source}: column {column!r} row {row}: unknown sex value {raw!r}{hint}")
-    return pd.Series(out, index=values.index, name="sex")
+    missing = values.isna()
+    if missing.any():
+        raise CohortError(f"{source}: column {column!r} row {values.index[missing.to_numpy()][0]}: missing sex value")
+    # pandas reads integer codes with gaps as floats: "1.0" means code "1"
+    text = values.astype(str).str.strip().str.replace(r"\.0$", "", regex=True)
+    parsed = text.str.lower().map(SEX_WORDS)
+    if codes is not None:
+        parsed = text.map(codes).fillna(parsed)
+    bad = parsed.isna()
+    if bad.any():
+        row = values.index[bad.to_numpy()][0]
+        hint = " (numeric codes need a declared sex_codes mapping)" if text[row].isdigit() else ""
+        raw = values.astype(object)[row]  # the value as written, not a numpy scalar
+        raise CohortError(f"{source}: column {column!r} row {row}: unknown sex value {raw!r}{hint}")
+    return parsed.rename("sex")
 
 
 def parse_age(values: pd.Series, source: str, column: str) -> pd.Series:

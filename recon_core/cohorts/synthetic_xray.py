@@ -23,11 +23,6 @@ from recon_core.seeding import numpy_rng
 LABELS = ("cardiomegaly", "effusion", "nodule")
 
 
-def _knob_applies(knob, sex: str, band: str) -> bool:
-    value = sex if knob.attribute == "sex" else band
-    return value == knob.group
-
-
 def sample_subjects(config: CohortConfig, seed: int) -> pd.DataFrame:
     """The subject table: id, sex, age, age band, split, finding labels and per-finding contrast."""
     unknown = set(config.prevalence) - set(LABELS)
@@ -53,7 +48,7 @@ def sample_subjects(config: CohortConfig, seed: int) -> pd.DataFrame:
         for knob in config.bias:
             if knob.label not in (None, label):
                 continue
-            hit = np.array([_knob_applies(knob, s, b) for s, b in zip(sex, bands, strict=True)])
+            hit = (sex if knob.attribute == "sex" else bands) == knob.group
             if knob.prevalence is not None:
                 prevalence[hit] = knob.prevalence
             contrast[hit] *= knob.contrast

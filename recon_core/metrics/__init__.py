@@ -1,6 +1,5 @@
-"""Per-image image-quality metrics and set-level task metrics."""
+"""Per-image image-quality metrics (set-level task metrics live in recon_core.fairness.bootstrap)."""
 
-from recon_core.metrics.classification import auroc, rates
 from recon_core.metrics.image_quality import DATA_RANGE, image_quality, nmse, psnr, ssim
 
-__all__ = ["DATA_RANGE", "auroc", "image_quality", "nmse", "psnr", "rates", "ssim"]
+__all__ = ["DATA_RANGE", "image_quality", "nmse", "psnr", "ssim"]
