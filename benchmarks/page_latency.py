@@ -49,13 +49,13 @@ def main() -> None:
             lambda a: a.select_slider(key="level").set_value(next(levels)).run())
     attributes = iter(["age_band", "sex"] * args.repeats)
     measure("Overview: change attribute", "pages/overview.py",
-            lambda a: a.radio(key="attribute").set_value(next(attributes)).run())
+            lambda a: a.selectbox(key="attribute").set_value(next(attributes)).run())
     metrics = iter(["fnr", "tpr"] * args.repeats)
     measure("Fairness: change metric", "pages/fairness.py",
             lambda a: a.selectbox(key="fair_metric").set_value(next(metrics)).run())
     groups = iter(["age_band", "sex"] * args.repeats)
     measure("Failure cases: change grouping", "pages/failures.py",
-            lambda a: a.selectbox(key="fail_attr").set_value(next(groups)).run())
+            lambda a: a.selectbox(key="attribute").set_value(next(groups)).run())
     print(f"{'interaction':<34}{'open page ms':>14}{'median ms':>11}{'max ms':>9}   ({args.repeats} repeats)")
     for name, first, median, worst in rows:
         print(f"{name:<34}{first:>14.0f}{median:>11.0f}{worst:>9.0f}")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -46,40 +47,23 @@ def store() -> Store:
     return get_store(os.environ.get("TANDEM_STORE", str(paths.default_store_path())))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_runs(path: str, version: str) -> pd.DataFrame:
-    """Runs table, recomputed only when `version` changes."""
-    return queries.runs(get_store(path))
+@st.cache_data(show_spinner=False, max_entries=512)
+def _cached_query(name: str, path: str, version: str, *args) -> object:
+    return getattr(queries, name)(get_store(path), *args)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_aggregates(path: str, key: str, version: str) -> pd.DataFrame:
-    """All aggregates of a run, recomputed only when a new cell lands."""
-    return queries.aggregates(get_store(path), key)
+def query(name: str, *args) -> object:
+    """`recon_core.store.queries.<name>(store, *args)`, served from the cache until the store changes.
 
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_correlations(path: str, key: str, version: str) -> pd.DataFrame:
-    """Quality–task correlations of a run."""
-    return queries.correlations(get_store(path), key)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def cached_image_scores(path: str, key: str, image_id: str, version: str) -> pd.DataFrame:
-    """The classifier's scores for one image on every road."""
-    return queries.image_scores(get_store(path), key, image_id)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def cached_examples(path: str, key: str, reconstructor: str, level: float, version: str) -> pd.DataFrame:
-    """Example pixels of one cell."""
-    return queries.examples(get_store(path), key, reconstructor, level)
+    The store's version comes from file metadata, so a rerun with nothing new opens no connection.
+    """
+    s = store()
+    return _cached_query(name, str(s.path), s.version(), *args)
 
 
 def runs() -> pd.DataFrame:
     """Stored runs (cached until the store changes)."""
-    s = store()
-    return cached_runs(str(s.path), queries.data_version(s))
+    return query("runs")
 
 
 @st.cache_resource(show_spinner="Loading the run's models…", max_entries=4)
@@ -90,15 +74,45 @@ def get_replayer(config_json: str, checkpoint_dir: str) -> CaseReplayer:
 
 def run_config_json(key: str) -> str:
     """The stored config of a run as canonical JSON (a stable cache key)."""
-    return json.dumps(queries.run_config(store(), key) or {}, sort_keys=True)
+    return json.dumps(query("run_config", key) or {}, sort_keys=True)
+
+
+KEPT = "_kept_choices"
+"""Session slot that outlives widgets: Streamlit drops a widget's state on a page that does not draw it."""
+
+
+def _restore(key: str, options: list) -> None:
+    """Before drawing a shared widget: set it to the user's last choice on any page, if still valid.
+
+    Widget ids differ between pages, so a value left over from another page would be ignored;
+    setting it through the Session State API before the widget is drawn is what carries it over.
+    """
+    kept = st.session_state.setdefault(KEPT, {})
+    if key in kept:
+        value = kept[key]
+        if isinstance(value, list):
+            st.session_state[key] = [v for v in value if v in options]
+        elif value in options:
+            st.session_state[key] = value
+        else:
+            st.session_state.pop(key, None)  # a choice the newly picked run does not hold
+    elif key in st.session_state and not isinstance(st.session_state[key], list) \
+            and st.session_state[key] not in options:
+        del st.session_state[key]
+
+
+def _keep(key: str) -> None:
+    """Records a shared widget's value; also its on_change callback, so a change is kept before the rerun."""
+    st.session_state.setdefault(KEPT, {})[key] = st.session_state[key]
 
 
 def multiselect_growing(label: str, options: list, key: str, **kwargs) -> list:
-    """A sidebar multiselect that keeps the user's choice but adds options that appear later.
+    """A sidebar multiselect that keeps the user's choice across pages and adds options that appear later.
 
     While a build runs, new reconstructors and levels land; they join the selection unless the
     user had already seen and removed them.
     """
+    _restore(key, options)
     seen_key = f"_{key}_seen"
     seen = st.session_state.get(seen_key)
     if key in st.session_state:
@@ -106,8 +120,56 @@ def multiselect_growing(label: str, options: list, key: str, **kwargs) -> list:
         fresh = [o for o in options if seen is not None and o not in seen]
         st.session_state[key] = kept + fresh
     st.session_state[seen_key] = list(options)
-    return st.sidebar.multiselect(label, options, default=None if key in st.session_state else options,
-                                  key=key, **kwargs)
+    value = st.sidebar.multiselect(label, options, default=None if key in st.session_state else options,
+                                   key=key, on_change=_keep, args=(key,), **kwargs)
+    _keep(key)
+    return value
+
+
+def attribute_label(attribute: str) -> str:
+    """'sex×age_band' → 'Sex × age band'."""
+    return " × ".join(part.replace("_", " ") for part in attribute.split("×")).capitalize()
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The sidebar's shared selection: what every results page shows."""
+
+    reconstructors: list[str]
+    levels: list[float]
+    level: float
+    attribute: str
+
+
+def sidebar_choices(agg: pd.DataFrame, unit: str) -> Choices:
+    """Sidebar: reconstructors, levels on the curves, the level in focus and the subgroup attribute.
+
+    The same keys on every results page, restored after a visit to Home or Run, so a choice made
+    on one page holds on the next.
+    """
+    recons = [r for r in agg.reconstructor.unique() if r != CLEAN]
+    all_levels = sorted(agg.loc[agg.reconstructor != CLEAN, "level"].unique(), reverse=True)
+    if not recons:
+        st.info("Only the clean baseline has landed so far; reconstructors follow.")
+        st.stop()
+    chosen = multiselect_growing("Reconstructors", recons, key="reconstructors")
+    levels = multiselect_growing("Levels on the curves", all_levels, key="levels", format_func=lambda v: f"{v:g}")
+    focus = sorted(all_levels)
+    _restore("level", focus)
+    level = st.sidebar.select_slider("Level in focus", options=focus, key="level", on_change=_keep, args=("level",),
+                                     format_func=lambda v: f"{v:g} {unit}",
+                                     **({} if "level" in st.session_state else {"value": focus[0]}))
+    _keep("level")
+    attributes = sorted((a for a in agg.attribute.unique() if a not in ("all", "")),
+                        key=lambda a: (a != "sex", "×" in a, a))
+    _restore("attribute", attributes)
+    attribute = st.sidebar.selectbox("Subgroups by", attributes, key="attribute", format_func=attribute_label,
+                                     on_change=_keep, args=("attribute",))
+    _keep("attribute")
+    if not chosen or not levels:
+        st.warning("Pick at least one reconstructor and one level in the sidebar.")
+        st.stop()
+    return Choices(chosen, levels, float(level), attribute)
 
 
 def pick_run(frame: pd.DataFrame) -> pd.Series | None:
@@ -116,14 +178,17 @@ def pick_run(frame: pd.DataFrame) -> pd.Series | None:
         return None
     modalities = sorted(frame.modality.unique())
     labels = {"xray": "X-ray (low-dose)", "mri": "MRI (accelerated)"}
-    modality = st.sidebar.selectbox("Modality", modalities, key="modality",
+    _restore("modality", modalities)
+    modality = st.sidebar.selectbox("Modality", modalities, key="modality", on_change=_keep, args=("modality",),
                                     format_func=lambda m: labels.get(m, m))
-    options = frame[frame.modality == modality]
-    names = [f"{r['name']} · {r.config_hash[:8]} · {r.status}" for _, r in options.iterrows()]
-    if st.session_state.get("run_index", 0) >= len(names):
-        st.session_state["run_index"] = 0
-    choice = st.sidebar.selectbox("Study run", range(len(names)), format_func=lambda i: names[i], key="run_index")
-    return options.iloc[choice]
+    _keep("modality")
+    options = frame[frame.modality == modality].reset_index(drop=True)
+    names = {r.config_hash: f"{r.name} · {r.config_hash[:8]} · {r.status}" for r in options.itertuples()}
+    _restore("run_key", list(names))
+    key = st.sidebar.selectbox("Study run", list(names), format_func=names.get, key="run_key", on_change=_keep,
+                               args=("run_key",))
+    _keep("run_key")
+    return options[options.config_hash == key].iloc[0]
 
 
 def running_build() -> dict | None:
@@ -154,32 +219,34 @@ def start_cli_run(command: str, config: Path | None = None) -> None:
     write_progress(paths.progress_path(), "starting", 0, 1, pid=child.pid)
 
 
-def page_run() -> tuple[pd.Series, Store, str]:
+def page_run() -> tuple[pd.Series, str]:
     """The sidebar's run for a results page; without any run the page points to Home and stops."""
     run = pick_run(runs())
     if run is None:
         st.info("No results yet. Build the demo study on the Home page, or run `make demo`.")
         st.page_link("pages/home.py", label="Go to Home", icon="🏠")
         st.stop()
-    return run, store(), run.config_hash
+    return run, run.config_hash
 
 
-def reconstructed_cells(s: Store, key: str) -> pd.DataFrame:
+def reconstructed_cells(key: str) -> pd.DataFrame:
     """A run's finished reconstructed cells; without any the page says so and stops."""
-    cells = queries.cells(s, key)
+    cells = query("cells", key)
     cells = cells[(cells.status == "done") & (cells.reconstructor != CLEAN)]
-    if cells.empty or not queries.thresholds(s, key):
+    if cells.empty or not query("thresholds", key):
         st.info("No reconstructed cells have landed for this run yet.")
         st.stop()
     return cells
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
+@st.cache_resource(show_spinner=False, max_entries=512)
 def cached_plot(builder: str, *args, **kwargs):
-    """A figure from recon_core.plots, built once per distinct input.
+    """A figure from recon_core.plots, built once per distinct input and never modified after.
 
     Building a plotly figure costs 20–200 ms; its inputs here are small filtered tables, so
-    hashing them is cheap and an unrelated widget change redraws from the cache.
+    hashing them is cheap and an unrelated widget change redraws from the cache. A resource
+    cache hands back the same object: unpickling a figure from a data cache re-validates every
+    property (≈40 ms a figure).
     """
     return getattr(plots, builder)(*args, **kwargs)
 

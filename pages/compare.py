@@ -7,12 +7,21 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from pages.common import ensure_routed, get_replayer, page_run, reconstructed_cells, run_config_json
-from recon_core import paths, plots
+from pages.common import (
+    cached_plot,
+    ensure_routed,
+    get_replayer,
+    page_run,
+    query,
+    reconstructed_cells,
+    run_config_json,
+    sidebar_choices,
+)
+from recon_core import paths
 from recon_core.checkpoints import CheckpointError
 from recon_core.cohorts import CohortError
 from recon_core.metrics import image_quality
-from recon_core.store import CLEAN, queries
+from recon_core.store import CLEAN
 
 ensure_routed("pages/compare.py")
 
@@ -23,22 +32,17 @@ def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstruc
 
 
 st.title("Compare reconstructors")
-run, s, key = page_run()
-cells = reconstructed_cells(s, key)
+run, key = page_run()
+cells = reconstructed_cells(key)
 
-recons = sorted(cells.reconstructor.unique())
-levels = sorted(cells.level.unique())
-test_ids = queries.image_rows(s, key, CLEAN, 0.0).image_id.tolist()
-examples = sorted(queries.examples(s, key, CLEAN, 0.0).image_id.unique())
-c1, c2 = st.columns([1, 2])
-image_id = c1.selectbox("Test image", test_ids, index=test_ids.index(examples[0]) if examples else 0,
+choice = sidebar_choices(query("aggregates", key), run.level_unit)
+chosen, level = choice.reconstructors, choice.level
+clean_rows = query("image_rows", key, CLEAN, 0.0)
+test_ids = clean_rows.image_id.tolist()
+examples = sorted(query("examples", key, CLEAN, 0.0).image_id.unique())
+image_id = st.selectbox("Test image", test_ids, index=test_ids.index(examples[0]) if examples else 0,
                         key="cmp_image")
-chosen = c2.multiselect("Reconstructors", recons, default=recons, key="cmp_recons")
-level = st.select_slider("Level", options=levels, value=levels[0], key="cmp_level",
-                         format_func=lambda v: f"{v:g} {run.level_unit}")
-if not chosen:
-    st.warning("Pick at least one reconstructor.")
-    st.stop()
+st.caption("Reconstructors and the level come from the sidebar.")
 missing = [r for r in chosen if not ((cells.reconstructor == r) & (cells.level == level)).any()]
 if missing:
     st.warning(f"The store holds no results for {', '.join(missing)} at {level:g} {run.level_unit}.")
@@ -57,10 +61,10 @@ first = next(iter(cases.values()))
 panels = [("clean", first.clean, "image"), (f"degraded ({level:g})", first.degraded, "image")]
 panels += [(r, c.reconstructed, "image") for r, c in cases.items() if r != "none"]
 errors = [(f"|{r} − clean|", np.abs(c.reconstructed - c.clean), "error") for r, c in cases.items()]
-st.plotly_chart(plots.image_grid(panels + errors, columns=max(len(panels), len(errors))), width="stretch")
+st.plotly_chart(cached_plot("image_grid", panels + errors, columns=max(len(panels), len(errors))), width="stretch")
 st.caption("Zoom or pan one image and the others follow. Error maps share one scale (0–0.25).")
 
-thresholds = queries.thresholds(s, key)
+thresholds = query("thresholds", key)
 clean_t = torch.from_numpy(first.clean[None, None])
 rows = [{"road": "clean", "PSNR (dB)": np.nan, "SSIM": np.nan,
          **{lb: first.clean_scores[j] for j, lb in enumerate(first.labels)}}]
@@ -69,7 +73,7 @@ for r, c in cases.items():
     rows.append({"road": r, "PSNR (dB)": float(quality["psnr"][0]), "SSIM": float(quality["ssim"][0]),
                  **{lb: c.recon_scores[j] for j, lb in enumerate(c.labels)}})
 table = pd.DataFrame(rows)
-truth = queries.image_rows(s, key, CLEAN, 0.0).set_index("image_id").loc[image_id]
+truth = clean_rows.set_index("image_id").loc[image_id]
 
 
 def mark(value: float, label: str) -> str:
@@ -79,7 +83,8 @@ def mark(value: float, label: str) -> str:
 shown = table.copy()
 for label in first.labels:
     shown[label] = [mark(v, label) for v in table[label]]
-st.dataframe(shown.style.format({"PSNR (dB)": "{:.2f}", "SSIM": "{:.3f}"}, na_rep="—"), hide_index=True,
-             width="stretch")
+for column, digits in (("PSNR (dB)", 2), ("SSIM", 3)):  # the clean road is its own reference: no value
+    shown[column] = ["—" if np.isnan(v) else f"{v:.{digits}f}" for v in table[column]]
+st.dataframe(shown, hide_index=True, width="stretch")
 st.caption("Classifier probability per finding; ● called at the fixed threshold, ○ not called. Truth: "
            + ", ".join(f"{lb} {'present' if truth[f'target:{lb}'] == 1 else 'absent'}" for lb in first.labels))

@@ -6,14 +6,24 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages.common import ensure_routed, get_replayer, page_run, reconstructed_cells, run_config_json, store
-from recon_core import paths, plots
+from pages.common import (
+    cached_plot,
+    ensure_routed,
+    get_replayer,
+    page_run,
+    query,
+    reconstructed_cells,
+    run_config_json,
+    sidebar_choices,
+    store,
+)
+from recon_core import paths
 from recon_core.checkpoints import CheckpointError
 from recon_core.cohorts import CohortError
 from recon_core.explain.attributions import attribute
 from recon_core.fairness.flips import flip_rates, flip_table
 from recon_core.runner.replay import scores_table
-from recon_core.store import CLEAN, queries
+from recon_core.store import CLEAN
 
 ensure_routed("pages/failures.py")
 KIND_TEXT = {"lost": "finding lost (new false negative)", "invented": "finding invented (new false positive)",
@@ -22,17 +32,17 @@ KIND_TEXT = {"lost": "finding lost (new false negative)", "invented": "finding i
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def cached_flips(path: str, key: str, reconstructor: str, level: float, version: str) -> pd.DataFrame:
-    s = store()
-    clean = queries.image_rows(s, key, CLEAN, 0.0)
-    recon = queries.image_rows(s, key, reconstructor, level)
-    thresholds = queries.thresholds(s, key)
-    return flip_table(clean, recon, sorted(thresholds), thresholds)
+def cached_flips(key: str, reconstructor: str, level: float, version: str) -> pd.DataFrame:
+    thresholds = query("thresholds", key)
+    return flip_table(query("image_rows", key, CLEAN, 0.0), query("image_rows", key, reconstructor, level),
+                      sorted(thresholds), thresholds)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def cached_rates(table: pd.DataFrame, attribute_name: str, label: str | None, seed: int) -> pd.DataFrame:
-    return flip_rates(table, [attribute_name], seed=seed, label=label)
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_rates(key: str, reconstructor: str, level: float, version: str, attribute_name: str,
+                 label: str | None, seed: int) -> pd.DataFrame:
+    """Flip rates with CIs, keyed by the selection rather than by the (large) flip table."""
+    return flip_rates(cached_flips(key, reconstructor, level, version), [attribute_name], seed=seed, label=label)
 
 
 @st.cache_data(show_spinner="Replaying the case and computing attributions…", max_entries=64)
@@ -48,26 +58,31 @@ def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstruc
 
 
 st.title("Failure cases")
-run, s, key = page_run()
-version = queries.data_version(s, key)
-cells = reconstructed_cells(s, key)
+run, key = page_run()
+version = store().version()
+cells = reconstructed_cells(key)
 
-c1, c2, c3, c4 = st.columns(4)
-recon = c1.selectbox("Reconstructor", sorted(cells.reconstructor.unique()), key="fail_recon")
-levels = sorted(cells.loc[cells.reconstructor == recon, "level"].unique(), reverse=True)
-level = c2.selectbox("Level", levels, index=len(levels) - 1, key="fail_level",
-                     format_func=lambda v: f"{v:g} {run.level_unit}")
-table = cached_flips(str(s.path), key, recon, float(level), version)
+choice = sidebar_choices(query("aggregates", key), run.level_unit)
+level = choice.level
+c1, c2 = st.columns(2)
+recon = c1.selectbox("Reconstructor", choice.reconstructors, key="fail_recon")
+if not ((cells.reconstructor == recon) & (cells.level == level)).any():
+    st.warning(f"The store holds no results for {recon} at {level:g} {run.level_unit}; pick another level in "
+               "the sidebar.")
+    st.stop()
+table = cached_flips(key, recon, float(level), version)
 labels = sorted(table.label.unique())
-label = c3.selectbox("Finding", ["all", *labels], key="fail_label")
-attribute_name = c4.selectbox("Subgroups by", [a for a in ("sex", "age_band") if a in table], key="fail_attr")
+label = c2.selectbox("Finding", ["all", *labels], key="fail_label")
+attribute_name = choice.attribute if all(p in table for p in choice.attribute.split("×")) else "sex"
 
 st.subheader(f"How often findings change, by {attribute_name} — {recon} at {level:g} {run.level_unit}")
-config = queries.run_config(s, key) or {}
-rates = cached_rates(table, attribute_name, None if label == "all" else label, int(config.get("seed", 0)))
+config = query("run_config", key) or {}
+rates = cached_rates(key, recon, float(level), version, attribute_name, None if label == "all" else label,
+                     int(config.get("seed", 0)))
 shown = rates[rates.attribute != "all"].rename(columns={"kind": "reconstructor", "rate": "estimate", "of": "n"})
-st.plotly_chart(plots.group_forest(shown, "Share of present findings lost / absent findings invented (95 % CI)",
-                                   "rate"), width="stretch")
+st.plotly_chart(cached_plot("group_forest", shown,
+                            "Share of present findings lost / absent findings invented (95 % CI)", "rate"),
+                width="stretch")
 st.dataframe(rates.rename(columns={"grp": "group"}), hide_index=True, width="stretch")
 
 st.subheader("Cases, flips first")
@@ -82,8 +97,8 @@ if only_flips:
     view = view[view.kind.isin(["lost", "invented"])]
 columns = ["image_id", "label", "kind", "target", "clean_score", "recon_score", "change", "sex", "age_band", "psnr"]
 st.dataframe(view[columns], hide_index=True, width="stretch", height=260)
-st.download_button("Download cases (CSV)", view[columns].to_csv(index=False).encode(), "failure-cases.csv",
-                   "text/csv", key="dl_cases")
+st.download_button("Download cases (CSV)", lambda: view[columns].to_csv(index=False).encode(),  # built on click
+                   "failure-cases.csv", "text/csv", key="dl_cases", on_click="ignore")
 if view.empty:
     st.info("No case matches these filters.")
     st.stop()
@@ -109,7 +124,7 @@ panels = [("clean", case.clean, "image"), (f"degraded ({level:g})", case.degrade
           (recon, case.reconstructed, "image"), (f"|{recon} − clean|", error, "error"),
           (f"{method} on clean", maps[0], "map"), (f"{method} on {recon}", maps[1], "map"),
           ("difference of maps", np.abs(maps[1] - maps[0]), "map")]
-st.plotly_chart(plots.image_grid(panels, columns=4), width="stretch")
+st.plotly_chart(cached_plot("image_grid", panels, columns=4), width="stretch")
 st.caption(f"Attribution for **{row.label}**; each map is scaled to its own maximum. Truth: "
            f"{'present' if row.target == 1 else 'absent'}.")
 st.dataframe(scores_table(case).style.format({"clean": "{:.2f}", "reconstructed": "{:.2f}"}), hide_index=True)

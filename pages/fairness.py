@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import cached_aggregates, cached_correlations, cached_plot, ensure_routed, page_run
-from recon_core.store import CLEAN, queries
+from pages.common import cached_plot, ensure_routed, page_run, query, sidebar_choices
+from recon_core.store import CLEAN
 
 ensure_routed("pages/fairness.py")
 
@@ -23,31 +23,28 @@ def download(frame: pd.DataFrame, name: str, key: str) -> None:
 
 
 st.title("Fairness")
-run, s, key = page_run()
-version = queries.data_version(s, key)
-agg = cached_aggregates(str(s.path), key, version)
-recons = [r for r in agg.reconstructor.unique() if r != CLEAN]
-if not recons or "ppv" not in set(agg.metric):
+run, key = page_run()
+agg = query("aggregates", key)
+if "ppv" not in set(agg.metric):
     st.info("This run has no per-group fairness results yet (cells are still landing, or it was stored by an "
             "older version: rebuild it to get them).")
     st.stop()
 
-attributes = sorted((a for a in agg.attribute.unique() if a not in ("all", "")),
-                    key=lambda a: (a != "sex", "×" in a, a))
+choice = sidebar_choices(agg, run.level_unit)
+level, attribute = choice.level, choice.attribute
 labels = sorted(set(agg.loc[agg.metric == "tpr", "label"]) - {"mean"})
-c1, c2, c3, c4, c5 = st.columns(5)
-recon = c1.selectbox("Reconstructor", recons, key="fair_recon")
-levels = sorted(agg.loc[agg.reconstructor == recon, "level"].unique(), reverse=True)
-level = c2.selectbox("Level", levels, index=len(levels) - 1, key="fair_level",
-                     format_func=lambda v: f"{v:g} {run.level_unit}")
-attribute = c3.selectbox("Attribute", attributes, key="fair_attribute")
-metric = c4.selectbox("Metric", list(METRICS), format_func=METRICS.get, key="fair_metric")
-label = c5.selectbox("Finding", ["mean", *labels], key="fair_label") if metric not in ("psnr", "ssim") else ""
+c1, c2, c3 = st.columns(3)
+recon = c1.selectbox("Reconstructor", choice.reconstructors, key="fair_recon")
+metric = c2.selectbox("Metric", list(METRICS), format_func=METRICS.get, key="fair_metric")
+label = c3.selectbox("Finding", ["mean", *labels], key="fair_label") if metric not in ("psnr", "ssim") else ""
 
 st.subheader(f"{METRICS[metric]} by {attribute}: clean images vs {recon} at {level:g}")
 sel = agg[(agg.metric == metric) & (agg.label == label) & (agg.attribute == attribute)
           & (((agg.reconstructor == CLEAN) & (metric not in ("psnr", "ssim")))
              | ((agg.reconstructor == recon) & (agg.level == level)))]
+if not ((agg.reconstructor == recon) & (agg.level == level)).any():
+    st.warning(f"The store holds no results for {recon} at {level:g} {run.level_unit}; pick another level in "
+               "the sidebar.")
 st.plotly_chart(cached_plot("group_forest", sel, "", METRICS[metric]), width="stretch")
 too_small = sel[sel.estimate.isna()]
 if len(too_small):
@@ -81,7 +78,7 @@ auroc = overall[(overall.metric == "auroc") & (overall.label == "mean")][
 left, right = st.columns([3, 2])
 left.plotly_chart(cached_plot("quality_vs_task", psnr.merge(auroc, on=["reconstructor", "level"]), "PSNR (dB)",
                                         "mean AUROC", "Each cell: PSNR against mean AUROC"), width="stretch")
-corr = cached_correlations(str(s.path), key, version)
+corr = query("correlations", key)
 if corr.empty:
     right.info("Correlations need at least three reconstructed cells.")
 else:

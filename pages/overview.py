@@ -6,31 +6,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages.common import (
-    cached_aggregates,
-    cached_examples,
-    cached_image_scores,
-    cached_plot,
-    ensure_routed,
-    multiselect_growing,
-    page_run,
-    store,
-)
+from pages.common import attribute_label, cached_plot, ensure_routed, page_run, query, sidebar_choices, store
 from recon_core.report import build_report
-from recon_core.store import CLEAN, queries
+from recon_core.store import CLEAN
 
-ATTRIBUTES = {"sex": "Sex", "age_band": "Age band"}
 ensure_routed("pages/overview.py")
 
 st.title("Overview")
-run, s, key = page_run()
-version = queries.data_version(s, key)
-agg = cached_aggregates(str(s.path), key, version)
+run, key = page_run()
+version = store().version()
+agg = query("aggregates", key)
 
 
 def watch_for_new_cells() -> None:
     """While a build runs, redraw the page as soon as another cell lands."""
-    if queries.data_version(store(), key) != version:
+    if store().version() != version:
         st.rerun(scope="app")
 
 
@@ -41,19 +31,12 @@ if agg.empty:
     st.stop()
 
 level_label = f"{run.level_name} ({run.level_unit})"
-recon_names = [r for r in agg.reconstructor.unique() if r != CLEAN]
-all_levels = sorted(agg.loc[agg.reconstructor != CLEAN, "level"].unique(), reverse=True)
-if not recon_names:
-    st.info("Only the clean baseline has landed so far; reconstructors follow.")
-    st.stop()
-chosen = multiselect_growing("Reconstructors", recon_names, key="reconstructors")
-levels = multiselect_growing("Noise levels", all_levels, key="levels", format_func=lambda v: f"{v:g}")
-if not chosen or not levels:
-    st.warning("Pick at least one reconstructor and one level in the sidebar.")
-    st.stop()
+choice = sidebar_choices(agg, run.level_unit)
+chosen, levels, level, attribute = choice.reconstructors, choice.levels, choice.level, choice.attribute
+attr_text = attribute_label(attribute).lower()
 if run.status == "running":
     st.caption(
-        f"Run status: **running** — showing the {version.split('|')[0]} cells finished so far; "
+        f"Run status: **running** — showing the {run.cells_done} cells finished so far; "
         "this page refreshes as more land."
     )
 elif run.status != "done":
@@ -89,26 +72,21 @@ st.caption(
     "The dashed line is the same classifier on the clean images. Each chart's camera icon saves a PNG."
 )
 
-st.header("Subgroups")
-attribute = st.radio("Attribute", list(ATTRIBUTES), format_func=ATTRIBUTES.get, horizontal=True, key="attribute")
-if st.session_state.get("level") not in levels:
-    st.session_state.pop("level", None)
-level = st.select_slider(
-    "Level", options=sorted(levels), value=min(levels), key="level", format_func=lambda v: f"{v:g} {run.level_unit}"
-)
-at_level = pd.concat([clean, view[view.level == level]])
+st.header(f"Subgroups by {attr_text} at {level:g} {run.level_unit}")
+st.caption("Change the level in focus and the attribute in the sidebar; they hold on every page.")
+at_level = pd.concat([clean, agg[agg.reconstructor.isin(chosen) & (agg.level == level)]])
 a, b = st.columns(2)
 tpr = at_level[(at_level.metric == "tpr") & (at_level.label == "mean") & (at_level.attribute == attribute)]
 a.plotly_chart(
     cached_plot("group_forest",
-        tpr, f"Sensitivity (TPR, mean over findings) by {ATTRIBUTES[attribute].lower()}", "TPR at the fixed threshold"
+        tpr, f"Sensitivity (TPR, mean over findings) by {attr_text}", "TPR at the fixed threshold"
     ),
     width="stretch",
 )
 gaps = at_level[
     at_level.metric.isin(["eo_gap", "eodd"]) & (at_level.label == "mean") & (at_level.attribute == attribute)
 ]
-gap_title = f"Fairness gaps by {ATTRIBUTES[attribute].lower()} at {level:g}"
+gap_title = f"Fairness gaps by {attr_text} at {level:g}"
 b.plotly_chart(cached_plot("gap_bars", gaps, gap_title), width="stretch")
 gap_curve = view[(view.metric == "eo_gap") & (view.label == "mean") & (view.attribute == attribute)]
 gap_base = clean[(clean.metric == "eo_gap") & (clean.label == "mean") & (clean.attribute == attribute)]
@@ -116,7 +94,7 @@ st.plotly_chart(
     cached_plot("metric_vs_level",
         gap_curve,
         "eo_gap",
-        f"Equal-opportunity gap by {ATTRIBUTES[attribute].lower()}",
+        f"Equal-opportunity gap by {attr_text}",
         "max − min TPR",
         level_label,
         gap_base.iloc[0] if len(gap_base) else None,
@@ -124,12 +102,11 @@ st.plotly_chart(
     width="stretch",
 )
 
-added = view[
-    (view.level == level)
-    & view.metric.isin(["auroc_added", "eo_gap_added", "eodd_added"])
-    & (view.label == "mean")
-    & (view.attribute.isin(["all", attribute]))
-    & (view.grp.isin(["all", ""]))
+added = at_level[
+    at_level.metric.isin(["auroc_added", "eo_gap_added", "eodd_added"])
+    & (at_level.label == "mean")
+    & (at_level.attribute.isin(["all", attribute]))
+    & (at_level.grp.isin(["all", ""]))
 ]
 table = added.assign(
     value=[
@@ -149,11 +126,11 @@ if len(small):
 
 st.download_button(
     "Download a report of this selection (HTML, opens offline)",
-    lambda: build_report(s, key, chosen, levels, attribute, float(level)).encode(),  # built only on click
+    lambda: build_report(store(), key, chosen, levels, attribute, float(level)).encode(),  # built only on click
     f"tandem-report-{key[:8]}.html", "text/html", key="dl_report", on_click="ignore")
 
 st.header(f"Example images at {level:g} {run.level_unit}")
-clean_examples = cached_examples(str(s.path), key, CLEAN, 0.0, version)
+clean_examples = query("examples", key, CLEAN, 0.0)
 if clean_examples.empty:
     st.info("No example images stored for this run.")
     st.stop()
@@ -165,7 +142,7 @@ clean_pixels = clean_examples[clean_examples.image_id == image_id].pixels.iloc[0
 panels = [("clean", clean_pixels, "image")]
 errors = []
 for recon in chosen:
-    ex = cached_examples(str(s.path), key, recon, float(level), version)
+    ex = query("examples", key, recon, float(level))
     ex = ex[ex.image_id == image_id]
     if ex.empty:
         continue
@@ -176,7 +153,7 @@ for recon in chosen:
         panels.append((recon, pixels, "image"))
     errors.append((f"|{recon} − clean|", np.abs(pixels - clean_pixels), "error"))
 st.plotly_chart(cached_plot("image_grid", panels + errors, columns=len(panels)), width="stretch")
-scores = cached_image_scores(str(s.path), key, image_id, version)
+scores = query("image_scores", key, image_id)
 scores = scores[(scores.reconstructor == CLEAN) | (scores.reconstructor.isin(chosen) & (scores.level == level))]
 if len(scores):
     wide = scores.pivot_table(index="label", columns="reconstructor", values="score")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+
+import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -46,7 +49,7 @@ def test_overview_draws_curves_groups_and_examples(built_store, monkeypatch, att
     at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
     charts = at.get("plotly_chart")
     assert len(charts) == 6  # PSNR, AUROC, TPR by group, gaps, EO gap curve, example images
-    at.radio(key="attribute").set_value(attribute).run()
+    at.selectbox(key="attribute").set_value(attribute).run()
     at.select_slider(key="level").set_value(3000.0).run()
     assert not at.exception
     at.multiselect(key="reconstructors").set_value(["unet"]).run()
@@ -67,9 +70,9 @@ def test_fairness_page_draws_groups_added_bias_and_correlations(built_store, mon
     assert len(at.get("download_button")) == 3
     assert {"p_value", "q_value"} <= set(at.dataframe[0].value.columns)
     assert "Spearman" in " ".join(at.dataframe[1].value.columns)
-    assert at.selectbox(key="fair_attribute").value == "sex"
+    assert at.selectbox(key="attribute").value == "sex"
     for attribute in ("age_band", "sex×age_band"):
-        at.selectbox(key="fair_attribute").set_value(attribute).run()
+        at.selectbox(key="attribute").set_value(attribute).run()
         assert not at.exception
     for metric in ("fnr", "ece", "psnr"):
         at.selectbox(key="fair_metric").set_value(metric).run()
@@ -83,16 +86,17 @@ def test_failure_cases_page_ranks_flips_and_explains_a_case(built_store, monkeyp
     store, _, cache = built_store
     at = run_page("pages/failures.py", str(store.path), monkeypatch, str(cache))
     at.selectbox(key="fail_recon").set_value("none").run()
-    at.selectbox(key="fail_level").set_value(300.0).run()
+    at.select_slider(key="level").set_value(300.0).run()
     at.toggle(key="fail_only").set_value(False).run()  # every case, so one is always there to explain
     assert not at.exception
     rates = at.dataframe[0].value
     assert {"lost", "invented"} == set(rates.kind) and {"all", "sex"} == set(rates.attribute)
     assert len(at.get("plotly_chart")) == 2  # flip rates by group, the case's images and attributions
     at.radio(key="fail_method").set_value("grad_cam").run()
-    at.selectbox(key="fail_attr").set_value("age_band").run()
+    at.selectbox(key="attribute").set_value("age_band").run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 2
+    assert {"all", "age_band"} == set(at.dataframe[0].value.attribute)
 
 
 def test_failure_cases_page_without_checkpoints_explains_why(built_store, monkeypatch, tmp_path):
@@ -110,9 +114,46 @@ def test_compare_page_replays_reconstructors_side_by_side(built_store, monkeypat
     table = at.dataframe[0].value
     assert table.road.tolist() == ["clean", "none", "tv", "unet"]
     assert table["PSNR (dB)"].iloc[1:].notna().all()
-    at.select_slider(key="cmp_level").set_value(3000.0).run()
-    at.multiselect(key="cmp_recons").set_value(["unet"]).run()
+    at.select_slider(key="level").set_value(3000.0).run()
+    at.multiselect(key="reconstructors").set_value(["unet"]).run()
     assert not at.exception and at.dataframe[0].value.road.tolist() == ["clean", "unet"]
+
+
+def test_sidebar_choices_hold_across_pages_and_a_visit_home(built_store, monkeypatch):
+    store, _, cache = built_store
+    at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
+    at.multiselect(key="reconstructors").set_value(["tv", "unet"]).run()
+    at.select_slider(key="level").set_value(3000.0).run()
+    at.selectbox(key="attribute").set_value("age_band").run()
+    for page in ("pages/home.py", "pages/fairness.py", "pages/compare.py", "pages/failures.py",
+                 "pages/run.py", "pages/overview.py"):
+        at.switch_page(page).run()
+        assert not at.exception, page
+        if page in ("pages/home.py", "pages/run.py"):
+            continue  # no sidebar choices drawn there; they must come back on the next results page
+        assert at.multiselect(key="reconstructors").value == ["tv", "unet"], page
+        assert at.select_slider(key="level").value == 3000.0, page
+        assert at.selectbox(key="attribute").value == "age_band", page
+    at.switch_page("pages/compare.py").run()
+    assert at.dataframe[0].value.road.tolist() == ["clean", "tv", "unet"]
+
+
+def test_a_level_the_store_does_not_hold_for_a_reconstructor_gets_a_message(built_store, monkeypatch, tmp_path):
+    store, key, cache = built_store
+    partial = tmp_path / "partial.duckdb"
+    shutil.copy(store.path, partial)
+    with duckdb.connect(str(partial)) as con:
+        for table in ("cells", "aggregates", "image_metrics", "image_scores", "examples"):
+            con.execute(f"DELETE FROM {table} WHERE config_hash = ? AND reconstructor = 'tv' AND level = 300",
+                        [key])
+    for page, pick in (("pages/fairness.py", "fair_recon"), ("pages/failures.py", "fail_recon"),
+                       ("pages/compare.py", None)):
+        at = run_page(page, str(partial), monkeypatch, str(cache))
+        at.select_slider(key="level").set_value(300.0).run()
+        if pick:
+            at.selectbox(key=pick).set_value("tv").run()
+        assert not at.exception, page
+        assert any("holds no results for" in w.value and "tv" in w.value for w in at.warning), page
 
 
 def test_run_page_validates_configs_and_refuses_paths_outside_the_allow_list(tmp_path, monkeypatch):

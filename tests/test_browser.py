@@ -69,13 +69,26 @@ def page(server):
 
 
 def test_overview_opened_first_renders_through_the_app(server, page):
+    from playwright.sync_api import expect
+
     page.goto(f"{server}/overview")
     page.locator(".js-plotly-plot").nth(5).wait_for(timeout=60_000)
     nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
     assert "Fairness" in nav and "common" not in nav  # app.py's navigation, not the legacy page list
     page.screenshot(path=str(OUT / "overview.png"), full_page=True)
-    page.get_by_text("Age band", exact=True).click()
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Subgroups by").click()
+    page.get_by_role("option", name="Age band", exact=True).click()
     page.get_by_text("Equal-opportunity gap by age band").wait_for(timeout=30_000)
+    slider = sidebar.get_by_role("slider")
+    slider.focus()
+    slider.press("ArrowRight")  # the level in focus: 300 → 3000 photons/pixel
+    page.get_by_text("Subgroups by age band at 3000 photons/pixel").wait_for(timeout=30_000)
+    recons = sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="Reconstructors")
+    recons.get_by_role("button", name="Remove none").click()  # drop `none` from every chart
+    expect(recons.get_by_role("button", name="Remove none")).to_have_count(0)
+    expect(recons.get_by_role("button", name="Remove unet")).to_have_count(1)
+    page.locator(".js-plotly-plot").nth(5).wait_for(timeout=60_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     with page.expect_download(timeout=60_000) as download:
         page.get_by_role("button", name="Download a report of this selection (HTML, opens offline)").click()

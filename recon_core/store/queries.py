@@ -109,17 +109,6 @@ def correlations(store: Store, key: str) -> pd.DataFrame:
                   ["config_hash", "x_metric", "y_metric", "attribute", "estimate", "ci_low", "ci_high", "n_cells"])
 
 
-def data_version(store: Store, key: str | None = None) -> str:
-    """Changes whenever results land: a cheap token for invalidating cached page queries."""
-    if key is None:
-        df = store.query("""SELECT (SELECT count(*) FROM runs), (SELECT max(updated_at) FROM runs),
-                                   (SELECT count(*) FROM cells WHERE status = 'done')""")
-    else:
-        df = store.query("""SELECT count(*) FILTER (WHERE status = 'done'), max(finished_at) FROM cells
-                            WHERE config_hash = ?""", [key])
-    return "empty" if df is None else "|".join(map(str, df.iloc[0].tolist()))
-
-
 def image_scores(store: Store, key: str, image_id: str) -> pd.DataFrame:
     """The classifier's per-label scores for one image on every road (clean and each cell)."""
     return _frame(store.query("""SELECT reconstructor, level, label, score, target FROM image_scores
