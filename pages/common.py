@@ -197,8 +197,17 @@ def running_build() -> dict | None:
     if not progress or progress.get("stage") == "done":
         return None
     try:
-        os.kill(int(progress["pid"]), 0)
-    except (OSError, KeyError, ValueError):
+        pid = int(progress["pid"])
+    except (KeyError, ValueError):
+        return None
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child has ended (a zombie still answers kill 0)
+            return None
+    except ChildProcessError:
+        pass  # started by another process (`make demo`, an earlier server): ask the kernel below
+    try:
+        os.kill(pid, 0)
+    except OSError:
         return None
     return progress
 

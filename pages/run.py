@@ -1,16 +1,19 @@
-"""Run: start a study from the browser (a shipped config or one in an allowed folder) and watch it land."""
+"""Run: start a study from the browser (shipped config, YAML or dataset folder in an allowed place)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
+import yaml
 
 from pages.common import ROOT, ensure_routed, running_build, start_cli_run
+from recon_core import paths
 from recon_core.cohorts import CohortError
 from recon_core.cohorts.csv_xray import read_manifest
-from recon_core.config import ConfigError, load_config
+from recon_core.config import ConfigError, CsvSourceConfig, StudyConfig, from_dict, load_config
 
 ensure_routed("pages/run.py")
 
@@ -47,25 +50,98 @@ def progress_panel() -> None:
                      "stay usable and fill in as cells land")
 
 
+def dataset_form() -> tuple[StudyConfig | None, Path | None]:
+    """A CheXpert-style dataset folder described in the browser: its CSV, columns and labels, no YAML.
+
+    The study's training and evaluation settings come from a shipped config; the generated config
+    is written next to the store when the run starts, so it can be rerun from the command line.
+    """
+    folder_text = st.text_input("Dataset folder", key="run_dataset", placeholder="/data/chexpert-small")
+    if not folder_text:
+        return None, None
+    try:
+        folder = check_path(folder_text, suffixes=None)
+    except ConfigError as exc:
+        st.error(f"This dataset cannot be read: {exc}")
+        return None, None
+    if not folder.is_dir():
+        st.error(f"{folder}: no such folder")
+        return None, None
+    tables = sorted(str(p.relative_to(folder)) for p in [*folder.glob("*.csv"), *folder.glob("*/*.csv")])
+    if not tables:
+        st.error(f"{folder}: no CSV file here or one level down; the manifest is a CSV with one row per image")
+        return None, None
+    c1, c2 = st.columns(2)
+    table_name = c1.selectbox("Manifest CSV", tables, key="run_csv")
+    base_name = c2.selectbox("Settings from", shipped, index=shipped.index("demo.yaml") if "demo.yaml" in shipped
+                             else 0, key="run_base", help="Training, physics and evaluation settings are taken "
+                             "from this shipped config; the cohort is your dataset.")
+    try:
+        header = list(pd.read_csv(folder / table_name, nrows=0).columns)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        st.error(f"{folder / table_name}: not a readable CSV ({exc})")
+        return None, None
+
+    def column(label: str, guess: str, key: str, optional: bool = False) -> str | None:
+        options = ([None] if optional else []) + header
+        index = options.index(guess) if guess in options else 0
+        return st.selectbox(label, options, index=index, key=key, format_func=lambda c: "— none —" if c is None else c)
+
+    c1, c2, c3, c4, c5 = st.columns(5)
+    with c1:
+        path_column = column("Image path column", "Path", "run_col_path")
+    with c2:
+        sex_column = column("Sex column", "Sex", "run_col_sex")
+    with c3:
+        age_column = column("Age column", "Age", "run_col_age")
+    with c4:
+        subject_column = column("Patient id column", "subject_id", "run_col_subject", optional=True)
+    with c5:
+        split_column = column("Split column", "split", "run_col_split", optional=True)
+    defaults = [c for c in CsvSourceConfig.__dataclass_fields__["labels"].default if c in header]
+    labels = st.multiselect("Finding label columns (1 present, 0 or blank absent, −1 uncertain)", header,
+                            default=defaults, key="run_labels")
+    if not labels:
+        st.error("Pick at least one finding label column.")
+        return None, None
+    base = load_config(ROOT / "configs" / base_name).to_dict()
+    base["name"] = f"{folder.name}-xray"
+    base["cohort"].update(source="csv", csv=dict(
+        csv_path=str(folder / table_name), image_root=str(folder), path_column=path_column, sex_column=sex_column,
+        age_column=age_column, subject_column=subject_column, split_column=split_column, labels=labels))
+    base["cohort"].pop("bias", None)  # bias knobs only exist for generated cohorts
+    try:
+        config = from_dict(base)
+    except ConfigError as exc:
+        st.error(f"These settings cannot run: {exc}")
+        return None, None
+    target = paths.cache_dir() / "configs" / f"{config.name}-{config.config_hash()}.yaml"
+    return config, target
+
+
 st.title("Run a study")
 shipped = sorted(p.name for p in (ROOT / "configs").glob("*.yaml"))
-source = st.radio("Config", ["shipped", "path"], horizontal=True, key="run_source",
-                  format_func={"shipped": "A shipped config", "path": "A YAML file in an allowed folder"}.get)
-if source == "shipped":
-    default = shipped.index("demo.yaml") if "demo.yaml" in shipped else 0
-    choice = st.selectbox("Shipped config", shipped, index=default, key="run_config")
-    text = f"configs/{choice}"
+source = st.radio("Config", ["shipped", "path", "dataset"], horizontal=True, key="run_source",
+                  format_func={"shipped": "A shipped config", "path": "A YAML file in an allowed folder",
+                               "dataset": "A dataset folder (no YAML needed)"}.get)
+config, path = None, None
+if source == "dataset":
+    config, path = dataset_form()
 else:
-    text = st.text_input("Config path", key="run_path", placeholder="/data/my-study.yaml")
+    if source == "shipped":
+        default = shipped.index("demo.yaml") if "demo.yaml" in shipped else 0
+        choice = st.selectbox("Shipped config", shipped, index=default, key="run_config")
+        text = f"configs/{choice}"
+    else:
+        text = st.text_input("Config path", key="run_path", placeholder="/data/my-study.yaml")
+    if text:
+        try:
+            path = check_path(text)
+            config = load_config(path)
+        except ConfigError as exc:
+            st.error(f"This config cannot run: {exc}")
 st.caption("Allowed folders: " + ", ".join(f"`{r}`" for r in allowed_roots()))
 
-config = None
-if text:
-    try:
-        path = check_path(text)
-        config = load_config(path)
-    except ConfigError as exc:
-        st.error(f"This config cannot run: {exc}")
 if config is not None and config.cohort.source == "csv":
     for folder in (config.cohort.csv.csv_path, config.cohort.csv.image_root):
         try:
@@ -90,6 +166,9 @@ if config is not None:
                f"{', '.join(config.reconstructors.names)} at levels {levels}. Finished cells are reused.")
     busy = running_build() is not None
     if st.button("Start", type="primary", disabled=busy, key="run_start"):
+        if not path.exists():  # a dataset described on this page: its config is written where the run can read it
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         start_cli_run("sweep", path)
         st.rerun()
     if busy:

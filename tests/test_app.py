@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import duckdb
 import pytest
@@ -195,3 +196,44 @@ def test_run_page_checks_a_real_dataset_before_any_run(tmp_path, monkeypatch):
     at.text_input(key="run_path").set_value(str(allowed / "good.yaml")).run()
     assert any("missing column(s) ['Age']" in e.value for e in at.error)
     assert not any(b.label == "Start" for b in at.button) and not at.exception
+
+
+def test_run_page_describes_a_dataset_folder_without_yaml_and_starts_it(tmp_path, monkeypatch):
+    """The whole browser path for real data: folder → columns → manifest check → Start → a finished run."""
+    from pages.common import running_build
+    from recon_core.store import Store, queries
+    from tests.test_csv_adapter import make_dataset
+
+    allowed = tmp_path / "allowed"
+    n = 80
+    root = make_dataset(allowed / "cxr", ["M", "F"] * (n // 2), n=n)
+    monkeypatch.setenv("TANDEM_DATA_ROOTS", str(allowed))
+    store_path = tmp_path / "s.duckdb"
+    at = run_page("pages/run.py", str(store_path), monkeypatch, str(tmp_path))
+    at.radio(key="run_source").set_value("dataset").run()
+    at.text_input(key="run_dataset").set_value("/etc").run()
+    assert any("outside the folders this server may read" in e.value for e in at.error)
+    at.text_input(key="run_dataset").set_value(str(root)).run()
+    assert at.selectbox(key="run_col_sex").value == "Sex" and at.multiselect(key="run_labels").value == [
+        "Cardiomegaly"]
+    assert any(f"Dataset manifest checked: {n} images" in i.value for i in at.info)
+    at.selectbox(key="run_col_sex").set_value("subject_id").run()  # a wrong column choice is named, in words
+    assert any("column 'subject_id' row 0: unknown sex value 's0'" in e.value for e in at.error)
+    assert not any(b.label == "Start" for b in at.button)
+    at.selectbox(key="run_col_sex").set_value("Sex").run()
+    at.selectbox(key="run_col_age").set_value("Cardiomegaly").run()  # ages 0/1: one age band, no fairness
+    assert any("'age_band' has a single value" in e.value for e in at.error)
+    at.selectbox(key="run_col_age").set_value("Age").run()
+    at.selectbox(key="run_base").set_value("tiny.yaml").run()
+    start = next(b for b in at.button if b.label == "Start")
+    start.click().run()
+    assert not at.exception
+    written = list((tmp_path / "configs").glob("cxr-xray-*.yaml"))
+    assert len(written) == 1 and str(root) in written[0].read_text()
+    deadline = time.monotonic() + 300
+    while running_build() is not None and time.monotonic() < deadline:  # a real child process: wait for it
+        time.sleep(1)
+    runs = queries.runs(Store(store_path))
+    log = (tmp_path / "build.log").read_text() if (tmp_path / "build.log").exists() else ""
+    assert runs.status.tolist() == ["done"], log[-2000:]
+    assert runs.name.tolist() == ["cxr-xray"] and runs.cells_done.iloc[0] > 1
