@@ -248,6 +248,17 @@ def reconstructed_cells(key: str) -> pd.DataFrame:
     return cells
 
 
+def chart(where, name: str, figure, **kwargs) -> None:
+    """A plotly chart (its camera icon saves a PNG) with a download of the same figure as interactive HTML.
+
+    The HTML embeds plotly.js (no network needed to open it) and is only built when clicked.
+    """
+    where.plotly_chart(figure, **kwargs)
+    where.download_button("Interactive HTML", lambda: figure.to_html(include_plotlyjs=True).encode(),
+                          f"{name}.html", "text/html", key=f"html_{name}", on_click="ignore",
+                          icon=":material/download:", type="tertiary")
+
+
 @st.cache_resource(show_spinner=False, max_entries=512)
 def cached_plot(builder: str, *args, **kwargs):
     """A figure from recon_core.plots, built once per distinct input and never modified after.

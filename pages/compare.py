@@ -9,6 +9,7 @@ import torch
 
 from pages.common import (
     cached_plot,
+    chart,
     ensure_routed,
     get_replayer,
     page_run,
@@ -61,7 +62,8 @@ first = next(iter(cases.values()))
 panels = [("clean", first.clean, "image"), (f"degraded ({level:g})", first.degraded, "image")]
 panels += [(r, c.reconstructed, "image") for r, c in cases.items() if r != "none"]
 errors = [(f"|{r} − clean|", np.abs(c.reconstructed - c.clean), "error") for r, c in cases.items()]
-st.plotly_chart(cached_plot("image_grid", panels + errors, columns=max(len(panels), len(errors))), width="stretch")
+grid = cached_plot("image_grid", panels + errors, columns=max(len(panels), len(errors)))
+chart(st, "compare-images", grid, width="stretch")
 st.caption("Zoom or pan one image and the others follow. Error maps share one scale (0–0.25).")
 
 thresholds = query("thresholds", key)

@@ -8,6 +8,7 @@ import streamlit as st
 
 from pages.common import (
     cached_plot,
+    chart,
     ensure_routed,
     get_replayer,
     page_run,
@@ -80,7 +81,7 @@ config = query("run_config", key) or {}
 rates = cached_rates(key, recon, float(level), version, attribute_name, None if label == "all" else label,
                      int(config.get("seed", 0)))
 shown = rates[rates.attribute != "all"].rename(columns={"kind": "reconstructor", "rate": "estimate", "of": "n"})
-st.plotly_chart(cached_plot("group_forest", shown,
+chart(st, "flip-rates", cached_plot("group_forest", shown,
                             "Share of present findings lost / absent findings invented (95 % CI)", "rate"),
                 width="stretch")
 st.dataframe(rates.rename(columns={"grp": "group"}), hide_index=True, width="stretch")
@@ -124,7 +125,7 @@ panels = [("clean", case.clean, "image"), (f"degraded ({level:g})", case.degrade
           (recon, case.reconstructed, "image"), (f"|{recon} − clean|", error, "error"),
           (f"{method} on clean", maps[0], "map"), (f"{method} on {recon}", maps[1], "map"),
           ("difference of maps", np.abs(maps[1] - maps[0]), "map")]
-st.plotly_chart(cached_plot("image_grid", panels, columns=4), width="stretch")
+chart(st, "case-attributions", cached_plot("image_grid", panels, columns=4), width="stretch")
 st.caption(f"Attribution for **{row.label}**; each map is scaled to its own maximum. Truth: "
            f"{'present' if row.target == 1 else 'absent'}.")
 st.dataframe(scores_table(case).style.format({"clean": "{:.2f}", "reconstructed": "{:.2f}"}), hide_index=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import cached_plot, ensure_routed, page_run, query, sidebar_choices
+from pages.common import cached_plot, chart, ensure_routed, page_run, query, sidebar_choices
 from recon_core.store import CLEAN
 
 ensure_routed("pages/fairness.py")
@@ -45,7 +45,7 @@ sel = agg[(agg.metric == metric) & (agg.label == label) & (agg.attribute == attr
 if not ((agg.reconstructor == recon) & (agg.level == level)).any():
     st.warning(f"The store holds no results for {recon} at {level:g} {run.level_unit}; pick another level in "
                "the sidebar.")
-st.plotly_chart(cached_plot("group_forest", sel, "", METRICS[metric]), width="stretch")
+chart(st, "group-metric", cached_plot("group_forest", sel, "", METRICS[metric]), width="stretch")
 too_small = sel[sel.estimate.isna()]
 if len(too_small):
     st.caption("No estimate (group too small or a single class): "
@@ -56,8 +56,9 @@ download(forest, f"{metric}-by-{attribute}", "dl_forest")
 st.subheader("Bias added by reconstruction across the sweep")
 gap = st.radio("Gap", list(GAPS), format_func=GAPS.get, horizontal=True, key="fair_gap")
 grid = agg[(agg.metric == gap) & (agg.label == (label or "mean")) & (agg.attribute == attribute)]
-st.plotly_chart(cached_plot("added_heatmap", grid, f"{GAPS[gap]} by {attribute} (reconstructed − clean, paired); "
-                                          "★ q < 0.05 after Benjamini–Hochberg"), width="stretch")
+heat = cached_plot("added_heatmap", grid, f"{GAPS[gap]} by {attribute} (reconstructed − clean, paired); "
+                   "★ q < 0.05 after Benjamini–Hochberg")
+chart(st, "added-bias", heat, width="stretch")
 inherent = agg[(agg.reconstructor == CLEAN) & (agg.metric == gap.removesuffix("_added"))
                & (agg.label == (label or "mean")) & (agg.attribute == attribute)]
 if len(inherent):
@@ -76,8 +77,9 @@ auroc = overall[(overall.metric == "auroc") & (overall.label == "mean")][
     ["reconstructor", "level", "estimate", "ci_low", "ci_high"]].rename(
     columns={"estimate": "y", "ci_low": "y_low", "ci_high": "y_high"})
 left, right = st.columns([3, 2])
-left.plotly_chart(cached_plot("quality_vs_task", psnr.merge(auroc, on=["reconstructor", "level"]), "PSNR (dB)",
-                                        "mean AUROC", "Each cell: PSNR against mean AUROC"), width="stretch")
+scatter = cached_plot("quality_vs_task", psnr.merge(auroc, on=["reconstructor", "level"]), "PSNR (dB)",
+                      "mean AUROC", "Each cell: PSNR against mean AUROC")
+chart(left, "psnr-vs-auroc", scatter, width="stretch")
 corr = query("correlations", key)
 if corr.empty:
     right.info("Correlations need at least three reconstructed cells.")

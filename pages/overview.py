@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages.common import attribute_label, cached_plot, ensure_routed, page_run, query, sidebar_choices, store
+from pages.common import attribute_label, cached_plot, chart, ensure_routed, page_run, query, sidebar_choices, store
 from recon_core.report import build_report
 from recon_core.store import CLEAN
 
@@ -51,12 +51,12 @@ def overall(frame: pd.DataFrame, metric: str, label: str = "") -> pd.DataFrame:
 
 
 left, right = st.columns(2)
-left.plotly_chart(
+chart(left, "psnr",
     cached_plot("metric_vs_level", overall(view, "psnr"), "psnr", "Image quality: PSNR", "PSNR (dB)", level_label),
     width="stretch",
 )
 base = overall(clean, "auroc", "mean")
-right.plotly_chart(
+chart(right, "auroc",
     cached_plot("metric_vs_level",
         overall(view, "auroc", "mean"),
         "auroc",
@@ -77,7 +77,7 @@ st.caption("Change the level in focus and the attribute in the sidebar; they hol
 at_level = pd.concat([clean, agg[agg.reconstructor.isin(chosen) & (agg.level == level)]])
 a, b = st.columns(2)
 tpr = at_level[(at_level.metric == "tpr") & (at_level.label == "mean") & (at_level.attribute == attribute)]
-a.plotly_chart(
+chart(a, "tpr-by-group",
     cached_plot("group_forest",
         tpr, f"Sensitivity (TPR, mean over findings) by {attr_text}", "TPR at the fixed threshold"
     ),
@@ -87,10 +87,10 @@ gaps = at_level[
     at_level.metric.isin(["eo_gap", "eodd"]) & (at_level.label == "mean") & (at_level.attribute == attribute)
 ]
 gap_title = f"Fairness gaps by {attr_text} at {level:g}"
-b.plotly_chart(cached_plot("gap_bars", gaps, gap_title), width="stretch")
+chart(b, "fairness-gaps", cached_plot("gap_bars", gaps, gap_title), width="stretch")
 gap_curve = view[(view.metric == "eo_gap") & (view.label == "mean") & (view.attribute == attribute)]
 gap_base = clean[(clean.metric == "eo_gap") & (clean.label == "mean") & (clean.attribute == attribute)]
-st.plotly_chart(
+chart(st, "eo-gap-curve",
     cached_plot("metric_vs_level",
         gap_curve,
         "eo_gap",
@@ -152,7 +152,7 @@ for recon in chosen:
     if recon != "none":  # `none` returns the degraded image, already shown
         panels.append((recon, pixels, "image"))
     errors.append((f"|{recon} − clean|", np.abs(pixels - clean_pixels), "error"))
-st.plotly_chart(cached_plot("image_grid", panels + errors, columns=len(panels)), width="stretch")
+chart(st, "example-images", cached_plot("image_grid", panels + errors, columns=len(panels)), width="stretch")
 scores = query("image_scores", key, image_id)
 scores = scores[(scores.reconstructor == CLEAN) | (scores.reconstructor.isin(chosen) & (scores.level == level))]
 if len(scores):

@@ -68,7 +68,9 @@ def test_fairness_page_draws_groups_added_bias_and_correlations(built_store, mon
     store, _, cache = built_store
     at = run_page("pages/fairness.py", str(store.path), monkeypatch, str(cache))
     assert len(at.get("plotly_chart")) == 3  # forest, added-bias heat map, PSNR vs AUROC
-    assert len(at.get("download_button")) == 3
+    buttons = at.get("download_button")
+    assert sum(b.label.endswith("(CSV)") for b in buttons) == 3
+    assert sum(b.label == "Interactive HTML" for b in buttons) == len(at.get("plotly_chart")) == 3
     assert {"p_value", "q_value"} <= set(at.dataframe[0].value.columns)
     assert "Spearman" in " ".join(at.dataframe[1].value.columns)
     assert at.selectbox(key="attribute").value == "sex"
