@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 PORT   ?= 8501
 
-.PHONY: install run test demo lint bench clean
+.PHONY: install run test demo demo-mri lint bench clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ test: install  ## lint, then the test suite
 
 demo: install  ## build the demo study from the command line
 	$(PY) -m recon_core demo --progress-file data/cache/progress.json
+
+demo-mri: install  ## build the MRI demo study (configs/demo-mri.yaml) into the same store
+	$(PY) -m recon_core sweep --config configs/demo-mri.yaml --progress-file data/cache/progress.json
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -141,7 +141,7 @@ class Choices:
     attribute: str
 
 
-def sidebar_choices(agg: pd.DataFrame, unit: str) -> Choices:
+def sidebar_choices(agg: pd.DataFrame, run: pd.Series) -> Choices:
     """Sidebar: reconstructors, levels on the curves, the level in focus and the subgroup attribute.
 
     The same keys on every results page, restored after a visit to Home or Run, so a choice made
@@ -154,11 +154,13 @@ def sidebar_choices(agg: pd.DataFrame, unit: str) -> Choices:
         st.stop()
     chosen = multiselect_growing("Reconstructors", recons, key="reconstructors")
     levels = multiselect_growing("Levels on the curves", all_levels, key="levels", format_func=lambda v: f"{v:g}")
+    unit = run.level_unit
     focus = sorted(all_levels)
+    worst = focus[-1] if run.modality == "mri" else focus[0]  # most undersampled / lowest dose first
     _restore("level", focus)
     level = st.sidebar.select_slider("Level in focus", options=focus, key="level", on_change=_keep, args=("level",),
                                      format_func=lambda v: f"{v:g} {unit}",
-                                     **({} if "level" in st.session_state else {"value": focus[0]}))
+                                     **({} if "level" in st.session_state else {"value": worst}))
     _keep("level")
     attributes = sorted((a for a in agg.attribute.unique() if a not in ("all", "")),
                         key=lambda a: (a != "sex", "×" in a, a))

@@ -22,6 +22,7 @@ from recon_core import paths
 from recon_core.checkpoints import CheckpointError
 from recon_core.cohorts import CohortError
 from recon_core.metrics import image_quality
+from recon_core.metrics.segmentation import dice
 from recon_core.store import CLEAN
 
 ensure_routed("pages/compare.py")
@@ -36,7 +37,7 @@ st.title("Compare reconstructors")
 run, key = page_run()
 cells = reconstructed_cells(key)
 
-choice = sidebar_choices(query("aggregates", key), run.level_unit)
+choice = sidebar_choices(query("aggregates", key), run)
 chosen, level = choice.reconstructors, choice.level
 clean_rows = query("image_rows", key, CLEAN, 0.0)
 test_ids = clean_rows.image_id.tolist()
@@ -59,8 +60,19 @@ except (CheckpointError, CohortError) as exc:
     st.stop()
 
 first = next(iter(cases.values()))
-panels = [("clean", first.clean, "image"), (f"degraded ({level:g})", first.degraded, "image")]
-panels += [(r, c.reconstructed, "image") for r, c in cases.items() if r != "none"]
+mri = first.mask_true is not None
+
+
+def outlines(prediction: np.ndarray | None) -> dict:
+    """MRI: true tumour outline (green) and the segmenter's on this image (red)."""
+    return {"truth": first.mask_true, "prediction": prediction} if mri else {}
+
+
+identity = ("none", "zero_filled")  # these return the degraded image, shown once
+panels = [("clean", first.clean, "image", outlines(first.mask_clean)),
+          (f"degraded ({level:g})", first.degraded, "image",
+           outlines(next((c.mask_recon for r, c in cases.items() if r in identity), None)))]
+panels += [(r, c.reconstructed, "image", outlines(c.mask_recon)) for r, c in cases.items() if r not in identity]
 errors = [(f"|{r} − clean|", np.abs(c.reconstructed - c.clean), "error") for r, c in cases.items()]
 grid = cached_plot("image_grid", panels + errors, columns=max(len(panels), len(errors)))
 chart(st, "compare-images", grid, width="stretch")
@@ -68,12 +80,21 @@ st.caption("Zoom or pan one image and the others follow. Error maps share one sc
 
 thresholds = query("thresholds", key)
 clean_t = torch.from_numpy(first.clean[None, None])
-rows = [{"road": "clean", "PSNR (dB)": np.nan, "SSIM": np.nan,
+
+
+def slice_dice(prediction: np.ndarray | None) -> dict:
+    if not mri:
+        return {}
+    truth_t = torch.from_numpy(first.mask_true[None, None])
+    return {"Dice": float(dice(torch.from_numpy(prediction[None, None]), truth_t)[0])}
+
+
+rows = [{"road": "clean", "PSNR (dB)": np.nan, "SSIM": np.nan, **slice_dice(first.mask_clean),
          **{lb: first.clean_scores[j] for j, lb in enumerate(first.labels)}}]
 for r, c in cases.items():
     quality = image_quality(torch.from_numpy(c.reconstructed[None, None]), clean_t)
     rows.append({"road": r, "PSNR (dB)": float(quality["psnr"][0]), "SSIM": float(quality["ssim"][0]),
-                 **{lb: c.recon_scores[j] for j, lb in enumerate(c.labels)}})
+                 **slice_dice(c.mask_recon), **{lb: c.recon_scores[j] for j, lb in enumerate(c.labels)}})
 table = pd.DataFrame(rows)
 truth = clean_rows.set_index("image_id").loc[image_id]
 
@@ -87,6 +108,8 @@ for label in first.labels:
     shown[label] = [mark(v, label) for v in table[label]]
 for column, digits in (("PSNR (dB)", 2), ("SSIM", 3)):  # the clean road is its own reference: no value
     shown[column] = ["—" if np.isnan(v) else f"{v:.{digits}f}" for v in table[column]]
+if mri:
+    shown["Dice"] = [f"{v:.3f}" for v in table["Dice"]]
 st.dataframe(shown, hide_index=True, width="stretch")
 st.caption("Classifier probability per finding; ● called at the fixed threshold, ○ not called. Truth: "
            + ", ".join(f"{lb} {'present' if truth[f'target:{lb}'] == 1 else 'absent'}" for lb in first.labels))

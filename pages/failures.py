@@ -46,6 +46,17 @@ def cached_rates(key: str, reconstructor: str, level: float, version: str, attri
     return flip_rates(cached_flips(key, reconstructor, level, version), [attribute_name], seed=seed, label=label)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_dice_drops(key: str, reconstructor: str, level: float, version: str) -> pd.DataFrame:
+    """MRI: slices ranked by how much the segmenter's Dice fell from the clean slice to its reconstruction."""
+    clean = query("image_rows", key, CLEAN, 0.0)[["image_id", "dice"]].rename(columns={"dice": "dice_clean"})
+    recon = query("image_rows", key, reconstructor, level)
+    table = recon.merge(clean, on="image_id").rename(columns={"dice": "dice_recon"})
+    labels = [c.removeprefix("target:") for c in table if c.startswith("target:")]
+    table = table.assign(dice_drop=table.dice_clean - table.dice_recon, label=labels[0] if labels else "")
+    return table.sort_values(["dice_drop", "image_id"], ascending=[False, True]).reset_index(drop=True)
+
+
 @st.cache_data(show_spinner="Replaying the case and computing attributions…", max_entries=64)
 def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstructor: str, level: float,
                 label: str, method: str) -> dict:
@@ -63,7 +74,7 @@ run, key = page_run()
 version = store().version()
 cells = reconstructed_cells(key)
 
-choice = sidebar_choices(query("aggregates", key), run.level_unit)
+choice = sidebar_choices(query("aggregates", key), run)
 level = choice.level
 c1, c2 = st.columns(2)
 recon = c1.selectbox("Reconstructor", choice.reconstructors, key="fail_recon")
@@ -86,17 +97,28 @@ chart(st, "flip-rates", cached_plot("group_forest", shown,
                 width="stretch")
 st.dataframe(rates.rename(columns={"grp": "group"}), hide_index=True, width="stretch")
 
-st.subheader("Cases, flips first")
+mri = run.modality == "mri"
+rank = "flips"
+if mri:
+    st.caption("MRI decisions here are per slice, at the patient-level grade threshold.")
+    rank = st.radio("Rank cases by", ["dice", "flips"], horizontal=True, key="fail_rank",
+                    format_func={"dice": "largest Dice drop (segmentation)", "flips": "grade decision flips"}.get)
+st.subheader("Cases, largest Dice drop first" if rank == "dice" else "Cases, flips first")
 groups = ["all", *sorted(table[attribute_name].astype(str).unique())]
 f1, f2 = st.columns(2)
 group = f1.selectbox("Group", groups, key="fail_group")
-only_flips = f2.toggle("Only lost or invented findings", value=True, key="fail_only")
-view = table if label == "all" else table[table.label == label]
+if rank == "dice":
+    view = cached_dice_drops(key, recon, float(level), version)
+    columns = ["image_id", "label", "dice_clean", "dice_recon", "dice_drop", "sex", "age_band", "psnr"]
+else:
+    only_flips = f2.toggle("Only lost or invented findings", value=True, key="fail_only")
+    view = table if label == "all" else table[table.label == label]
+    if only_flips:
+        view = view[view.kind.isin(["lost", "invented"])]
+    columns = ["image_id", "label", "kind", "target", "clean_score", "recon_score", "change", "sex", "age_band",
+               "psnr"]
 if group != "all":
     view = view[view[attribute_name].astype(str) == group]
-if only_flips:
-    view = view[view.kind.isin(["lost", "invented"])]
-columns = ["image_id", "label", "kind", "target", "clean_score", "recon_score", "change", "sex", "age_band", "psnr"]
 st.dataframe(view[columns], hide_index=True, width="stretch", height=260)
 st.download_button("Download cases (CSV)", lambda: view[columns].to_csv(index=False).encode(),  # built on click
                    "failure-cases.csv", "text/csv", key="dl_cases", on_click="ignore")
@@ -106,9 +128,15 @@ if view.empty:
 
 st.subheader("Why did the decision change?")
 options = view.head(200)
-pick = st.selectbox("Case", range(len(options)), key="fail_case",
-                    format_func=lambda i: f"{options.image_id.iloc[i]} · {options.label.iloc[i]} · "
-                                          f"{KIND_TEXT[options.kind.iloc[i]]}")
+
+
+def describe(i: int) -> str:
+    if rank == "dice":
+        return f"{options.image_id.iloc[i]} · Dice {options.dice_clean.iloc[i]:.2f} → {options.dice_recon.iloc[i]:.2f}"
+    return f"{options.image_id.iloc[i]} · {options.label.iloc[i]} · {KIND_TEXT[options.kind.iloc[i]]}"
+
+
+pick = st.selectbox("Case", range(len(options)), key="fail_case", format_func=describe)
 row = options.iloc[pick]
 method = st.radio("Attribution", ["integrated_gradients", "grad_cam"], horizontal=True, key="fail_method",
                   format_func=lambda m: {"integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM"}[m])
@@ -121,11 +149,15 @@ except (CheckpointError, CohortError) as exc:
     st.stop()
 case, maps = result["case"], result["maps"]
 error = np.abs(case.reconstructed - case.clean)
-panels = [("clean", case.clean, "image"), (f"degraded ({level:g})", case.degraded, "image"),
-          (recon, case.reconstructed, "image"), (f"|{recon} − clean|", error, "error"),
+lines_clean = {"truth": case.mask_true, "prediction": case.mask_clean} if mri else {}
+lines_recon = {"truth": case.mask_true, "prediction": case.mask_recon} if mri else {}
+panels = [("clean", case.clean, "image", lines_clean), (f"degraded ({level:g})", case.degraded, "image"),
+          (recon, case.reconstructed, "image", lines_recon), (f"|{recon} − clean|", error, "error"),
           (f"{method} on clean", maps[0], "map"), (f"{method} on {recon}", maps[1], "map"),
           ("difference of maps", np.abs(maps[1] - maps[0]), "map")]
 chart(st, "case-attributions", cached_plot("image_grid", panels, columns=4), width="stretch")
-st.caption(f"Attribution for **{row.label}**; each map is scaled to its own maximum. Truth: "
-           f"{'present' if row.target == 1 else 'absent'}.")
+target = row.get("target", row.get(f"target:{row.label}"))
+truth_text = "present" if target == 1 else "absent"
+st.caption(f"Attribution for **{row.label}**; each map is scaled to its own maximum. Truth: {truth_text}."
+           + (" Green: true tumour outline; red: the segmenter's." if mri else ""))
 st.dataframe(scores_table(case).style.format({"clean": "{:.2f}", "reconstructed": "{:.2f}"}), hide_index=True)

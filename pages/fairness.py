@@ -12,9 +12,11 @@ ensure_routed("pages/fairness.py")
 
 METRICS = {"tpr": "Sensitivity (TPR)", "fnr": "Underdiagnosis (FNR)", "fpr": "False-positive rate (FPR)",
            "ppv": "Precision (PPV)", "auroc": "AUROC", "ece": "Calibration error (ECE)",
-           "psnr": "PSNR (dB)", "ssim": "SSIM"}
+           "psnr": "PSNR (dB)", "ssim": "SSIM", "dice": "Tumour Dice", "hd95": "Tumour HD95 (pixels)"}
 GAPS = {"eo_gap_added": "Equal-opportunity gap added", "eodd_added": "Equalized-odds gap added",
-        "auroc_gap_added": "AUROC gap added", "fnr_gap_added": "FNR gap added", "ece_gap_added": "ECE gap added"}
+        "auroc_gap_added": "AUROC gap added", "fnr_gap_added": "FNR gap added", "ece_gap_added": "ECE gap added",
+        "dice_gap_added": "Dice gap added", "dice_skewed_error_ratio_added": "Dice skewed error ratio added"}
+NO_LABEL = ("psnr", "ssim", "dice", "hd95")  # one value per image, not per finding
 
 
 def download(frame: pd.DataFrame, name: str, key: str) -> None:
@@ -30,13 +32,14 @@ if "ppv" not in set(agg.metric):
             "older version: rebuild it to get them).")
     st.stop()
 
-choice = sidebar_choices(agg, run.level_unit)
+choice = sidebar_choices(agg, run)
 level, attribute = choice.level, choice.attribute
 labels = sorted(set(agg.loc[agg.metric == "tpr", "label"]) - {"mean"})
 c1, c2, c3 = st.columns(3)
 recon = c1.selectbox("Reconstructor", choice.reconstructors, key="fair_recon")
-metric = c2.selectbox("Metric", list(METRICS), format_func=METRICS.get, key="fair_metric")
-label = c3.selectbox("Finding", ["mean", *labels], key="fair_label") if metric not in ("psnr", "ssim") else ""
+present = set(agg.metric)
+metric = c2.selectbox("Metric", [m for m in METRICS if m in present], format_func=METRICS.get, key="fair_metric")
+label = c3.selectbox("Finding", ["mean", *labels], key="fair_label") if metric not in NO_LABEL else ""
 
 st.subheader(f"{METRICS[metric]} by {attribute}: clean images vs {recon} at {level:g}")
 sel = agg[(agg.metric == metric) & (agg.label == label) & (agg.attribute == attribute)
@@ -54,13 +57,14 @@ forest = sel[["reconstructor", "level", "grp", "estimate", "ci_low", "ci_high", 
 download(forest, f"{metric}-by-{attribute}", "dl_forest")
 
 st.subheader("Bias added by reconstruction across the sweep")
-gap = st.radio("Gap", list(GAPS), format_func=GAPS.get, horizontal=True, key="fair_gap")
-grid = agg[(agg.metric == gap) & (agg.label == (label or "mean")) & (agg.attribute == attribute)]
+gap = st.radio("Gap", [g for g in GAPS if g in present], format_func=GAPS.get, horizontal=True, key="fair_gap")
+gap_label = "" if gap.startswith("dice") else (label or "mean")
+grid = agg[(agg.metric == gap) & (agg.label == gap_label) & (agg.attribute == attribute)]
 heat = cached_plot("added_heatmap", grid, f"{GAPS[gap]} by {attribute} (reconstructed − clean, paired); "
                    "★ q < 0.05 after Benjamini–Hochberg")
 chart(st, "added-bias", heat, width="stretch")
 inherent = agg[(agg.reconstructor == CLEAN) & (agg.metric == gap.removesuffix("_added"))
-               & (agg.label == (label or "mean")) & (agg.attribute == attribute)]
+               & (agg.label == gap_label) & (agg.attribute == attribute)]
 if len(inherent):
     row = inherent.iloc[0]
     st.caption(f"Inherent (the classifier on clean images): {row.estimate:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]")

@@ -31,7 +31,7 @@ if agg.empty:
     st.stop()
 
 level_label = f"{run.level_name} ({run.level_unit})"
-choice = sidebar_choices(agg, run.level_unit)
+choice = sidebar_choices(agg, run)
 chosen, levels, level, attribute = choice.reconstructors, choice.levels, choice.level, choice.attribute
 attr_text = attribute_label(attribute).lower()
 if run.status == "running":
@@ -50,61 +50,61 @@ def overall(frame: pd.DataFrame, metric: str, label: str = "") -> pd.DataFrame:
     return frame[(frame.metric == metric) & (frame.label == label) & (frame.attribute == "all")]
 
 
-left, right = st.columns(2)
-chart(left, "psnr",
-    cached_plot("metric_vs_level", overall(view, "psnr"), "psnr", "Image quality: PSNR", "PSNR (dB)", level_label),
-    width="stretch",
-)
-base = overall(clean, "auroc", "mean")
-chart(right, "auroc",
-    cached_plot("metric_vs_level",
-        overall(view, "auroc", "mean"),
-        "auroc",
-        "Task: mean AUROC",
-        "mean AUROC",
-        level_label,
-        base.iloc[0] if len(base) else None,
-    ),
-    width="stretch",
-)
+mri = run.modality == "mri"
+curves = [("psnr", "", "Image quality: PSNR", "PSNR (dB)")]
+if mri:
+    curves += [("dice", "", "Task: tumour Dice (mean per patient)", "Dice"),
+               ("auroc", "mean", "Task: grade AUROC (patient = median slice score)", "AUROC")]
+else:
+    curves += [("auroc", "mean", "Task: mean AUROC", "mean AUROC")]
+for column, (metric, label, title, y_label) in zip(st.columns(len(curves)), curves, strict=True):
+    base = overall(clean, metric, label)
+    chart(column, f"{metric}-vs-level",
+          cached_plot("metric_vs_level", overall(view, metric, label), metric, title, y_label, level_label,
+                      base.iloc[0] if len(base) else None, higher_is_worse=mri),
+          width="stretch")
+unit = "patients (all of a patient's slices together)" if mri else "test images"
 st.caption(
-    "Shaded bands and brackets are 95 % bootstrap intervals over test images. "
-    "The dashed line is the same classifier on the clean images. Each chart's camera icon saves a PNG."
+    f"Shaded bands and brackets are 95 % bootstrap intervals over {unit}. "
+    "Dashed lines are the same diagnostic models on the clean images. Each chart's camera icon saves a PNG."
 )
 
 st.header(f"Subgroups by {attr_text} at {level:g} {run.level_unit}")
 st.caption("Change the level in focus and the attribute in the sidebar; they hold on every page.")
 at_level = pd.concat([clean, agg[agg.reconstructor.isin(chosen) & (agg.level == level)]])
+if mri:
+    a, b = st.columns(2)
+    dice = at_level[(at_level.metric == "dice") & (at_level.attribute == attribute)]
+    chart(a, "dice-by-group", cached_plot("group_forest", dice, f"Tumour Dice by {attr_text} (mean per patient)",
+                                          "Dice"), width="stretch")
+    dice_gaps = at_level[at_level.metric.isin(["dice_gap"]) & (at_level.attribute == attribute)]
+    chart(b, "dice-gap", cached_plot("gap_bars", dice_gaps, f"Dice gap (max − min) by {attr_text} at {level:g}"),
+          width="stretch")
 a, b = st.columns(2)
 tpr = at_level[(at_level.metric == "tpr") & (at_level.label == "mean") & (at_level.attribute == attribute)]
+task = "high grade" if mri else "mean over findings"
 chart(a, "tpr-by-group",
-    cached_plot("group_forest",
-        tpr, f"Sensitivity (TPR, mean over findings) by {attr_text}", "TPR at the fixed threshold"
-    ),
-    width="stretch",
-)
+      cached_plot("group_forest", tpr, f"Sensitivity (TPR, {task}) by {attr_text}", "TPR at the fixed threshold"),
+      width="stretch")
 gaps = at_level[
     at_level.metric.isin(["eo_gap", "eodd"]) & (at_level.label == "mean") & (at_level.attribute == attribute)
 ]
 gap_title = f"Fairness gaps by {attr_text} at {level:g}"
 chart(b, "fairness-gaps", cached_plot("gap_bars", gaps, gap_title), width="stretch")
-gap_curve = view[(view.metric == "eo_gap") & (view.label == "mean") & (view.attribute == attribute)]
-gap_base = clean[(clean.metric == "eo_gap") & (clean.label == "mean") & (clean.attribute == attribute)]
-chart(st, "eo-gap-curve",
-    cached_plot("metric_vs_level",
-        gap_curve,
-        "eo_gap",
-        f"Equal-opportunity gap by {attr_text}",
-        "max − min TPR",
-        level_label,
-        gap_base.iloc[0] if len(gap_base) else None,
-    ),
-    width="stretch",
-)
+curves = [("eo_gap", "mean", f"Equal-opportunity gap by {attr_text}", "max − min TPR")]
+if mri:
+    curves.insert(0, ("dice_gap", "", f"Dice gap by {attr_text}", "max − min Dice"))
+for column, (metric, label, title, y_label) in zip(st.columns(len(curves)), curves, strict=True):
+    curve = view[(view.metric == metric) & (view.label == label) & (view.attribute == attribute)]
+    base = clean[(clean.metric == metric) & (clean.label == label) & (clean.attribute == attribute)]
+    chart(column, f"{metric}-curve", cached_plot("metric_vs_level", curve, metric, title, y_label, level_label,
+                                                 base.iloc[0] if len(base) else None, higher_is_worse=mri),
+          width="stretch")
 
 added = at_level[
-    at_level.metric.isin(["auroc_added", "eo_gap_added", "eodd_added"])
-    & (at_level.label == "mean")
+    at_level.metric.isin(["auroc_added", "eo_gap_added", "eodd_added", "dice_added", "dice_gap_added",
+                          "dice_skewed_error_ratio_added"])
+    & at_level.label.isin(["mean", ""])
     & (at_level.attribute.isin(["all", attribute]))
     & (at_level.grp.isin(["all", ""]))
 ]
@@ -138,20 +138,34 @@ image_ids = sorted(clean_examples.image_id.unique())
 if st.session_state.get("example") not in image_ids:
     st.session_state.pop("example", None)
 image_id = st.selectbox("Test image", image_ids, key="example")
-clean_pixels = clean_examples[clean_examples.image_id == image_id].pixels.iloc[0]
-panels = [("clean", clean_pixels, "image")]
+mine = clean_examples[clean_examples.image_id == image_id].set_index("kind").pixels
+
+
+def outlines(kinds: pd.Series) -> dict:
+    """MRI: the true tumour (green) and the segmenter's (red) outlines, when stored."""
+    return {name: kinds[kind] for name, kind in (("truth", "mask_true"), ("prediction", "mask_pred"))
+            if kind in kinds} if mri else {}
+
+
+clean_pixels = mine["clean"]
+truth = {"truth": mine["mask_true"]} if "mask_true" in mine else {}
+panels = [("clean", clean_pixels, "image", outlines(mine))]
 errors = []
 for recon in chosen:
     ex = query("examples", key, recon, float(level))
-    ex = ex[ex.image_id == image_id]
+    ex = ex[ex.image_id == image_id].set_index("kind").pixels
     if ex.empty:
         continue
     if len(panels) == 1:
-        panels.append((f"degraded ({level:g})", ex[ex.kind == "degraded"].pixels.iloc[0], "image"))
-    pixels = ex[ex.kind == "reconstructed"].pixels.iloc[0]
-    if recon != "none":  # `none` returns the degraded image, already shown
-        panels.append((recon, pixels, "image"))
+        panels.append((f"degraded ({level:g})", ex["degraded"], "image"))
+    pixels = ex["reconstructed"]
+    if recon not in ("none", "zero_filled"):  # these return the degraded image, already shown
+        panels.append((recon, pixels, "image", truth | outlines(ex.drop(index="mask_true", errors="ignore"))))
+    elif mri:
+        panels[1] = (*panels[1][:3], truth | outlines(ex))
     errors.append((f"|{recon} − clean|", np.abs(pixels - clean_pixels), "error"))
+if mri:
+    st.caption("Green: the true tumour outline; red: the segmenter's, on each image.")
 chart(st, "example-images", cached_plot("image_grid", panels + errors, columns=len(panels)), width="stretch")
 scores = query("image_scores", key, image_id)
 scores = scores[(scores.reconstructor == CLEAN) | (scores.reconstructor.isin(chosen) & (scores.level == level))]

@@ -27,6 +27,7 @@ class BiasKnob:
     label: str | None = None  # None: every finding
     prevalence: float | None = None  # replaces the label's prevalence in this group
     contrast: float = 1.0  # multiplies the finding's visibility in this group
+    size: float = 1.0  # MRI: multiplies the tumour's size in this group
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,32 @@ class CsvSourceConfig:
 
 
 @dataclass(frozen=True)
+class NiftiSourceConfig:
+    """A UCSF-PDGM/BraTS-style MRI folder: one sequence volume and one tumour segmentation per patient."""
+
+    root: str
+    metadata_csv: str
+    image_pattern: str = "{id}/{id}_FLAIR.nii.gz"  # relative to root; {id} is the patient id
+    mask_pattern: str = "{id}/{id}_tumor_segmentation.nii.gz"
+    id_column: str = "ID"
+    sex_column: str = "Sex"
+    age_column: str = "Age"
+    grade_column: str = "WHO CNS Grade"
+    high_grade_values: tuple[str, ...] = ("4",)  # grade values that count as high grade
+    split_column: str | None = None  # None: splits drawn per patient from split_fractions
+    slice_range: tuple[int, int] = (60, 130)  # axial slices [start, stop) of every volume
+    tumour_labels: tuple[int, ...] = (1, 2, 4)  # segmentation labels that make the tumour mask
+
+
+@dataclass(frozen=True)
 class CohortConfig:
     """Which images and demographics a study uses."""
 
-    source: Literal["synthetic", "csv"] = "synthetic"
-    anatomy: Literal["radiograph", "procedural"] = "radiograph"
+    source: Literal["synthetic", "csv", "nifti"] = "synthetic"
+    # X-ray: the real radiograph or a procedural chest; MRI: the MNI152 brain template or a procedural head
+    anatomy: Literal["radiograph", "mni152", "procedural"] = "radiograph"
     n_subjects: int = 2000
+    slices_per_subject: int = 8  # MRI: axial slices per patient (the patient is the unit of statistics)
     image_size: int = 128
     # reconstructor training, diagnostic training, validation (thresholds), test
     split_fractions: tuple[float, float, float, float] = (0.3, 0.4, 0.1, 0.2)
@@ -64,17 +85,22 @@ class CohortConfig:
     bias: tuple[BiasKnob, ...] = ()
     age_band_edges: tuple[float, ...] = (60.0,)
     csv: CsvSourceConfig | None = None
+    nifti: NiftiSourceConfig | None = None
 
 
 @dataclass(frozen=True)
 class PhysicsConfig:
     """Low-dose X-ray acquisition: which forward model and which dose levels (photons)."""
 
-    model: Literal["projection", "sinogram"] = "projection"
+    model: Literal["projection", "sinogram", "kspace"] = "projection"
+    # X-ray: incident photons per pixel; MRI (model kspace): accelerations, 1 / sampled fraction
     levels: tuple[float, ...] = (10000.0, 3000.0, 1000.0, 300.0, 100.0)
     attenuation_scale: float = 3.0  # μ = scale · image: image 1 transmits e^-3 ≈ 5 %
     electronic_noise: float = 2.0  # std of Gaussian detector noise, in photons
     n_angles: int = 256  # sinogram model only
+    mask: Literal["radial", "cartesian_random", "cartesian_equispaced"] = "radial"  # kspace model only
+    centre_fraction: float = 0.08  # Cartesian masks: share of central lines always sampled
+    kspace_snr: float | None = None  # complex Gaussian k-space noise (mean intensity / σ); None: off
 
 
 @dataclass(frozen=True)
@@ -87,6 +113,7 @@ class UNetConfig:
     steps: int = 600
     batch_size: int = 16
     learning_rate: float = 2e-3
+    data_consistency: bool = False  # MRI: put the measured k-space samples back after the network
 
 
 @dataclass(frozen=True)
@@ -107,10 +134,12 @@ class ReconstructorsConfig:
 
 @dataclass(frozen=True)
 class DiagnosticConfig:
-    """Multi-label classifier trained on clean images of the diagnostic-training split."""
+    """Classifier (X-ray findings; MRI grade per slice) and, for MRI, the tumour segmenter; trained on clean images."""
 
     network: Literal["densenet_small", "densenet121"] = "densenet_small"
     steps: int = 600
+    segmenter_channels: tuple[int, ...] = (16, 32, 64, 128)
+    segmenter_steps: int = 600
     batch_size: int = 16
     learning_rate: float = 2e-3
 
@@ -133,7 +162,7 @@ class StudyConfig:
     """One study: cohort × physics × reconstructors × diagnostic model × evaluation."""
 
     name: str = "demo"
-    modality: Literal["xray"] = "xray"
+    modality: Literal["xray", "mri"] = "xray"
     seed: int = 0
     cohort: CohortConfig = CohortConfig()
     physics: PhysicsConfig = PhysicsConfig()
@@ -198,6 +227,10 @@ def _build(cls: Any, data: Any, where: str) -> Any:
         if isinstance(data, bool) or not isinstance(data, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {data!r}")
         return float(data)
+    if cls is bool:
+        if not isinstance(data, bool):
+            raise ConfigError(f"{where}: expected true or false, got {data!r}")
+        return data
     if cls is int:
         if isinstance(data, bool) or not isinstance(data, int):
             raise ConfigError(f"{where}: expected an integer, got {data!r}")
@@ -209,9 +242,37 @@ def _build(cls: Any, data: Any, where: str) -> Any:
 
 def validate(config: StudyConfig) -> StudyConfig:
     """Rejects values no study can run with, naming the offending key."""
+    mri = config.modality == "mri"
+    if mri != (config.physics.model == "kspace"):
+        raise ConfigError(f"physics.model: {config.physics.model!r} does not fit modality {config.modality!r} "
+                          "(MRI uses 'kspace'; X-ray 'projection' or 'sinogram')")
     for level in config.physics.levels:
-        if not level > 0:
+        if mri and not level >= 1:
+            raise ConfigError(f"physics.levels: acceleration {level!r} must be ≥ 1 (1 = fully sampled)")
+        if not mri and not level > 0:
             raise ConfigError(f"physics.levels: dose level {level!r} must be > 0 photons")
+    anatomies = ("mni152", "procedural") if mri else ("radiograph", "procedural")
+    if config.cohort.source == "synthetic" and config.cohort.anatomy not in anatomies:
+        raise ConfigError(f"cohort.anatomy: {config.cohort.anatomy!r} is not a {config.modality} anatomy; "
+                          f"use one of {list(anatomies)}")
+    sources = ("synthetic", "nifti") if mri else ("synthetic", "csv")
+    if config.cohort.source not in sources:
+        raise ConfigError(f"cohort.source: {config.cohort.source!r} is not a {config.modality} source; "
+                          f"use one of {list(sources)}")
+    if config.cohort.source == "nifti":
+        if config.cohort.nifti is None:
+            raise ConfigError("cohort.nifti: source 'nifti' needs root and metadata_csv")
+        start, stop = config.cohort.nifti.slice_range
+        if not 0 <= start < stop:
+            raise ConfigError(f"cohort.nifti.slice_range: {[start, stop]} must be [start, stop) with 0 ≤ start < stop")
+    known_labels = ("high_grade",) if mri else ("cardiomegaly", "effusion", "nodule")
+    if config.cohort.source == "synthetic":
+        unknown = [label for label in config.cohort.prevalence if label not in known_labels]
+        if unknown:
+            raise ConfigError(f"cohort.prevalence: unknown {config.modality} label {unknown[0]!r}; "
+                              f"known: {list(known_labels)}")
+    if config.cohort.slices_per_subject < 1:
+        raise ConfigError("cohort.slices_per_subject: at least one slice per subject")
     if not config.physics.levels:
         raise ConfigError("physics.levels: at least one dose level is needed")
     fractions = config.cohort.split_fractions

@@ -17,8 +17,8 @@ def _rgba(colour: str, alpha: float) -> str:
 
 
 def metric_vs_level(agg: pd.DataFrame, metric: str, title: str, y_label: str, level_label: str,
-                    baseline: pd.Series | None = None) -> go.Figure:
-    """One line per reconstructor with a shaded CI band; x = level on a log axis, noisiest to the right.
+                    baseline: pd.Series | None = None, higher_is_worse: bool = False) -> go.Figure:
+    """One line per reconstructor with a shaded CI band; x = level on a log axis, most degraded to the right.
 
     `agg` holds rows of one metric (attribute 'all'); `baseline` is the clean-image row, drawn dashed.
     """
@@ -39,7 +39,8 @@ def metric_vs_level(agg: pd.DataFrame, metric: str, title: str, y_label: str, le
         fig.add_hline(y=baseline.estimate, line_dash="dash", line_color="gray",
                       annotation_text=f"clean images {baseline.estimate:.3f}", annotation_position="top left")
     ticks = sorted(agg["level"].unique())
-    fig.update_xaxes(type="log", autorange="reversed", title=f"{level_label} (lower = noisier)",
+    direction = "(higher = more undersampled)" if higher_is_worse else "(lower = noisier)"
+    fig.update_xaxes(type="log", autorange=True if higher_is_worse else "reversed", title=f"{level_label} {direction}",
                      tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     fig.update_yaxes(title=y_label)
     fig.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=50, b=10), legend_title="reconstructor")
@@ -75,15 +76,21 @@ def gap_bars(agg: pd.DataFrame, title: str) -> go.Figure:
     return fig
 
 
-def image_grid(panels: list[tuple[str, np.ndarray, str]], columns: int) -> go.Figure:
+OUTLINE_COLOURS = {"truth": "#00c853", "prediction": "#ff1744"}
+
+
+def image_grid(panels: list[tuple], columns: int) -> go.Figure:
     """Images side by side with shared (synchronised) zoom.
 
+    Each panel is (title, pixels, kind) or (title, pixels, kind, outlines) where outlines maps
+    'truth' / 'prediction' to a binary mask drawn as a contour (green truth, red prediction).
     kind 'image': gray in [0, 1]; 'error': absolute error, inferno, 0–0.25; 'map': attribution, viridis, 0–1.
     """
     rows = int(np.ceil(len(panels) / columns))
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[p[0] for p in panels],
                         shared_xaxes="all", shared_yaxes="all", horizontal_spacing=0.02, vertical_spacing=0.08)
-    for k, (title, pixels, kind) in enumerate(panels):
+    shown_legend = set()
+    for k, (title, pixels, kind, *rest) in enumerate(panels):
         r, c = divmod(k, columns)
         error = kind == "error"
         scale = {"error": "Inferno", "map": "Viridis"}.get(kind, "Gray")
@@ -91,6 +98,16 @@ def image_grid(panels: list[tuple[str, np.ndarray, str]], columns: int) -> go.Fi
                                  zmin=0, zmax=0.25 if error else 1, showscale=False,
                                  hovertemplate=f"{title}<br>x %{{x}} y %{{y}}: %{{z:.3f}}<extra></extra>"),
                       row=r + 1, col=c + 1)
+        for name, mask in (rest[0] if rest else {}).items():
+            if mask is None or not np.any(mask):
+                continue
+            colour = OUTLINE_COLOURS[name]
+            fig.add_trace(go.Contour(z=np.asarray(mask, dtype=float)[::-1], showscale=False, hoverinfo="skip",
+                                     contours=dict(start=0.5, end=0.5, size=1, coloring="none"),
+                                     line=dict(color=colour, width=2), name=f"tumour: {name}",
+                                     showlegend=name not in shown_legend, legendgroup=name),
+                          row=r + 1, col=c + 1)
+            shown_legend.add(name)
     fig.update_xaxes(showticklabels=False, constrain="domain")
     fig.update_yaxes(showticklabels=False, scaleanchor="x", constrain="domain")
     fig.update_layout(height=260 * rows + 40, margin=dict(l=5, r=5, t=40, b=5))

@@ -29,3 +29,13 @@ def built_store(tmp_path_factory, tiny_config) -> tuple[Store, str, Path]:
     store = Store(cache / "tandem.duckdb")
     key = run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
     return store, key, cache
+
+
+@pytest.fixture(scope="session")
+def mri_store(tmp_path_factory) -> tuple[Store, str, Path]:
+    """The tiny MRI study (48 px procedural heads, 4 slices per patient) run once: (store, key, cache)."""
+    cache = tmp_path_factory.mktemp("mri-cache")
+    store = Store(cache / "tandem.duckdb")
+    key = run_study(load_config(ROOT / "configs" / "tiny-mri.yaml"), store, cache / "checkpoints",
+                    torch.device("cpu"))
+    return store, key, cache

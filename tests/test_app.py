@@ -239,3 +239,33 @@ def test_run_page_describes_a_dataset_folder_without_yaml_and_starts_it(tmp_path
     log = (tmp_path / "build.log").read_text() if (tmp_path / "build.log").exists() else ""
     assert runs.status.tolist() == ["done"], log[-2000:]
     assert runs.name.tolist() == ["cxr-xray"] and runs.cells_done.iloc[0] > 1
+
+
+def test_overview_with_mri_selected_shows_dice_acceleration_and_outlines(mri_store, monkeypatch):
+    store, _, cache = mri_store
+    at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
+    assert at.selectbox(key="modality").value == "mri"
+    assert at.select_slider(key="level").value == 8.0  # the most undersampled level is in focus first
+    charts = at.get("plotly_chart")
+    assert len(charts) == 10  # PSNR, Dice, grade AUROC; Dice by group and gap; TPR and gaps; 2 gap curves; examples
+    assert any("Subgroups by sex at 8 ×" in h.value for h in at.header)
+    table = at.dataframe[0].value
+    assert {"dice_added", "dice_gap_added"} <= set(table.metric)
+    assert any("Green: the true tumour outline" in c.value for c in at.caption)
+    at.select_slider(key="level").set_value(4.0).run()
+    at.selectbox(key="attribute").set_value("age_band").run()
+    assert not at.exception
+
+
+def test_mri_pages_fairness_compare_and_failures(mri_store, monkeypatch):
+    store, _, cache = mri_store
+    at = run_page("pages/fairness.py", str(store.path), monkeypatch, str(cache))
+    at.selectbox(key="fair_metric").set_value("dice").run()
+    at.radio(key="fair_gap").set_value("dice_gap_added").run()
+    assert not at.exception
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and "Dice" in at.dataframe[0].value.columns
+    at.switch_page("pages/failures.py").run()
+    assert not at.exception
+    assert at.radio(key="fail_rank").value == "dice"
+    assert len(at.get("plotly_chart")) == 2

@@ -14,6 +14,14 @@ def load_cohort(config: StudyConfig, progress: Progress = silent) -> Cohort:
         from recon_core.cohorts.csv_xray import load_csv_cohort
 
         return load_csv_cohort(config.cohort, config.seed, progress)
+    if config.cohort.source == "nifti":
+        from recon_core.cohorts.nifti_mri import load_nifti_cohort
+
+        return load_nifti_cohort(config.cohort, config.seed, progress)
+    if config.modality == "mri":
+        from recon_core.cohorts.synthetic_mri import generate_cohort as generate_mri
+
+        return generate_mri(config.cohort, config.seed, progress)
     from recon_core.cohorts.synthetic_xray import generate_cohort
 
     return generate_cohort(config.cohort, config.seed, progress)

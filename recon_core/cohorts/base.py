@@ -26,6 +26,7 @@ class Cohort:
     images: np.ndarray
     labels: tuple[str, ...]
     source: str
+    masks: np.ndarray | None = None  # MRI: uint8 (N, H, W) tumour masks; None for X-ray
 
     def __post_init__(self) -> None:
         missing = [c for c in (*REQUIRED_COLUMNS, *self.labels) if c not in self.subjects]
@@ -33,6 +34,9 @@ class Cohort:
             raise CohortError(f"{self.source}: cohort table lacks columns {missing}")
         if len(self.subjects) != len(self.images):
             raise CohortError(f"{self.source}: {len(self.subjects)} rows but {len(self.images)} images")
+        if self.masks is not None and self.masks.shape != self.images.shape:
+            raise CohortError(f"{self.source}: masks of shape {self.masks.shape} do not match images "
+                              f"{self.images.shape}")
         unknown = set(self.subjects["split"]) - set(SPLITS)
         if unknown:
             raise CohortError(f"{self.source}: unknown split value(s) {sorted(unknown)}; use {SPLITS}")
@@ -46,6 +50,12 @@ class Cohort:
         """Rows and images of one split."""
         mask = (self.subjects["split"] == name).to_numpy()
         return self.subjects[mask].reset_index(drop=True), self.images[mask]
+
+    def split_masks(self, name: str) -> np.ndarray:
+        """Tumour masks of one split (MRI cohorts only)."""
+        if self.masks is None:
+            raise CohortError(f"{self.source}: this cohort has no segmentation masks")
+        return self.masks[(self.subjects["split"] == name).to_numpy()]
 
     def targets(self, rows: pd.DataFrame) -> np.ndarray:
         """(N, L) float array of labels (NaN where unknown)."""

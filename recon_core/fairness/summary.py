@@ -27,6 +27,7 @@ from recon_core.fairness.groups import iter_groups
 from recon_core.seeding import numpy_rng
 
 IMAGE_METRICS = ("psnr", "ssim", "nmse")
+SEGMENTATION_METRICS = ("dice", "hd95")
 TASK_METRICS = ("auroc", "tpr", "fpr", "fnr", "ppv", "ece")
 HIGHER_IS_WORSE = {"fpr", "fnr", "ece"}
 COLUMNS = ["metric", "label", "attribute", "grp", "estimate", "ci_low", "ci_high", "n", "n_pos", "p_value"]
@@ -118,6 +119,68 @@ def _task_samples(scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarra
     return out, worst
 
 
+def _group_means(values: np.ndarray, groups: list[tuple[str, str, np.ndarray]], weights: np.ndarray,
+                 min_size: int) -> dict[tuple[str, str], np.ndarray]:
+    """Bootstrap rows of the mean of `values` (NaN skipped) in every group."""
+    known = ~np.isnan(values)
+    filled = np.where(known, values, 0.0)
+    out = {}
+    for attribute, grp, mask in groups:
+        if attribute != "all" and mask.sum() < min_size:
+            out[attribute, grp] = np.full(weights.shape[0], np.nan)
+            continue
+        den = weights @ (known & mask).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[attribute, grp] = np.where(den > 0, (weights @ (filled * mask)) / np.where(den > 0, den, 1), np.nan)
+    return out
+
+
+def _segmentation(emit: _Emitter, metric: str, rows: pd.DataFrame, clean: pd.DataFrame | None,
+                  groups: list[tuple[str, str, np.ndarray]], weights: np.ndarray, attributes: Sequence[str],
+                  min_size: int) -> None:
+    """Dice or HD95 per group, the gap (max − min), for Dice the skewed error ratio
+    (1 − min Dice)/(1 − max Dice), and each one's change from the clean images (paired) with a p-value."""
+    recon = _group_means(rows[metric].to_numpy(dtype=float), groups, weights, min_size)
+    base = None
+    if clean is not None and metric in clean and clean[metric].notna().any():
+        base = _group_means(clean[metric].to_numpy(dtype=float), groups, weights, min_size)
+    derived: dict[tuple[str, str, str], np.ndarray] = {}
+    for attribute in attributes:
+        names = [g for a, g, _ in groups if a == attribute]
+        for source, tag in ((recon, "recon"), (base, "base")):
+            if source is None:
+                continue
+            stack = np.stack([source[attribute, g] for g in names])
+            derived[tag, f"{metric}_gap", attribute] = bs.spread(stack)
+            if metric == "dice":
+                valid = ~np.isnan(stack)
+                hi = np.where(valid, stack, -np.inf).max(0)
+                lo = np.where(valid, stack, np.inf).min(0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    ratio = np.where((valid.sum(0) >= 2) & (hi < 1), (1 - lo) / (1 - hi), np.nan)
+                derived[tag, "dice_skewed_error_ratio", attribute] = ratio
+            if len(names) == 2:
+                derived[tag, f"{metric}_diff", attribute] = stack[0] - stack[1]
+    masks = {(a, g): m for a, g, m in groups}
+    for (attribute, grp), samples in recon.items():
+        n = int(masks[attribute, grp].sum())
+        emit(metric, "", attribute, grp, samples, n)
+        if base is not None:
+            added = samples - base[attribute, grp]
+            emit(f"{metric}_added", "", attribute, grp, added, n, p_value=bs.two_sided_p(added[1:]))
+    for (tag, name, attribute), samples in derived.items():
+        if tag != "recon":
+            continue
+        emit(name, "", attribute, "", samples, len(rows))
+        if base is not None:
+            added = samples - derived["base", name, attribute]
+            test = added
+            signed = ("recon", f"{metric}_diff", attribute)
+            if name.endswith("_gap") and signed in derived:
+                test = derived[signed] - derived["base", f"{metric}_diff", attribute]
+            emit(f"{name}_added", "", attribute, "", added, len(rows), p_value=bs.two_sided_p(test[1:]))
+
+
 def summarise_cell(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[str, float], *,
                    clean: pd.DataFrame | None = None, attributes: Sequence[str] = DEFAULT_ATTRIBUTES,
                    n_resamples: int = 1000, ci_level: float = 0.95, min_group_size: int = 10,
@@ -152,6 +215,10 @@ def summarise_cell(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[s
                 per_attr[attribute].append(samples)
         for attribute, stack in per_attr.items():
             emit(f"{metric}_gap", "", attribute, "", bs.spread(np.stack(stack)), n)
+
+    for metric in SEGMENTATION_METRICS:
+        if metric in rows and not rows[metric].isna().all():
+            _segmentation(emit, metric, rows, clean, groups, weights, attributes, min_group_size)
 
     targets = rows[[f"target:{lb}" for lb in labels]].to_numpy(dtype=float)
     thr = np.array([thresholds[lb] for lb in labels])

@@ -34,7 +34,7 @@ class ProjectionDose(Acquisition):
         """Counts back to image units, μ̂ / s, unclipped."""
         return -torch.log(counts.clamp_min(0.5) / level) / self.attenuation_scale
 
-    def _degrade(self, clean: torch.Tensor, level: float, seeds: list[int]) -> torch.Tensor:
+    def _measure(self, clean: torch.Tensor, level: float, seeds: list[int]) -> torch.Tensor:
         expected = self.expected_counts(clean.detach().to("cpu", torch.float64), level)
         noisy = torch.empty_like(expected)
         for i, seed in enumerate(seeds):  # one generator per image: batching-independent draws

@@ -31,7 +31,7 @@ class SinogramDose(Acquisition):
         half = np.linspace(0.05, 1.0, (n_detectors + 1) // 2)
         return np.concatenate([half, half[::-1][n_detectors % 2:]])
 
-    def _degrade(self, clean: torch.Tensor, level: float, seeds: list[int]) -> torch.Tensor:
+    def _measure(self, clean: torch.Tensor, level: float, seeds: list[int]) -> torch.Tensor:
         images = clean.detach().to("cpu", torch.float64).numpy()[:, 0]
         out = np.empty_like(images)
         size = images.shape[-1]

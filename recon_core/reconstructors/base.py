@@ -38,5 +38,10 @@ class Reconstructor(ABC):
         """Loads trained weights without training (CheckpointError if absent); untrained methods skip."""
 
     @abstractmethod
-    def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float) -> torch.Tensor:
-        """Batched reconstruction, same shape and device as `degraded`, values in [0, 1]."""
+    def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
+                    measurement: torch.Tensor | None = None) -> torch.Tensor:
+        """Batched reconstruction, same shape and device as `degraded`, values in [0, 1].
+
+        `measurement` is what the scanner recorded (MRI: the masked k-space), for methods that
+        enforce consistency with it; the others ignore it.
+        """

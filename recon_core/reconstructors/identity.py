@@ -13,5 +13,6 @@ class Identity(Reconstructor):
 
     name = "none"
 
-    def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float) -> torch.Tensor:
+    def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
+                    measurement: torch.Tensor | None = None) -> torch.Tensor:
         return degraded

@@ -13,6 +13,7 @@ _REGISTRY: dict[str, str] = {
     "none": "recon_core.reconstructors.identity:Identity",
     "tv": "recon_core.reconstructors.tv_denoise:TVDenoise",
     "unet": "recon_core.reconstructors.unet_denoiser:UNetDenoiser",
+    "zero_filled": "recon_core.reconstructors.zero_filled:ZeroFilled",
 }
 
 

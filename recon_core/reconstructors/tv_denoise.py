@@ -15,7 +15,8 @@ class TVDenoise(Reconstructor):
 
     name = "tv"
 
-    def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float) -> torch.Tensor:
+    def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
+                    measurement: torch.Tensor | None = None) -> torch.Tensor:
         images = degraded.detach().cpu().numpy()[:, 0].astype(np.float64)
         out = np.empty_like(images)
         factor = self.config.reconstructors.tv.weight_per_sigma

@@ -83,6 +83,11 @@ class UNetDenoiser(Reconstructor):
         self.net.eval()
 
     @torch.no_grad()
-    def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float) -> torch.Tensor:
-        x = degraded.to(self.device)
-        return self.net(x).clamp(0, 1).to(degraded.device)
+    def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
+                    measurement: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.net(degraded.to(self.device)).clamp(0, 1).to(degraded.device)
+        if self.config.reconstructors.unet.data_consistency and measurement is not None:
+            if not hasattr(physics, "consistent"):
+                raise ValueError(f"unet: data consistency needs k-space physics, not {physics.name}")
+            out = physics.consistent(out, measurement, level)
+        return out

@@ -10,7 +10,9 @@ import pandas as pd
 import torch
 
 from recon_core.diagnostics.classifier import Classifier
+from recon_core.diagnostics.segmenter import Segmenter
 from recon_core.metrics.image_quality import image_quality
+from recon_core.metrics.segmentation import segmentation_quality
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import Reconstructor
@@ -29,6 +31,8 @@ class CellResult:
 def pick_examples(rows: pd.DataFrame, labels: tuple[str, ...], count: int) -> list[str]:
     """A fixed, varied set of test images: a positive of each finding in turn, then negatives."""
     chosen: list[str] = []
+    if "tumour_pixels" in rows:  # MRI: each patient's slice with the most tumour, one slice per patient
+        rows = rows.sort_values(["tumour_pixels", "image_id"], ascending=[False, True]).drop_duplicates("subject_id")
     ordered = rows.sort_values("image_id")
     pools = [ordered.image_id[ordered[lb] == 1].tolist() for lb in labels]
     pools.append(ordered.image_id[(ordered[list(labels)].fillna(0) == 0).all(axis=1)].tolist())
@@ -44,8 +48,13 @@ def pick_examples(rows: pd.DataFrame, labels: tuple[str, ...], count: int) -> li
 def evaluate_cell(rows: pd.DataFrame, images: np.ndarray, labels: tuple[str, ...], classifier: Classifier,
                   physics: Acquisition, reconstructor: Reconstructor | None, level: float,
                   device: torch.device, batch_size: int, example_ids: list[str],
-                  modality: str, progress: Progress = silent, stage: str = "") -> CellResult:
-    """Runs every test image through one (reconstructor, level) cell; `reconstructor=None` is the clean road."""
+                  modality: str, progress: Progress = silent, stage: str = "",
+                  segmenter: Segmenter | None = None, masks: np.ndarray | None = None) -> CellResult:
+    """Runs every test image through one (reconstructor, level) cell; `reconstructor=None` is the clean road.
+
+    With a segmenter and the true masks (MRI), each slice also gets Dice and HD95, and the
+    example images keep the true and predicted masks for outlines.
+    """
     start = time.perf_counter()
     ids = rows["image_id"].tolist()
     wanted = set(example_ids)
@@ -59,22 +68,32 @@ def evaluate_cell(rows: pd.DataFrame, images: np.ndarray, labels: tuple[str, ...
             output = clean
             quality = {k: np.full(len(batch_ids), np.nan) for k in ("psnr", "ssim", "nmse")}
         else:
-            degraded = physics.degrade(clean, level, batch_ids)
-            output = reconstructor.reconstruct(degraded, physics, level)
+            measurement = physics.measure(clean, level, batch_ids)
+            degraded = physics.to_image(measurement, level)
+            output = reconstructor.reconstruct(degraded, physics, level, measurement)
             quality = {k: v.cpu().numpy() for k, v in image_quality(output, clean).items()}
+        predicted = None
+        if segmenter is not None and masks is not None:
+            truth = torch.from_numpy(masks[lo:lo + batch_size][:, None])
+            predicted = segmenter.predict(output).cpu()
+            quality |= {k: v.numpy() for k, v in segmentation_quality(predicted, truth).items()}
         metric_parts.append(quality)
         score_parts.append(classifier.predict(output).cpu().numpy())
         for j, image_id in enumerate(batch_ids):
             if image_id in wanted:
                 if reconstructor is None:
                     examples[image_id, "clean"] = clean[j, 0].cpu().numpy()
+                    if predicted is not None:
+                        examples[image_id, "mask_true"] = masks[lo + j].astype(np.float32)
                 else:
                     examples[image_id, "degraded"] = degraded[j, 0].cpu().numpy()
                     examples[image_id, "reconstructed"] = output[j, 0].cpu().numpy()
+                if predicted is not None:
+                    examples[image_id, "mask_pred"] = predicted[j, 0].numpy().astype(np.float32)
         progress(stage, min(lo + batch_size, len(ids)), len(ids))
     metrics = rows[["image_id", "subject_id", "sex", "age", "age_band"]].copy()
     metrics.insert(0, "modality", modality)
-    for name in ("psnr", "ssim", "nmse"):
+    for name in metric_parts[0]:
         metrics[name] = np.concatenate([part[name] for part in metric_parts]).astype(float)
     scores = np.concatenate(score_parts)
     targets = rows[list(labels)].to_numpy(dtype=float)

@@ -11,13 +11,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from recon_core.cohorts import Cohort, load_cohort
 from recon_core.config import StudyConfig
 from recon_core.diagnostics import Classifier, choose_thresholds
+from recon_core.diagnostics.segmenter import Segmenter
 from recon_core.fairness import summarise_cell
 from recon_core.fairness.correlation import quality_task_correlations
+from recon_core.fairness.patients import patient_rows
 from recon_core.physics import Acquisition, build_physics
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors import Reconstructor, build_reconstructor
@@ -34,6 +37,12 @@ class TrainedModels:
     classifier: Classifier
     thresholds: dict[str, float]
     reconstructors: dict[str, Reconstructor]
+    segmenter: Segmenter | None = None  # MRI only
+
+
+def unit_rows(rows: pd.DataFrame, modality: str) -> pd.DataFrame:
+    """The rows statistics are computed on: images for X-ray, patients (their slices pooled) for MRI."""
+    return patient_rows(rows) if modality == "mri" and not rows.empty else rows
 
 
 def train_models(config: StudyConfig, checkpoint_dir: Path, device: torch.device,
@@ -44,17 +53,27 @@ def train_models(config: StudyConfig, checkpoint_dir: Path, device: torch.device
     classifier = Classifier(config, cohort.labels, device)
     rows, images = cohort.split("diag_train")
     classifier.fit(images, cohort.targets(rows), checkpoint_dir, progress)
+    segmenter = None
+    if config.modality == "mri":
+        segmenter = Segmenter(config, device)
+        segmenter.fit(images, cohort.split_masks("diag_train"), checkpoint_dir, progress)
     val_rows, val_images = cohort.split("val")
     val_scores = torch.cat([classifier.predict(torch.from_numpy(val_images[i:i + 64][:, None]).to(device))
                             for i in range(0, len(val_images), 64)]).cpu().numpy()
-    thresholds = choose_thresholds(cohort.targets(val_rows), val_scores, cohort.labels)
+    val = val_rows.assign(**{f"score:{lb}": val_scores[:, j] for j, lb in enumerate(cohort.labels)},
+                          **{f"target:{lb}": val_rows[lb] for lb in cohort.labels})
+    val = unit_rows(val[["image_id", "subject_id", "sex", "age", "age_band", *[c for c in val if ":" in c]]],
+                    config.modality)  # MRI: thresholds on patient scores, where decisions are made
+    thresholds = choose_thresholds(val[[f"target:{lb}" for lb in cohort.labels]].to_numpy(dtype=float),
+                                   val[[f"score:{lb}" for lb in cohort.labels]].to_numpy(dtype=float),
+                                   cohort.labels)
     reconstructors = {name: build_reconstructor(name, config, device) for name in config.reconstructors.names}
     if fit_reconstructors:
         _, train_images = cohort.split("recon_train")
         for recon in reconstructors.values():
             if recon.trainable:
                 recon.fit(train_images, physics, checkpoint_dir, progress)
-    return TrainedModels(cohort, physics, classifier, thresholds, reconstructors)
+    return TrainedModels(cohort, physics, classifier, thresholds, reconstructors, segmenter)
 
 
 def _run_cell(store: Store, key: str, config: StudyConfig, models: TrainedModels, name: str, level: float,
@@ -66,13 +85,14 @@ def _run_cell(store: Store, key: str, config: StudyConfig, models: TrainedModels
         writes.write_attributes(store, key, rows.melt(id_vars="image_id", value_vars=extra,
                                                       var_name="attribute", value_name="value"))
     stage = "clean images" if recon is None else f"{name} at {level:g} {models.physics.level_unit}"
+    masks = models.cohort.split_masks("test") if models.segmenter is not None else None
     result = evaluate_cell(rows, images, models.cohort.labels, models.classifier, models.physics, recon,
                            level, device, config.evaluation.batch_size, example_ids, config.modality,
-                           progress, stage)
+                           progress, stage, models.segmenter, masks)
     writes.write_cell_rows(store, key, name, level, result.metrics, result.scores, result.examples)
-    # Aggregates come from the stored rows, never from in-memory state.
-    stored = queries.image_rows(store, key, name, level)
-    clean = None if recon is None else queries.image_rows(store, key, CLEAN, 0.0)
+    # Aggregates come from the stored rows, never from in-memory state; MRI rows become patient rows.
+    stored = unit_rows(queries.image_rows(store, key, name, level), config.modality)
+    clean = None if recon is None else unit_rows(queries.image_rows(store, key, CLEAN, 0.0), config.modality)
     ev = config.evaluation
     summary = summarise_cell(stored, models.cohort.labels, models.thresholds, clean=clean,
                              attributes=ev.attributes, n_resamples=ev.n_bootstrap, ci_level=ev.ci_level,
@@ -86,7 +106,7 @@ def _run_cell(store: Store, key: str, config: StudyConfig, models: TrainedModels
 def _update_correlations(store: Store, key: str, config: StudyConfig, models: TrainedModels) -> None:
     """Quality–task correlations over every reconstructed cell stored so far (from stored rows)."""
     finished = [(r, lv) for r, lv in queries.done_cells(store, key) if r != CLEAN]
-    cells = {(r, lv): queries.image_rows(store, key, r, lv) for r, lv in sorted(finished)}
+    cells = {(r, lv): unit_rows(queries.image_rows(store, key, r, lv), config.modality) for r, lv in sorted(finished)}
     single = [a for a in config.evaluation.attributes if "×" not in a]
     ev = config.evaluation
     table = quality_task_correlations(cells, models.cohort.labels, models.thresholds, single,

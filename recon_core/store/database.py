@@ -45,6 +45,9 @@ SCHEMA = [
     # stores written before p/q-values existed gain the columns in place
     "ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS p_value DOUBLE",
     "ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS q_value DOUBLE",
+    # segmentation metrics per slice (MRI); NULL for X-ray images
+    "ALTER TABLE image_metrics ADD COLUMN IF NOT EXISTS dice DOUBLE",
+    "ALTER TABLE image_metrics ADD COLUMN IF NOT EXISTS hd95 DOUBLE",
     """CREATE TABLE IF NOT EXISTS correlations (
         config_hash VARCHAR, x_metric VARCHAR, y_metric VARCHAR, attribute VARCHAR, estimate DOUBLE,
         ci_low DOUBLE, ci_high DOUBLE, n_cells INTEGER, PRIMARY KEY (config_hash, x_metric, y_metric, attribute))""",

@@ -68,14 +68,17 @@ def aggregates(store: Store, key: str, metrics: list[str] | None = None) -> pd.D
 
 def image_rows(store: Store, key: str, reconstructor: str, level: float) -> pd.DataFrame:
     """One cell's per-image rows, wide: metrics plus score:<label> and target:<label> columns."""
-    metrics = store.query("""SELECT image_id, subject_id, sex, age, age_band, psnr, ssim, nmse FROM image_metrics
-                             WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
+    metrics = store.query("""SELECT image_id, subject_id, sex, age, age_band, psnr, ssim, nmse, dice, hd95
+                             FROM image_metrics WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
                           [key, reconstructor, level])
     scores = store.query("""SELECT image_id, label, score, target FROM image_scores
                             WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
                          [key, reconstructor, level])
     if metrics is None or metrics.empty:
         return pd.DataFrame()
+    for column in ("dice", "hd95"):  # segmentation columns only where there is segmentation (MRI)
+        if metrics[column].isna().all():
+            metrics = metrics.drop(columns=column)
     wide = scores.pivot(index="image_id", columns="label", values=["score", "target"])
     wide.columns = [f"{kind}:{label}" for kind, label in wide.columns]
     rows = metrics.merge(wide.reset_index(), on="image_id")

@@ -1,0 +1,115 @@
+"""Reads a UCSF-PDGM/BraTS-style MRI dataset: per patient a sequence volume and a tumour segmentation (NIfTI),
+plus a metadata CSV (patient id, sex, age, grade, optional split).
+
+Axial slices `slice_range` of each volume are min-max scaled per slice (as the reference study)
+and resized to the study's image size (masks by nearest neighbour). Every problem is a
+CohortError naming the file, column, patient or value: a mask whose shape differs from its
+image, a slice range outside the volume, a missing file, an unknown grade.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from skimage.transform import resize
+
+from recon_core.cohorts.base import Cohort, assign_splits
+from recon_core.cohorts.demographics import CohortError, age_band, parse_age, parse_sex, require_varied
+from recon_core.config import CohortConfig
+from recon_core.progress import Progress, silent
+from recon_core.seeding import numpy_rng
+
+LABELS = ("high_grade",)
+
+
+def read_metadata(config: CohortConfig, seed: int) -> pd.DataFrame:
+    """One row per patient, every value checked and both files present (no volume is decoded)."""
+    spec = config.nifti
+    csv_path, root = Path(spec.metadata_csv), Path(spec.root)
+    try:
+        table = pd.read_csv(csv_path, dtype={spec.id_column: str, spec.grade_column: str})
+    except FileNotFoundError:
+        raise CohortError(f"{csv_path}: metadata CSV not found") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise CohortError(f"{csv_path}: not a readable CSV ({exc})") from None
+    needed = [spec.id_column, spec.sex_column, spec.age_column, spec.grade_column]
+    needed += [spec.split_column] if spec.split_column else []
+    missing = [c for c in needed if c not in table]
+    if missing:
+        raise CohortError(f"{csv_path}: missing column(s) {missing}; found {list(table.columns)}")
+    grades = table[spec.grade_column].astype(str).str.strip()
+    patients = pd.DataFrame({
+        "subject_id": table[spec.id_column].astype(str).str.strip(),
+        "sex": parse_sex(table[spec.sex_column], str(csv_path), spec.sex_column),
+        "age": parse_age(table[spec.age_column], str(csv_path), spec.age_column),
+        "high_grade": grades.isin(spec.high_grade_values).astype(np.float32),
+    })
+    patients["age_band"] = age_band(patients["age"], config.age_band_edges).to_numpy()
+    if patients.subject_id.duplicated().any():
+        raise CohortError(f"{csv_path}: patient {patients.subject_id[patients.subject_id.duplicated()].iloc[0]!r} "
+                          "is listed twice")
+    require_varied(patients, ("sex", "age_band", "high_grade"), str(csv_path))
+    for pid in patients.subject_id:
+        for pattern in (spec.image_pattern, spec.mask_pattern):
+            path = root / pattern.format(id=pid)
+            if not path.exists():
+                raise CohortError(f"{path}: file of patient {pid!r} not found")
+    if spec.split_column:
+        patients["split"] = table[spec.split_column].astype(str).to_numpy()
+    else:
+        patients["split"] = assign_splits(patients.subject_id.to_numpy(), config.split_fractions,
+                                          numpy_rng(seed, "splits"))
+    return patients
+
+
+def read_patient(config: CohortConfig, subject_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(S, H, W) slices in [0, 1] and uint8 tumour masks of one patient, checked against each other."""
+    import nibabel as nib
+
+    spec = config.nifti
+    image_path = Path(spec.root) / spec.image_pattern.format(id=subject_id)
+    mask_path = Path(spec.root) / spec.mask_pattern.format(id=subject_id)
+    try:
+        volume = np.asarray(nib.load(image_path).dataobj, dtype=np.float32)
+        labels = np.asarray(nib.load(mask_path).dataobj)
+    except (OSError, nib.filebasedimages.ImageFileError) as exc:
+        raise CohortError(f"{image_path} / {mask_path}: unreadable NIfTI ({exc})") from None
+    if volume.ndim != 3:
+        raise CohortError(f"{image_path}: expected a 3D volume, got shape {volume.shape}")
+    if labels.shape != volume.shape:
+        raise CohortError(f"{mask_path}: mask shape {labels.shape} differs from image shape {volume.shape} "
+                          f"({image_path.name})")
+    start, stop = spec.slice_range
+    if stop > volume.shape[2]:
+        raise CohortError(f"{image_path}: slice range [{start}, {stop}) is outside the volume's "
+                          f"{volume.shape[2]} axial slices")
+    size = config.image_size
+    images = np.empty((stop - start, size, size), np.float32)
+    masks = np.empty((stop - start, size, size), np.uint8)
+    for j, k in enumerate(range(start, stop)):
+        image = np.rot90(volume[:, :, k])
+        lo, hi = float(image.min()), float(image.max())
+        image = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+        images[j] = resize(image, (size, size), anti_aliasing=True, preserve_range=True)
+        mask = np.isin(np.rot90(labels[:, :, k]), spec.tumour_labels)
+        masks[j] = resize(mask, (size, size), order=0, anti_aliasing=False, preserve_range=True) > 0.5
+    return np.clip(images, 0, 1), masks
+
+
+def load_nifti_cohort(config: CohortConfig, seed: int, progress: Progress = silent) -> Cohort:
+    """Every patient's slices in the range, one row per slice (image_id '<patient>-s<k>')."""
+    patients = read_metadata(config, seed)
+    parts = []
+    for i, pid in enumerate(patients.subject_id):
+        parts.append(read_patient(config, pid))
+        progress("reading NIfTI volumes", i + 1, len(patients))
+    start, stop = config.nifti.slice_range
+    n = stop - start
+    rows = patients.loc[patients.index.repeat(n)].reset_index(drop=True)
+    rows.insert(0, "image_id", [f"{p}-s{k}" for p in patients.subject_id for k in range(n)])
+    rows["slice"] = np.tile(np.arange(start, stop), len(patients))
+    masks = np.concatenate([m for _, m in parts])
+    rows["tumour_pixels"] = masks.reshape(len(masks), -1).sum(1)
+    return Cohort(rows, np.concatenate([im for im, _ in parts]), LABELS, str(config.nifti.metadata_csv), masks=masks)

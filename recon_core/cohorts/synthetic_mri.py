@@ -1,0 +1,147 @@
+"""Generates the embedded brain-MRI cohort: patients with several axial slices, a tumour, its mask and its grade.
+
+Each patient is a warped copy of a brain template (MNI152 or procedural) with a 3D tumour
+cut by 8 (configurable) axial slices 3 mm apart, so some edge slices miss it (empty masks
+happen, as in real data). High-grade tumours are larger, ring-enhancing around a dark necrotic
+core; low-grade ones are smaller, homogeneously hypointense, without necrosis: the grade is
+visible. The segmentation mask is the tumour core (enhancing rim and necrosis, or the low-grade
+mass); the surrounding oedema is drawn but not part of the mask.
+Demographics change the image: the head is smaller for female patients, and with age the
+ventricles widen and the CSF spaces darken (atrophy). Bias knobs can change the grade
+prevalence, tumour contrast or size in one group. Deterministic per (seed, patient).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from recon_core.cohorts.base import Cohort, assign_splits
+from recon_core.cohorts.brain_anatomy import BrainStack, brain_stack
+from recon_core.cohorts.demographics import CohortError, age_band, require_varied
+from recon_core.config import CohortConfig
+from recon_core.progress import Progress, silent
+from recon_core.seeding import numpy_rng
+
+LABELS = ("high_grade",)
+SLICE_SPACING_MM = 3.0
+
+
+def sample_patients(config: CohortConfig, seed: int) -> pd.DataFrame:
+    """One row per patient: id, sex, age, age band, split, grade and the tumour's contrast and size factors."""
+    for knob in config.bias:
+        if knob.label not in (None, *LABELS):
+            raise CohortError(f"cohort.bias: unknown MRI label {knob.label!r}; use {LABELS}")
+    rng = numpy_rng(seed, "patients")
+    n = config.n_subjects
+    sex = rng.choice(np.array(["M", "F"]), size=n)
+    age = np.clip(np.round(rng.normal(58, 15, size=n)), 18, 90)
+    bands = age_band(age, config.age_band_edges).to_numpy()
+    prevalence = np.full(n, config.prevalence.get("high_grade", 0.5))
+    contrast = np.full(n, config.finding_contrast)
+    size = np.ones(n)
+    for knob in config.bias:
+        hit = (sex if knob.attribute == "sex" else bands) == knob.group
+        if knob.prevalence is not None:
+            prevalence[hit] = knob.prevalence
+        contrast[hit] *= knob.contrast
+        size[hit] *= knob.size
+    table = pd.DataFrame({
+        "subject_id": [f"p{i:04d}" for i in range(n)], "sex": sex, "age": age, "age_band": bands,
+        "high_grade": (rng.random(n) < prevalence).astype(np.float32),
+        "tumour_contrast": contrast, "tumour_size": size,
+    })
+    table["split"] = assign_splits(table["subject_id"].to_numpy(), config.split_fractions,
+                                   numpy_rng(seed, "splits"))
+    return table
+
+
+def _smooth(rng: np.random.Generator, size: int, amplitude: float, sigma: float) -> np.ndarray:
+    field = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma, mode="reflect")
+    return field / (np.abs(field).max() + 1e-9) * amplitude
+
+
+def render_patient(stack: BrainStack, patient: pd.Series, n_slices: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_slices, H, W) float32 images in [0, 1] and uint8 tumour masks of one patient."""
+    rng = numpy_rng(seed, "mri-patient", patient.subject_id)
+    depth, size = stack.t1.shape[0], stack.t1.shape[1]
+    high = patient.high_grade == 1
+    # geometry shared by the patient's slices: head size by sex, pose, atrophy by age
+    scale = (1.0 if patient.sex == "M" else 0.93) * (1 + 0.03 * rng.standard_normal())
+    angle = np.deg2rad(rng.uniform(-7, 7))
+    shift = rng.uniform(-0.03, 0.03, 2) * size
+    atrophy = float(np.clip((patient.age - 35) / 50, 0, 1))
+    centre = (size - 1) / 2
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    dy, dx = yy - centre - shift[0], xx - centre - shift[1]
+    cos, sin = np.cos(angle), np.sin(angle)
+    sy, sx = (cos * dy + sin * dx) / scale, (-sin * dy + cos * dx) / scale
+    widen = 1 + 0.3 * atrophy * np.exp(-(sy ** 2 + sx ** 2) / (2 * (0.12 * size) ** 2))  # ventricles widen
+    src_y, src_x = centre + sy / widen, centre + sx / widen
+    src_y = src_y + _smooth(rng, size, 1.2, size / 10)  # gentle elastic variation
+    src_x = src_x + _smooth(rng, size, 1.2, size / 10)
+    bias = np.exp(_smooth(rng, size, 0.12, size / 4))
+    # slices: 3 mm apart around a centre chosen inside the ventricle-bearing range
+    margin = SLICE_SPACING_MM * (n_slices - 1) / 2 + 1
+    centre_z = rng.uniform(margin + 10, depth - margin - 10)
+    zs = centre_z + SLICE_SPACING_MM * (np.arange(n_slices) - (n_slices - 1) / 2)
+    # the tumour: an irregular ellipsoid, centre somewhere inside the brain of the middle slice
+    radius = rng.uniform(0.075, 0.11) * size if high else rng.uniform(0.05, 0.075) * size
+    radius *= float(patient.tumour_size)
+    radius_mm = radius * stack.mm_per_pixel
+    tumour_z = centre_z + rng.uniform(-0.5, 0.5) * radius_mm
+    middle = ndimage.map_coordinates(stack.brain[round(centre_z)].astype(np.float32), [src_y, src_x],
+                                     order=0) > 0.5
+    inside = ndimage.distance_transform_edt(middle) > radius * 1.3
+    candidates = np.argwhere(inside if inside.any() else middle)
+    if not len(candidates):
+        raise CohortError(f"{patient.subject_id}: no brain in the chosen slices; check the template")
+    ty, tx = candidates[rng.integers(len(candidates))]
+    theta = np.arctan2(yy - ty, xx - tx)
+    wobble = 1 + sum(rng.uniform(0, 0.12) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5))
+    distance = np.hypot(yy - ty, xx - tx) / wobble
+    contrast = float(patient.tumour_contrast)
+    images, masks = np.empty((n_slices, size, size), np.float32), np.zeros((n_slices, size, size), np.uint8)
+    for j, z in enumerate(zs):
+        k = int(np.clip(round(z), 0, depth - 1))
+        t1 = ndimage.map_coordinates(stack.t1[k], [src_y, src_x], order=1)
+        csf = ndimage.map_coordinates(stack.csf[k], [src_y, src_x], order=1)
+        image = t1 * (1 - 0.45 * atrophy * csf)
+        along = (z - tumour_z) / radius_mm
+        if abs(along) < 1:
+            rho = radius * np.sqrt(1 - along ** 2)  # cross-section radius in this slice
+            oedema = ndimage.gaussian_filter((distance <= 1.6 * rho).astype(np.float64), 0.8)
+            image = image * (1 - 0.2 * contrast * oedema)
+            core = distance <= rho
+            if high:
+                rim = ndimage.gaussian_filter((core & (distance > 0.6 * rho)).astype(np.float64), 0.6)
+                necrosis = ndimage.gaussian_filter((distance <= 0.6 * rho).astype(np.float64), 0.6)
+                image = image + contrast * (0.45 * rim - 0.5 * image * necrosis)
+            else:
+                mass = ndimage.gaussian_filter(core.astype(np.float64), 0.6)
+                image = image * (1 - 0.4 * contrast * mass)
+            masks[j] = core
+        image = image * bias
+        lo, hi = float(image.min()), float(image.max())
+        images[j] = np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)  # per-slice min-max, as the reference
+    return images, masks
+
+
+def generate_cohort(config: CohortConfig, seed: int, progress: Progress = silent) -> Cohort:
+    """The whole cohort: one row per slice (image_id '<patient>-s<k>'), its image and tumour mask."""
+    patients = sample_patients(config, seed)
+    require_varied(patients, ("sex", "age_band"), "generated MRI cohort")
+    stack = brain_stack(config.anatomy, config.image_size)
+    n = config.slices_per_subject
+    images = np.empty((len(patients) * n, config.image_size, config.image_size), np.float32)
+    masks = np.empty(images.shape, np.uint8)
+    for i, patient in enumerate(patients.itertuples(index=False)):
+        images[i * n:(i + 1) * n], masks[i * n:(i + 1) * n] = render_patient(stack, patient, n, seed)
+        if i % 20 == 0 or i == len(patients) - 1:
+            progress("generating MRI cohort", i + 1, len(patients))
+    rows = patients.loc[patients.index.repeat(n)].reset_index(drop=True)
+    rows.insert(0, "image_id", [f"{s}-s{k}" for s in patients.subject_id for k in range(n)])
+    rows["slice"] = np.tile(np.arange(n), len(patients))
+    rows["tumour_pixels"] = masks.reshape(len(masks), -1).sum(1)
+    return Cohort(rows, images, LABELS, f"synthetic MRI ({stack.name})", masks=masks)
