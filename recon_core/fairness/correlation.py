@@ -8,6 +8,7 @@ Also per attribute: ρ between each cell's PSNR gap across groups and its equal-
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,9 +22,18 @@ from recon_core.seeding import numpy_rng
 COLUMNS = ["x_metric", "y_metric", "attribute", "estimate", "ci_low", "ci_high", "n_cells"]
 
 
+def _quiet_nanmean(stack: np.ndarray, axis: int) -> np.ndarray:
+    """nanmean that returns NaN for all-NaN columns without a warning (one-class groups are expected)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(stack, axis=axis)
+
+
 def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(R,) Spearman ρ across cells (axis 1) for each resample row; NaN where either side is constant."""
     ok = ~(np.isnan(x) | np.isnan(y)).any(axis=0)
+    if not ok.any():
+        return np.full(x.shape[0], np.nan)
     rx, ry = rankdata(x[:, ok], axis=1), rankdata(y[:, ok], axis=1)
     rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
     den = np.sqrt((rx ** 2).sum(1) * (ry ** 2).sum(1))
@@ -33,11 +43,12 @@ def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _cell_samples(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[str, float],
                   attributes: Sequence[str], weights: np.ndarray) -> dict[str, np.ndarray]:
-    out = {m: bs.mean(rows[m].to_numpy(float), weights, np.ones(len(rows), bool)) for m in ("psnr", "ssim")}
+    present = [m for m in ("psnr", "ssim", "dice") if m in rows]
+    out = {m: bs.mean(rows[m].to_numpy(float), weights, np.ones(len(rows), bool)) for m in present}
     targets = rows[[f"target:{lb}" for lb in labels]].to_numpy(float)
     scores = rows[[f"score:{lb}" for lb in labels]].to_numpy(float)
     everyone = np.ones(len(rows), bool)
-    out["auroc"] = np.nanmean(np.stack([bs.auroc(scores[:, j], targets[:, j], weights, everyone)
+    out["auroc"] = _quiet_nanmean(np.stack([bs.auroc(scores[:, j], targets[:, j], weights, everyone)
                                         for j in range(len(labels))]), axis=0)
     psnr = rows["psnr"].to_numpy(float)
     for attribute in attributes:
@@ -47,7 +58,7 @@ def _cell_samples(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[st
         for j, label in enumerate(labels):
             decisions = scores[:, j] >= thresholds[label]
             gaps.append(bs.spread(np.stack([bs.rate(decisions, targets[:, j], True, weights, m) for m in groups])))
-        out[f"eo_gap:{attribute}"] = np.nanmean(np.stack(gaps), axis=0)
+        out[f"eo_gap:{attribute}"] = _quiet_nanmean(np.stack(gaps), axis=0)
     return out
 
 
@@ -67,6 +78,8 @@ def quality_task_correlations(cells: dict[tuple[str, float], pd.DataFrame], labe
     per_cell = [_cell_samples(rows.sort_values("image_id").reset_index(drop=True), labels, thresholds,
                               attributes, weights) for rows in cells.values()]
     pairs = [("psnr", "auroc", "all"), ("ssim", "auroc", "all")]
+    if "dice" in per_cell[0]:  # MRI: does image quality predict segmentation?
+        pairs += [("psnr", "dice", "all"), ("ssim", "dice", "all")]
     pairs += [(f"psnr_gap:{a}", f"eo_gap:{a}", a) for a in attributes]
     out = []
     for x_key, y_key, attribute in pairs:
