@@ -164,6 +164,8 @@ for recon in chosen:
     elif mri:
         panels[1] = (*panels[1][:3], truth | outlines(ex))
     errors.append((f"|{recon} − clean|", np.abs(pixels - clean_pixels), "error"))
+    if "uncertainty" in ex:  # several posterior samples were drawn: their per-pixel spread
+        errors.append((f"{recon}: posterior std", ex["uncertainty"], "error"))
 if mri:
     st.caption("Green: the true tumour outline; red: the segmenter's, on each image.")
 chart(st, "example-images", cached_plot("image_grid", panels + errors, columns=len(panels)), width="stretch")

@@ -124,12 +124,50 @@ class TVConfig:
 
 
 @dataclass(frozen=True)
+class GANConfig:
+    """pix2pix: U-Net generator, PatchGAN discriminator, L1 + adversarial loss (heavy L1, as the reference)."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: tuple[int, ...] = (2, 2, 2)
+    num_res_units: int = 1
+    disc_channels: int = 32
+    disc_layers: int = 3
+    l1_weight: float = 100.0
+    steps: int = 600
+    batch_size: int = 16
+    learning_rate: float = 2e-4
+    data_consistency: bool = False  # MRI: put the measured k-space samples back after the generator
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Conditional diffusion: the degraded image is an input channel; DDIM sampling with MONAI's schedulers.
+
+    network 'unet': a MONAI UNet that takes the timestep as a constant input map (CPU-sized);
+    'diffusion_unet': MONAI's DiffusionModelUNet with timestep embeddings (GPU-sized).
+    """
+
+    network: Literal["unet", "diffusion_unet"] = "unet"
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    train_timesteps: int = 1000
+    schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = "cosine"
+    sampling_steps: int = 50  # DDIM steps at sampling time, up to train_timesteps
+    n_samples: int = 1  # posterior samples per image; > 1 stores their per-pixel std as uncertainty
+    steps: int = 800
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    data_consistency: bool = False  # MRI: make every step's clean-image estimate consistent with k-space
+
+
+@dataclass(frozen=True)
 class ReconstructorsConfig:
     """Which reconstructors a sweep runs and their settings."""
 
     names: tuple[str, ...] = ("none", "tv", "unet")
     unet: UNetConfig = UNetConfig()
     tv: TVConfig = TVConfig()
+    gan: GANConfig = GANConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
 
 
 @dataclass(frozen=True)
@@ -271,6 +309,12 @@ def validate(config: StudyConfig) -> StudyConfig:
         if unknown:
             raise ConfigError(f"cohort.prevalence: unknown {config.modality} label {unknown[0]!r}; "
                               f"known: {list(known_labels)}")
+    diffusion = config.reconstructors.diffusion
+    if not 1 <= diffusion.sampling_steps <= diffusion.train_timesteps:
+        raise ConfigError(f"reconstructors.diffusion.sampling_steps: {diffusion.sampling_steps} must be within "
+                          f"1–{diffusion.train_timesteps} (train_timesteps)")
+    if diffusion.n_samples < 1:
+        raise ConfigError("reconstructors.diffusion.n_samples: at least one sample per image")
     if config.cohort.slices_per_subject < 1:
         raise ConfigError("cohort.slices_per_subject: at least one slice per subject")
     if not config.physics.levels:

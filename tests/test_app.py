@@ -115,7 +115,7 @@ def test_compare_page_replays_reconstructors_side_by_side(built_store, monkeypat
     at = run_page("pages/compare.py", str(store.path), monkeypatch, str(cache))
     assert len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value
-    assert table.road.tolist() == ["clean", "none", "tv", "unet"]
+    assert table.road.tolist() == ["clean", "diffusion", "gan", "none", "tv", "unet"]
     assert table["PSNR (dB)"].iloc[1:].notna().all()
     at.select_slider(key="level").set_value(3000.0).run()
     at.multiselect(key="reconstructors").set_value(["unet"]).run()

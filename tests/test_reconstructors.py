@@ -24,7 +24,7 @@ def smooth_images(n=8, size=32, seed=0):
 
 
 def test_registry_lists_and_rejects():
-    assert {"none", "tv", "unet"} <= set(available())
+    assert {"none", "tv", "unet", "zero_filled", "gan", "diffusion"} <= set(available())
     with pytest.raises(UnknownReconstructorError, match=r"unknown reconstructor 'magic'.*available"):
         build_reconstructor("magic", StudyConfig(), CPU)
 

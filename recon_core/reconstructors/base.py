@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ class Reconstructor(ABC):
 
     name: str
     trainable: bool = False
+    cache_outputs: bool = False
+    """Expensive (sampling) methods: the runner keeps their outputs on disk, keyed by cache_key()."""
 
     def __init__(self, config: StudyConfig, device: torch.device) -> None:
         self.config = config
@@ -37,11 +40,23 @@ class Reconstructor(ABC):
     def load(self, checkpoint_dir: Path) -> None:  # noqa: B027 (untrained methods: nothing to load)
         """Loads trained weights without training (CheckpointError if absent); untrained methods skip."""
 
+    def cache_key(self) -> str:
+        """What determines this reconstructor's outputs beyond the image and level (weights and settings)."""
+        return self.weights_key()
+
     @abstractmethod
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
-                    measurement: torch.Tensor | None = None) -> torch.Tensor:
+                    measurement: torch.Tensor | None = None,
+                    image_ids: Sequence[str] | None = None) -> torch.Tensor:
         """Batched reconstruction, same shape and device as `degraded`, values in [0, 1].
 
         `measurement` is what the scanner recorded (MRI: the masked k-space), for methods that
-        enforce consistency with it; the others ignore it.
+        enforce consistency with it; `image_ids` seed the draws of stochastic methods, so a
+        sample never depends on batching. Deterministic methods ignore both.
         """
+
+    def reconstruct_samples(self, degraded: torch.Tensor, physics: Acquisition, level: float,
+                            measurement: torch.Tensor | None = None,
+                            image_ids: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(reconstruction, per-pixel std over posterior samples or None for deterministic methods)."""
+        return self.reconstruct(degraded, physics, level, measurement, image_ids), None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from recon_core.physics.base import Acquisition
@@ -14,5 +16,6 @@ class Identity(Reconstructor):
     name = "none"
 
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
-                    measurement: torch.Tensor | None = None) -> torch.Tensor:
+                    measurement: torch.Tensor | None = None,
+                    image_ids: Sequence[str] | None = None) -> torch.Tensor:
         return degraded

@@ -14,6 +14,8 @@ _REGISTRY: dict[str, str] = {
     "tv": "recon_core.reconstructors.tv_denoise:TVDenoise",
     "unet": "recon_core.reconstructors.unet_denoiser:UNetDenoiser",
     "zero_filled": "recon_core.reconstructors.zero_filled:ZeroFilled",
+    "gan": "recon_core.reconstructors.gan:GAN",
+    "diffusion": "recon_core.reconstructors.diffusion:Diffusion",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from skimage.restoration import denoise_tv_chambolle, estimate_sigma
@@ -16,7 +18,8 @@ class TVDenoise(Reconstructor):
     name = "tv"
 
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
-                    measurement: torch.Tensor | None = None) -> torch.Tensor:
+                    measurement: torch.Tensor | None = None,
+                    image_ids: Sequence[str] | None = None) -> torch.Tensor:
         images = degraded.detach().cpu().numpy()[:, 0].astype(np.float64)
         out = np.empty_like(images)
         factor = self.config.reconstructors.tv.weight_per_sigma

@@ -7,6 +7,7 @@ level never seen in training is not silently favoured.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from recon_core.seeding import numpy_rng
 from recon_core.training import optimise
 
 
-class _Residual(torch.nn.Module):
+class Residual(torch.nn.Module):
     """y + α·f(y) with α starting at 0 (ReZero): training starts from the identity, never worse."""
 
     def __init__(self, body: torch.nn.Module) -> None:
@@ -32,6 +33,26 @@ class _Residual(torch.nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return y + self.alpha * self.body(y)
+
+
+def training_pairs(clean: np.ndarray, physics: Acquisition, config, stream: str,
+                   batch_size: int) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """step → (degraded, clean) batch: random training images degraded on the fly at a random study level.
+
+    Seeded by (study seed, stream); also seeds torch for the network's initialisation and dropout.
+    """
+    levels = config.physics.levels
+    rng = numpy_rng(config.seed, stream)
+    torch.manual_seed(int(rng.integers(2**31)))
+
+    def pairs(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = rng.integers(0, len(clean), batch_size)
+        target = torch.from_numpy(clean[idx][:, None])
+        level = float(levels[int(rng.integers(len(levels)))])
+        ids = [f"train-{step}-{i}" for i in range(batch_size)]
+        return physics.degrade(target, level, ids), target
+
+    return pairs
 
 
 class UNetDenoiser(Reconstructor):
@@ -45,7 +66,7 @@ class UNetDenoiser(Reconstructor):
         cfg = config.reconstructors.unet
         self.arch = {"net": "residual monai.UNet", "channels": list(cfg.channels), "strides": list(cfg.strides),
                      "num_res_units": cfg.num_res_units}
-        self.net = _Residual(UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=cfg.channels,
+        self.net = Residual(UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=cfg.channels,
                                   strides=cfg.strides, num_res_units=cfg.num_res_units)).to(device)
 
     def weights_key(self) -> str:
@@ -63,17 +84,11 @@ class UNetDenoiser(Reconstructor):
             return
         path = self.checkpoint_path(checkpoint_dir)
         cfg = self.config.reconstructors.unet
-        levels = self.config.physics.levels
-        rng = numpy_rng(self.config.seed, "unet-train")
-        torch.manual_seed(int(rng.integers(2**31)))
+        pairs = training_pairs(clean, physics, self.config, "unet-train", cfg.batch_size)
 
         def batch_loss(step: int) -> torch.Tensor:
-            idx = rng.integers(0, len(clean), cfg.batch_size)
-            target = torch.from_numpy(clean[idx][:, None])
-            level = float(levels[int(rng.integers(len(levels)))])
-            ids = [f"train-{step}-{i}" for i in range(cfg.batch_size)]
-            noisy = physics.degrade(target, level, ids).to(self.device)
-            return torch.nn.functional.mse_loss(self.net(noisy), target.to(self.device))
+            noisy, target = pairs(step)
+            return torch.nn.functional.mse_loss(self.net(noisy.to(self.device)), target.to(self.device))
 
         optimise(self.net, cfg.steps, cfg.learning_rate, batch_loss, progress, "training unet")
         save_checkpoint(path, self.net, self.arch)
@@ -84,7 +99,8 @@ class UNetDenoiser(Reconstructor):
 
     @torch.no_grad()
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
-                    measurement: torch.Tensor | None = None) -> torch.Tensor:
+                    measurement: torch.Tensor | None = None,
+                    image_ids: Sequence[str] | None = None) -> torch.Tensor:
         out = self.net(degraded.to(self.device)).clamp(0, 1).to(degraded.device)
         if self.config.reconstructors.unet.data_consistency and measurement is not None:
             if not hasattr(physics, "consistent"):

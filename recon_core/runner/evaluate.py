@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from recon_core.metrics.segmentation import segmentation_quality
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import Reconstructor
+from recon_core.runner.recon_cache import ReconstructionCache
 
 
 @dataclass
@@ -45,16 +47,41 @@ def pick_examples(rows: pd.DataFrame, labels: tuple[str, ...], count: int) -> li
     return chosen
 
 
+def _reconstruct(reconstructor: Reconstructor, degraded: torch.Tensor, physics: Acquisition, level: float,
+                 measurement: torch.Tensor, ids: list[str],
+                 cache: ReconstructionCache | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One batch's reconstructions (and posterior std), taking cached images and computing only the rest."""
+    if cache is None:
+        return reconstructor.reconstruct_samples(degraded, physics, level, measurement, ids)
+    hits = [cache.get(i) for i in ids]
+    todo = [j for j, hit in enumerate(hits) if hit is None]
+    if todo:
+        new, new_std = reconstructor.reconstruct_samples(degraded[todo], physics, level, measurement[todo],
+                                                         [ids[j] for j in todo])
+        for k, j in enumerate(todo):
+            cache.put(ids[j], new[k].cpu().numpy(), None if new_std is None else new_std[k].cpu().numpy())
+            hits[j] = cache.get(ids[j])
+    output = torch.from_numpy(np.stack([h[0] for h in hits])).to(degraded.device)
+    stds = [h[1] for h in hits]
+    std = torch.from_numpy(np.stack(stds)).to(degraded.device) if all(s is not None for s in stds) else None
+    return output, std
+
+
 def evaluate_cell(rows: pd.DataFrame, images: np.ndarray, labels: tuple[str, ...], classifier: Classifier,
                   physics: Acquisition, reconstructor: Reconstructor | None, level: float,
                   device: torch.device, batch_size: int, example_ids: list[str],
                   modality: str, progress: Progress = silent, stage: str = "",
-                  segmenter: Segmenter | None = None, masks: np.ndarray | None = None) -> CellResult:
+                  segmenter: Segmenter | None = None, masks: np.ndarray | None = None,
+                  cache_root: Path | None = None) -> CellResult:
     """Runs every test image through one (reconstructor, level) cell; `reconstructor=None` is the clean road.
 
     With a segmenter and the true masks (MRI), each slice also gets Dice and HD95, and the
-    example images keep the true and predicted masks for outlines.
+    example images keep the true and predicted masks for outlines. Reconstructors that ask for it
+    (`cache_outputs`, diffusion) are served from and fill a disk cache under `cache_root`.
     """
+    cache = None
+    if reconstructor is not None and reconstructor.cache_outputs and cache_root is not None:
+        cache = ReconstructionCache(cache_root, reconstructor.name, reconstructor.cache_key(), level)
     start = time.perf_counter()
     ids = rows["image_id"].tolist()
     wanted = set(example_ids)
@@ -70,7 +97,7 @@ def evaluate_cell(rows: pd.DataFrame, images: np.ndarray, labels: tuple[str, ...
         else:
             measurement = physics.measure(clean, level, batch_ids)
             degraded = physics.to_image(measurement, level)
-            output = reconstructor.reconstruct(degraded, physics, level, measurement)
+            output, std = _reconstruct(reconstructor, degraded, physics, level, measurement, batch_ids, cache)
             quality = {k: v.cpu().numpy() for k, v in image_quality(output, clean).items()}
         predicted = None
         if segmenter is not None and masks is not None:
@@ -88,9 +115,13 @@ def evaluate_cell(rows: pd.DataFrame, images: np.ndarray, labels: tuple[str, ...
                 else:
                     examples[image_id, "degraded"] = degraded[j, 0].cpu().numpy()
                     examples[image_id, "reconstructed"] = output[j, 0].cpu().numpy()
+                    if std is not None:
+                        examples[image_id, "uncertainty"] = std[j, 0].cpu().numpy()
                 if predicted is not None:
                     examples[image_id, "mask_pred"] = predicted[j, 0].numpy().astype(np.float32)
         progress(stage, min(lo + batch_size, len(ids)), len(ids))
+    if cache is not None:
+        cache.save()
     metrics = rows[["image_id", "subject_id", "sex", "age", "age_band"]].copy()
     metrics.insert(0, "modality", modality)
     for name in metric_parts[0]:

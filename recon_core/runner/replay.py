@@ -127,7 +127,7 @@ class CaseReplayer:
         clean = torch.from_numpy(image[None, None]).to(self.device)
         measurement = self.physics.measure(clean, level, [image_id])
         degraded = self.physics.to_image(measurement, level)
-        output = self.reconstructor(reconstructor).reconstruct(degraded, self.physics, level, measurement)
+        output = self.reconstructor(reconstructor).reconstruct(degraded, self.physics, level, measurement, [image_id])
         both = torch.cat([clean, output])
         scores = self.classifier.predict(both).cpu().numpy()
         masks = [None, None]

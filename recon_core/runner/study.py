@@ -77,7 +77,8 @@ def train_models(config: StudyConfig, checkpoint_dir: Path, device: torch.device
 
 
 def _run_cell(store: Store, key: str, config: StudyConfig, models: TrainedModels, name: str, level: float,
-              device: torch.device, example_ids: list[str], progress: Progress) -> None:
+              device: torch.device, example_ids: list[str], progress: Progress,
+              reconstruction_cache: Path | None = None) -> None:
     rows, images = models.cohort.split("test")
     recon = None if name == CLEAN else models.reconstructors[name]
     extra = list(config.cohort.csv.extra_attributes) if config.cohort.csv else []
@@ -88,7 +89,7 @@ def _run_cell(store: Store, key: str, config: StudyConfig, models: TrainedModels
     masks = models.cohort.split_masks("test") if models.segmenter is not None else None
     result = evaluate_cell(rows, images, models.cohort.labels, models.classifier, models.physics, recon,
                            level, device, config.evaluation.batch_size, example_ids, config.modality,
-                           progress, stage, models.segmenter, masks)
+                           progress, stage, models.segmenter, masks, reconstruction_cache)
     writes.write_cell_rows(store, key, name, level, result.metrics, result.scores, result.examples)
     # Aggregates come from the stored rows, never from in-memory state; MRI rows become patient rows.
     stored = unit_rows(queries.image_rows(store, key, name, level), config.modality)
@@ -139,7 +140,8 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
             if name != CLEAN and models.reconstructors[name].trainable:
                 models.reconstructors[name].fit(train_images, models.physics, checkpoint_dir, progress)
             for level in todo:
-                _run_cell(store, key, config, models, name, float(level), device, example_ids, progress)
+                _run_cell(store, key, config, models, name, float(level), device, example_ids, progress,
+                          checkpoint_dir.parent / "reconstructions")
     except KeyboardInterrupt:
         writes.set_run_status(store, key, "interrupted", message="stopped by the user; run again to resume")
         raise

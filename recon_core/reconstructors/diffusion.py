@@ -1,0 +1,160 @@
+"""`diffusion`: a conditional denoising diffusion model, sampled with MONAI's DDIM scheduler.
+
+The degraded image y is an input channel beside the noisy sample x_t (Saharia et al.'s SR3 /
+Palette conditioning). The network predicts the clean image ("sample" prediction, as a
+residual on y: x̂₀ = y + f(x_t, y, t)), which trains faster than noise prediction on a CPU
+budget and makes DDIM's deterministic (η = 0) update exact for data consistency: on MRI each
+step's x̂₀ is made consistent with the measured k-space before the step. Networks:
+- 'unet' (CPU): a MONAI UNet whose third input channel is the timestep t / T as a constant map,
+  the way restoration diffusion models feed the noise level;
+- 'diffusion_unet' (GPU): MONAI's DiffusionModelUNet with sinusoidal timestep embeddings.
+Each image's starting noise comes from its own seed (study seed, image id, level, sample
+number), so a sample never depends on batching and every sample is reproducible. With
+`n_samples` > 1 the reconstruction is the posterior mean and the per-pixel standard deviation
+is kept as an uncertainty map. The runner caches outputs (`cache_outputs`): sampling is the
+expensive part of a sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from monai.networks.nets import DiffusionModelUNet, UNet
+from monai.networks.schedulers import DDIMScheduler
+
+from recon_core.checkpoints import load_checkpoint, save_checkpoint
+from recon_core.config import stable_hash
+from recon_core.physics.base import Acquisition
+from recon_core.progress import Progress, silent
+from recon_core.reconstructors.base import Reconstructor
+from recon_core.reconstructors.unet_denoiser import training_pairs
+from recon_core.seeding import derive_seed
+from recon_core.training import optimise
+
+
+class Denoiser(torch.nn.Module):
+    """x̂₀ = y + α·f(x_t, y, t) in [−1, 1] image units; f is a UNet with a t-map channel or a DiffusionModelUNet.
+
+    α starts at 0 (ReZero, as the `unet` reconstructor): before training the estimate is the
+    degraded image itself, so a short CPU training run can only improve on it.
+    """
+
+    def __init__(self, network: str, channels: tuple[int, ...], train_timesteps: int) -> None:
+        super().__init__()
+        self.network = network
+        self.train_timesteps = train_timesteps
+        self.alpha = torch.nn.Parameter(torch.zeros(1))
+        if network == "unet":
+            self.body = UNet(spatial_dims=2, in_channels=3, out_channels=1, channels=channels,
+                             strides=(2,) * (len(channels) - 1), num_res_units=1)
+        else:
+            self.body = DiffusionModelUNet(spatial_dims=2, in_channels=2, out_channels=1, channels=channels,
+                                           attention_levels=(False,) * len(channels), num_res_blocks=1,
+                                           norm_num_groups=min(channels[0], 32))
+
+    def forward(self, noisy: torch.Tensor, condition: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        if self.network == "unet":
+            t_map = (timesteps.float() / self.train_timesteps).view(-1, 1, 1, 1).expand_as(noisy)
+            residual = self.body(torch.cat([noisy, condition, t_map], 1))
+        else:
+            residual = self.body(torch.cat([noisy, condition], 1), timesteps)
+        return condition + self.alpha * residual
+
+
+class Diffusion(Reconstructor):
+    """Conditional diffusion restoration; DDIM sampling with `sampling_steps` steps."""
+
+    name = "diffusion"
+    trainable = True
+    cache_outputs = True
+
+    def __init__(self, config, device) -> None:
+        super().__init__(config, device)
+        cfg = config.reconstructors.diffusion
+        self.arch = {"net": f"conditional diffusion ({cfg.network}, ReZero residual)", "channels": list(cfg.channels),
+                     "train_timesteps": cfg.train_timesteps}
+        self.net = Denoiser(cfg.network, cfg.channels, cfg.train_timesteps).to(device)
+        self.scheduler = DDIMScheduler(num_train_timesteps=cfg.train_timesteps, schedule=cfg.schedule,
+                                       prediction_type="sample", clip_sample=True)
+
+    def weights_key(self) -> str:
+        c = self.config
+        d = c.reconstructors.diffusion
+        trained = (d.network, d.channels, d.train_timesteps, d.schedule, d.steps, d.batch_size, d.learning_rate)
+        return stable_hash("diffusion", self.arch, c.cohort, c.physics, trained, c.seed)
+
+    def cache_key(self) -> str:
+        d = self.config.reconstructors.diffusion
+        return stable_hash(self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency)
+
+    def checkpoint_path(self, checkpoint_dir: Path) -> Path:
+        """Where this configuration's weights live."""
+        return checkpoint_dir / f"diffusion-{self.weights_key()}.pt"
+
+    def loss(self, degraded: torch.Tensor, clean: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """MSE between x̂₀(x_t, y, t) and x₀ at random t (sample prediction)."""
+        x0, condition = clean * 2 - 1, degraded * 2 - 1
+        t = torch.randint(0, self.scheduler.num_train_timesteps, (len(x0),), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator)
+        noisy = self.scheduler.add_noise(x0.cpu(), noise, t).to(self.device)
+        return torch.nn.functional.mse_loss(self.net(noisy, condition.to(self.device), t.to(self.device)),
+                                            x0.to(self.device))
+
+    def fit(self, clean, physics: Acquisition, checkpoint_dir: Path, progress: Progress = silent) -> None:
+        if self.checkpoint_path(checkpoint_dir).exists():
+            self.load(checkpoint_dir)
+            return
+        cfg = self.config.reconstructors.diffusion
+        pairs = training_pairs(clean, physics, self.config, "diffusion-train", cfg.batch_size)
+        generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "diffusion-noise"))
+
+        def batch_loss(step: int) -> torch.Tensor:
+            noisy, target = pairs(step)
+            return self.loss(noisy, target, generator)
+
+        optimise(self.net, cfg.steps, cfg.learning_rate, batch_loss, progress, "training diffusion")
+        save_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
+
+    def load(self, checkpoint_dir: Path) -> None:
+        load_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
+        self.net.eval()
+
+    def _starting_noise(self, shape: tuple[int, ...], image_ids: Sequence[str], level: float, k: int) -> torch.Tensor:
+        return torch.stack([torch.randn(shape[1:], generator=torch.Generator().manual_seed(
+            derive_seed(self.config.seed, "diffusion-sample", image_id, f"{level:g}", k))) for image_id in image_ids])
+
+    @torch.no_grad()
+    def sample(self, degraded: torch.Tensor, physics: Acquisition, level: float, measurement: torch.Tensor | None,
+               image_ids: Sequence[str], k: int = 0) -> torch.Tensor:
+        """One posterior sample per image (the k-th), in [0, 1], on degraded's device."""
+        cfg = self.config.reconstructors.diffusion
+        self.net.eval()
+        condition = degraded.to(self.device) * 2 - 1
+        x = self._starting_noise(tuple(degraded.shape), image_ids, level, k).to(self.device)
+        consistent = cfg.data_consistency and measurement is not None
+        self.scheduler.set_timesteps(cfg.sampling_steps)
+        estimate = condition
+        for t in (int(step) for step in self.scheduler.timesteps):
+            estimate = self.net(x, condition, torch.full((len(x),), t, device=self.device)).clamp(-1, 1)
+            if consistent:  # the clean-image estimate agrees with the measured k-space samples
+                image = physics.consistent(((estimate + 1) / 2).to(degraded.device), measurement, level)
+                estimate = image.to(self.device) * 2 - 1
+            x, _ = self.scheduler.step(estimate, t, x)
+        return ((estimate + 1) / 2).clamp(0, 1).to(degraded.device)
+
+    def reconstruct_samples(self, degraded: torch.Tensor, physics: Acquisition, level: float,
+                            measurement: torch.Tensor | None = None,
+                            image_ids: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if image_ids is None:
+            raise ValueError("diffusion: image ids are needed to seed each image's sample")
+        n = self.config.reconstructors.diffusion.n_samples
+        samples = torch.stack([self.sample(degraded, physics, level, measurement, image_ids, k) for k in range(n)])
+        return samples.mean(0), (samples.std(0) if n > 1 else None)
+
+    def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
+                    measurement: torch.Tensor | None = None,
+                    image_ids: Sequence[str] | None = None) -> torch.Tensor:
+        return self.reconstruct_samples(degraded, physics, level, measurement, image_ids)[0]
