@@ -9,6 +9,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from recon_core.store import queries
 from tests.conftest import ROOT
 
 APP = str(ROOT / "app.py")
@@ -57,6 +58,17 @@ def test_overview_draws_curves_groups_and_examples(built_store, monkeypatch, att
     assert not at.exception
     assert "Added by reconstruction" in next(h.value for h in at.subheader)
     assert any(b.label.startswith("Download a report") for b in at.get("download_button"))
+
+
+def test_overview_shows_the_diffusion_posterior_spread_beside_the_examples(built_store, monkeypatch):
+    store, key, cache = built_store
+    examples = queries.examples(store, key, "diffusion", 300.0)
+    assert "uncertainty" in set(examples.kind)  # tiny.yaml draws 2 posterior samples per image
+    spread = examples[examples.kind == "uncertainty"].pixels.iloc[0]
+    assert spread.shape == (32, 32) and spread.max() > 0
+    at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
+    grid = at.get("plotly_chart")[-1].proto.spec
+    assert "diffusion: posterior std" in grid and "gan" in grid
 
 
 def test_fairness_on_empty_store_says_so(tmp_path, monkeypatch):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from recon_core.config import ConfigError, StudyConfig, from_dict, load_config
+from recon_core.reconstructors import build_reconstructor
+from tests.conftest import ROOT
 
 
 def test_hash_is_stable_and_sensitive(tiny_config):
@@ -56,3 +59,11 @@ def test_unknown_fairness_attribute_is_named():
 def test_bad_age_bands_are_named(edges):
     with pytest.raises(ConfigError, match="age_band_edges"):
         from_dict({"cohort": {"age_band_edges": edges}})
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_validates(path):
+    config = load_config(path)
+    assert config.name and config.config_hash() == load_config(path).config_hash()
+    for name in config.reconstructors.names:
+        build_reconstructor(name, config, torch.device("cpu"))  # known, and its network builds

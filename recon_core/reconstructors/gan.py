@@ -2,7 +2,8 @@
 
 Loss: L1 (weighted `l1_weight`, heavy as in the reference study) + the adversarial loss of the
 discriminator on (degraded, output) pairs (MONAI `PatchAdversarialLoss`, least squares);
-Adam with β1 = 0.5. Trained across all levels of the study like the U-Net, so one generator
+Adam with β1 = 0.5, the learning rate constant for the first half of training and decaying
+linearly to zero over the second (pix2pix's schedule). Trained across all levels of the study like the U-Net, so one generator
 serves the sweep. A generative model can hallucinate structure that scores well on PSNR: this
 is what the tandem evaluation is for.
 """
@@ -90,12 +91,17 @@ class GAN(Reconstructor):
             return
         cfg = self.config.reconstructors.gan
         pairs = training_pairs(clean, physics, self.config, "gan-train", cfg.batch_size)
+        half = cfg.steps / 2
+        schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (cfg.steps - step) / half))
+                     for opt in (self.g_optimiser, self.d_optimiser)]
         self.net.train()
         self.discriminator.train()
         for step in range(cfg.steps):
             noisy, target = (t.to(self.device) for t in pairs(step))
             self.step_discriminator(noisy, target)
             self.step_generator(noisy, target)
+            for schedule in schedules:
+                schedule.step()
             if step % 20 == 0 or step == cfg.steps - 1:
                 progress("training gan", step + 1, cfg.steps)
         self.net.eval()
