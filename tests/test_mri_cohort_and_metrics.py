@@ -40,6 +40,12 @@ def test_grade_and_demographics_change_the_image():
     head = (c.images > 0.05).reshape(len(c.images), -1).sum(1)
     assert head[rows.sex.to_numpy() == "M"].mean() > head[rows.sex.to_numpy() == "F"].mean()
     assert (rows.tumour_pixels == 0).any() and (rows.tumour_pixels > 0).mean() > 0.6  # some edge slices miss it
+    # the grade shows, but not with certainty: necrosis only in high grade, and neither grade has one look
+    looks = rows.drop_duplicates("subject_id").groupby("high_grade").appearance.unique()
+    assert set(looks[1.0]) == {"necrotic", "solid_enhancing"} and set(looks[0.0]) == {"hypointense", "patchy_enhancing"}
+    sizes = rows[rows.tumour_pixels > 0].groupby("subject_id").agg(px=("tumour_pixels", "max"),
+                                                                   high=("high_grade", "first"))
+    assert sizes[sizes.high == 1].px.min() < sizes[sizes.high == 0].px.max()  # sizes overlap
 
 
 def test_bias_knob_shrinks_tumours_in_one_group():

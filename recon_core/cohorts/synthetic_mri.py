@@ -2,9 +2,11 @@
 
 Each patient is a warped copy of a brain template (MNI152 or procedural) with a 3D tumour
 cut by 8 (configurable) axial slices 3 mm apart, so some edge slices miss it (empty masks
-happen, as in real data). High-grade tumours are larger, ring-enhancing around a dark necrotic
-core; low-grade ones are smaller, homogeneously hypointense, without necrosis: the grade is
-visible. The segmentation mask is the tumour core (enhancing rim and necrosis, or the low-grade
+happen, as in real data). The grade is visible but not certain, as in glioma imaging: high-grade
+tumours are larger on average and mostly (80 %) ring-enhancing around a dark necrotic core, the
+rest solid and enhancing; low-grade ones are smaller and mostly homogeneously hypointense, a
+fifth with faint patchy enhancement. Sizes overlap, so size alone does not give the grade.
+The segmentation mask is the tumour core (enhancing rim and necrosis, or the low-grade
 mass); the surrounding oedema is drawn but not part of the mask.
 Demographics change the image: the head is smaller for female patients, and with age the
 ventricles widen and the CSF spaces darken (atrophy). Bias knobs can change the grade
@@ -52,6 +54,10 @@ def sample_patients(config: CohortConfig, seed: int) -> pd.DataFrame:
         "high_grade": (rng.random(n) < prevalence).astype(np.float32),
         "tumour_contrast": contrast, "tumour_size": size,
     })
+    high = table.high_grade.to_numpy() == 1
+    # the visible appearance: necrosis in most high-grade tumours, faint enhancement in some low-grade ones
+    table["appearance"] = np.where(high, np.where(rng.random(n) < 0.8, "necrotic", "solid_enhancing"),
+                                   np.where(rng.random(n) < 0.2, "patchy_enhancing", "hypointense"))
     table["split"] = assign_splits(table["subject_id"].to_numpy(), config.split_fractions,
                                    numpy_rng(seed, "splits"))
     return table
@@ -87,7 +93,7 @@ def render_patient(stack: BrainStack, patient: pd.Series, n_slices: int, seed: i
     centre_z = rng.uniform(margin + 10, depth - margin - 10)
     zs = centre_z + SLICE_SPACING_MM * (np.arange(n_slices) - (n_slices - 1) / 2)
     # the tumour: an irregular ellipsoid, centre somewhere inside the brain of the middle slice
-    radius = rng.uniform(0.075, 0.11) * size if high else rng.uniform(0.05, 0.075) * size
+    radius = rng.uniform(0.06, 0.11) * size if high else rng.uniform(0.045, 0.085) * size
     radius *= float(patient.tumour_size)
     radius_mm = radius * stack.mm_per_pixel
     tumour_z = centre_z + rng.uniform(-0.5, 0.5) * radius_mm
@@ -114,12 +120,17 @@ def render_patient(stack: BrainStack, patient: pd.Series, n_slices: int, seed: i
             oedema = ndimage.gaussian_filter((distance <= 1.6 * rho).astype(np.float64), 0.8)
             image = image * (1 - 0.2 * contrast * oedema)
             core = distance <= rho
-            if high:
+            mass = ndimage.gaussian_filter(core.astype(np.float64), 0.6)
+            if patient.appearance == "necrotic":
                 rim = ndimage.gaussian_filter((core & (distance > 0.6 * rho)).astype(np.float64), 0.6)
                 necrosis = ndimage.gaussian_filter((distance <= 0.6 * rho).astype(np.float64), 0.6)
                 image = image + contrast * (0.45 * rim - 0.5 * image * necrosis)
+            elif patient.appearance == "solid_enhancing":
+                image = image + contrast * 0.3 * mass
+            elif patient.appearance == "patchy_enhancing":
+                patches = ndimage.gaussian_filter(rng.random((size, size)), 1.5) > 0.5
+                image = image * (1 - 0.3 * contrast * mass) + contrast * 0.2 * mass * patches
             else:
-                mass = ndimage.gaussian_filter(core.astype(np.float64), 0.6)
                 image = image * (1 - 0.4 * contrast * mass)
             masks[j] = core
         image = image * bias

@@ -3,9 +3,9 @@
 Loss: L1 (weighted `l1_weight`, heavy as in the reference study) + the adversarial loss of the
 discriminator on (degraded, output) pairs (MONAI `PatchAdversarialLoss`, least squares);
 Adam with β1 = 0.5, the learning rate constant for the first half of training and decaying
-linearly to zero over the second (pix2pix's schedule). Trained across all levels of the study like the U-Net, so one generator
-serves the sweep. A generative model can hallucinate structure that scores well on PSNR: this
-is what the tandem evaluation is for.
+linearly to zero over the second (pix2pix's schedule). Trained across all levels of the study
+like the U-Net, so one generator serves the sweep. A generative model can hallucinate structure
+that scores well on PSNR: this is what the tandem evaluation is for.
 """
 
 from __future__ import annotations
