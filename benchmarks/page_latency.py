@@ -3,7 +3,7 @@
 Uses Streamlit's AppTest, so it measures the server side of an interaction (script rerun with
 the caches warm or cold) and not the browser's paint. Target: under 300 ms for cached views.
 
-    python -m benchmarks.page_latency --store data/cache/tandem.duckdb [--repeats 7]
+    python -m benchmarks.page_latency --store data/cache/tandem.duckdb [--modality xray|mri] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -28,14 +28,25 @@ def timed(action: Callable[[], AppTest]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def alternate(first, second, repeats: int):
+    """The values a widget flips between, one per repeat."""
+    return iter([first, second] * repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True)
+    parser.add_argument("--modality", default="xray", choices=["xray", "mri"])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     os.environ["TANDEM_STORE"] = args.store
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
+    at.switch_page("pages/overview.py").run()
+    at.selectbox(key="modality").set_value(args.modality).run()  # kept across pages from here on
+    levels = at.select_slider(key="level").options
+    recons = at.multiselect(key="reconstructors").options
+    metric = "fnr" if args.modality == "xray" else "dice"
     rows = []
 
     def measure(name: str, page: str, change: Callable[[AppTest], AppTest]) -> None:
@@ -44,16 +55,19 @@ def main() -> None:
         times = [timed(lambda: change(at)) for _ in range(args.repeats)]
         rows.append((name, first, statistics.median(times), max(times)))
 
-    levels = iter([3000.0, 300.0] * args.repeats)
+    values = alternate(levels[1], levels[-2], args.repeats)
     measure("Overview: change level", "pages/overview.py",
-            lambda a: a.select_slider(key="level").set_value(next(levels)).run())
-    attributes = iter(["age_band", "sex"] * args.repeats)
+            lambda a: a.select_slider(key="level").set_value(next(values)).run())
+    chosen = alternate(recons[-1:], recons, args.repeats)
+    measure("Overview: change reconstructors", "pages/overview.py",
+            lambda a: a.multiselect(key="reconstructors").set_value(next(chosen)).run())
+    attributes = alternate("age_band", "sex", args.repeats)
     measure("Overview: change attribute", "pages/overview.py",
             lambda a: a.selectbox(key="attribute").set_value(next(attributes)).run())
-    metrics = iter(["fnr", "tpr"] * args.repeats)
+    metrics = alternate(metric, "tpr", args.repeats)
     measure("Fairness: change metric", "pages/fairness.py",
             lambda a: a.selectbox(key="fair_metric").set_value(next(metrics)).run())
-    groups = iter(["age_band", "sex"] * args.repeats)
+    groups = alternate("age_band", "sex", args.repeats)
     measure("Failure cases: change grouping", "pages/failures.py",
             lambda a: a.selectbox(key="attribute").set_value(next(groups)).run())
     print(f"{'interaction':<34}{'open page ms':>14}{'median ms':>11}{'max ms':>9}   ({args.repeats} repeats)")

@@ -1,4 +1,7 @@
-"""Compare: one test image through several reconstructors at one level, side by side, with zoom kept in step."""
+"""Compare: one test image through several reconstructors at one level, or one at several levels.
+
+Side by side with zoom kept in step, each road's PSNR/SSIM and the diagnostic model's outputs.
+"""
 
 from __future__ import annotations
 
@@ -38,23 +41,37 @@ run, key = page_run()
 cells = reconstructed_cells(key)
 
 choice = sidebar_choices(query("aggregates", key), run)
-chosen, level = choice.reconstructors, choice.level
 clean_rows = query("image_rows", key, CLEAN, 0.0)
 test_ids = clean_rows.image_id.tolist()
 examples = sorted(query("examples", key, CLEAN, 0.0).image_id.unique())
 image_id = st.selectbox("Test image", test_ids, index=test_ids.index(examples[0]) if examples else 0,
                         key="cmp_image")
-st.caption("Reconstructors and the level come from the sidebar.")
-missing = [r for r in chosen if not ((cells.reconstructor == r) & (cells.level == level)).any()]
+across_levels = st.radio("Side by side", ["reconstructors at the level in focus", "one reconstructor across levels"],
+                         horizontal=True, key="cmp_mode") == "one reconstructor across levels"
+if across_levels:
+    left, right = st.columns([1, 2])
+    recon = left.selectbox("Reconstructor", choice.reconstructors, key="cmp_recon")
+    focus = sorted(choice.levels, reverse=run.modality != "mri")  # mildest first
+    picked = right.multiselect("Levels", focus, default=[focus[0], focus[-1]] if len(focus) > 1 else focus,
+                               format_func=lambda v: f"{v:g} {run.level_unit}", key="cmp_levels")
+    roads = [(f"{recon} at {lv:g}", recon, float(lv)) for lv in picked]
+    st.caption("Levels from the sidebar's curve levels; the image and its noise seed stay the same.")
+else:
+    roads = [(r, r, choice.level) for r in choice.reconstructors]
+    st.caption("Reconstructors and the level come from the sidebar.")
+held = {(r, float(lv)) for r, lv in zip(cells.reconstructor, cells.level, strict=True)}
+missing = [name for name, r, lv in roads if (r, lv) not in held]
 if missing:
-    st.warning(f"The store holds no results for {', '.join(missing)} at {level:g} {run.level_unit}.")
-    chosen = [r for r in chosen if r not in missing]
-    if not chosen:
-        st.stop()
+    st.warning(f"The store holds no results for {', '.join(missing)}"
+               + ("" if across_levels else f" at {choice.level:g} {run.level_unit}") + ".")
+    roads = [road for road in roads if road[0] not in missing]
+if not roads:
+    st.info("Pick at least one reconstructor and level that the store holds.")
+    st.stop()
 
 config_json, checkpoint_dir = run_config_json(key), str(paths.checkpoint_dir())
 try:
-    cases = {r: cached_case(config_json, checkpoint_dir, image_id, r, float(level)) for r in chosen}
+    cases = {name: cached_case(config_json, checkpoint_dir, image_id, r, lv) for name, r, lv in roads}
 except (CheckpointError, CohortError) as exc:
     st.warning(f"This image cannot be replayed here: {exc}")
     st.stop()
@@ -68,12 +85,15 @@ def outlines(prediction: np.ndarray | None) -> dict:
     return {"truth": first.mask_true, "prediction": prediction} if mri else {}
 
 
-identity = ("none", "zero_filled")  # these return the degraded image, shown once
-panels = [("clean", first.clean, "image", outlines(first.mask_clean)),
-          (f"degraded ({level:g})", first.degraded, "image",
-           outlines(next((c.mask_recon for r, c in cases.items() if r in identity), None)))]
-panels += [(r, c.reconstructed, "image", outlines(c.mask_recon)) for r, c in cases.items() if r not in identity]
-errors = [(f"|{r} − clean|", np.abs(c.reconstructed - c.clean), "error") for r, c in cases.items()]
+identity = ("none", "zero_filled")  # these return the degraded image, shown once per level
+panels = [("clean", first.clean, "image", outlines(first.mask_clean))]
+for lv in dict.fromkeys(lv for _, _, lv in roads):  # one degraded image per level, in order
+    at_level = [(r, cases[name]) for name, r, road_level in roads if road_level == lv]
+    panels.append((f"degraded ({lv:g})", at_level[0][1].degraded, "image",
+                   outlines(next((c.mask_recon for r, c in at_level if r in identity), None))))
+    panels += [(name, cases[name].reconstructed, "image", outlines(cases[name].mask_recon))
+               for name, r, road_level in roads if road_level == lv and r not in identity]
+errors = [(f"|{name} − clean|", np.abs(c.reconstructed - c.clean), "error") for name, c in cases.items()]
 grid = cached_plot("image_grid", panels + errors, columns=max(len(panels), len(errors)))
 chart(st, "compare-images", grid, width="stretch")
 st.caption("Zoom or pan one image and the others follow. Error maps share one scale (0–0.25).")

@@ -12,11 +12,13 @@ ensure_routed("pages/fairness.py")
 
 METRICS = {"tpr": "Sensitivity (TPR)", "fnr": "Underdiagnosis (FNR)", "fpr": "False-positive rate (FPR)",
            "ppv": "Precision (PPV)", "auroc": "AUROC", "ece": "Calibration error (ECE)",
-           "psnr": "PSNR (dB)", "ssim": "SSIM", "dice": "Tumour Dice", "hd95": "Tumour HD95 (pixels)"}
+           "psnr": "PSNR (dB)", "ssim": "SSIM", "nmse": "NMSE", "psnr_volume": "Volume PSNR (dB)",
+           "nmse_volume": "Volume NMSE", "dice": "Tumour Dice", "hd95": "Tumour HD95 (pixels)"}
 GAPS = {"eo_gap_added": "Equal-opportunity gap added", "eodd_added": "Equalized-odds gap added",
         "auroc_gap_added": "AUROC gap added", "fnr_gap_added": "FNR gap added", "ece_gap_added": "ECE gap added",
         "dice_gap_added": "Dice gap added", "dice_skewed_error_ratio_added": "Dice skewed error ratio added"}
-NO_LABEL = ("psnr", "ssim", "dice", "hd95")  # one value per image, not per finding
+QUALITY = ("psnr", "ssim", "nmse", "psnr_volume", "nmse_volume")  # against the clean image: none on the clean road
+NO_LABEL = (*QUALITY, "dice", "hd95")  # one value per image, not per finding
 
 
 def download(frame: pd.DataFrame, name: str, key: str) -> None:
@@ -43,7 +45,7 @@ label = c3.selectbox("Finding", ["mean", *labels], key="fair_label") if metric n
 
 st.subheader(f"{METRICS[metric]} by {attribute}: clean images vs {recon} at {level:g}")
 sel = agg[(agg.metric == metric) & (agg.label == label) & (agg.attribute == attribute)
-          & (((agg.reconstructor == CLEAN) & (metric not in ("psnr", "ssim")))
+          & (((agg.reconstructor == CLEAN) & (metric not in QUALITY))
              | ((agg.reconstructor == recon) & (agg.level == level)))]
 if not ((agg.reconstructor == recon) & (agg.level == level)).any():
     st.warning(f"The store holds no results for {recon} at {level:g} {run.level_unit}; pick another level in "
@@ -77,13 +79,17 @@ download(table, f"{gap}-by-{attribute}", "dl_added")
 st.subheader("Does image quality predict the task?")
 overall = agg[(agg.attribute == "all") & (agg.reconstructor != CLEAN)]
 psnr = overall[overall.metric == "psnr"][["reconstructor", "level", "estimate"]].rename(columns={"estimate": "x"})
-auroc = overall[(overall.metric == "auroc") & (overall.label == "mean")][
+tasks = {"dice": ("", "Tumour Dice")} if "dice" in present else {}
+tasks["auroc"] = ("mean", "mean AUROC" if run.modality != "mri" else "grade AUROC")
+left, right = st.columns([3, 2])
+task = left.radio("Task", list(tasks), format_func=lambda t: tasks[t][1], horizontal=True, key="fair_task")
+task_label, task_name = tasks[task]
+scores = overall[(overall.metric == task) & (overall.label == task_label)][
     ["reconstructor", "level", "estimate", "ci_low", "ci_high"]].rename(
     columns={"estimate": "y", "ci_low": "y_low", "ci_high": "y_high"})
-left, right = st.columns([3, 2])
-scatter = cached_plot("quality_vs_task", psnr.merge(auroc, on=["reconstructor", "level"]), "PSNR (dB)",
-                      "mean AUROC", "Each cell: PSNR against mean AUROC")
-chart(left, "psnr-vs-auroc", scatter, width="stretch")
+scatter = cached_plot("quality_vs_task", psnr.merge(scores, on=["reconstructor", "level"]), "PSNR (dB)",
+                      task_name, f"Each cell: PSNR against {task_name}")
+chart(left, f"psnr-vs-{task}", scatter, width="stretch")
 corr = query("correlations", key)
 if corr.empty:
     right.info("Correlations need at least three reconstructed cells.")

@@ -132,6 +132,13 @@ def test_compare_page_replays_reconstructors_side_by_side(built_store, monkeypat
     at.select_slider(key="level").set_value(3000.0).run()
     at.multiselect(key="reconstructors").set_value(["unet"]).run()
     assert not at.exception and at.dataframe[0].value.road.tolist() == ["clean", "unet"]
+    at.radio(key="cmp_mode").set_value("one reconstructor across levels").run()
+    assert not at.exception
+    assert at.dataframe[0].value.road.tolist() == ["clean", "unet at 3000", "unet at 300"]
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "degraded (3000)" in spec and "degraded (300)" in spec  # each level's own degraded image
+    at.multiselect(key="cmp_levels").set_value([300.0]).run()
+    assert at.dataframe[0].value.road.tolist() == ["clean", "unet at 300"]
 
 
 def test_sidebar_choices_hold_across_pages_and_a_visit_home(built_store, monkeypatch):
@@ -275,6 +282,10 @@ def test_mri_pages_fairness_compare_and_failures(mri_store, monkeypatch):
     at.selectbox(key="fair_metric").set_value("dice").run()
     at.radio(key="fair_gap").set_value("dice_gap_added").run()
     assert not at.exception
+    assert at.radio(key="fair_task").value == "dice"  # PSNR against Dice first on MRI
+    at.radio(key="fair_task").set_value("auroc").run()
+    at.selectbox(key="fair_metric").set_value("psnr_volume").run()  # per-volume quality, by group
+    assert not at.exception and "Volume PSNR" in at.subheader[0].value
     at.switch_page("pages/compare.py").run()
     assert not at.exception and "Dice" in at.dataframe[0].value.columns
     at.switch_page("pages/failures.py").run()

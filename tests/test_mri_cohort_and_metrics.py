@@ -12,6 +12,7 @@ from recon_core.cohorts.synthetic_mri import generate_cohort
 from recon_core.config import BiasKnob, CohortConfig
 from recon_core.fairness.patients import patient_rows
 from recon_core.fairness.summary import summarise_cell
+from recon_core.metrics import image_quality
 from recon_core.metrics.segmentation import dice, hd95
 
 
@@ -111,6 +112,23 @@ def test_patient_rows_take_the_median_score_and_mean_dice():
     broken.loc[1, "sex"] = "M" if broken.loc[1, "sex"] == "F" else "F"
     with pytest.raises(ValueError, match="'sex' differs between slices of one patient"):
         patient_rows(broken)
+
+
+def test_volume_psnr_and_nmse_are_those_of_the_whole_volume_not_slice_means():
+    rng = np.random.default_rng(0)
+    clean = torch.from_numpy(rng.random((4, 1, 16, 16), dtype=np.float32))
+    clean[0] *= 0.2  # a dim slice
+    noise = torch.tensor([0.01, 0.1, 0.1, 0.1]).view(4, 1, 1, 1)  # one slice near perfect: slice means mislead
+    recon = (clean + noise * torch.from_numpy(rng.standard_normal((4, 1, 16, 16), dtype=np.float32))).clamp(0, 1)
+    quality = {k: v.numpy() for k, v in image_quality(recon, clean).items()}
+    rows = pd.DataFrame({"image_id": [f"p0-s{k}" for k in range(4)], "subject_id": "p0", "sex": "F", "age": 50.0,
+                         "age_band": "<58", "target:high_grade": 1.0, "score:high_grade": 0.7, **quality})
+    patient = patient_rows(rows).iloc[0]
+    error = float(((recon - clean) ** 2).mean())
+    assert patient.psnr_volume == pytest.approx(10 * np.log10(1 / error), rel=1e-5)
+    assert patient.nmse_volume == pytest.approx(float(((recon - clean) ** 2).sum() / (clean ** 2).sum()), rel=1e-5)
+    assert patient.psnr - patient.psnr_volume > 3  # not the slice mean
+    assert "mse" not in patient and "signal" not in patient
 
 
 def test_bootstrap_resamples_patients_so_more_slices_do_not_narrow_intervals():

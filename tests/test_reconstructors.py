@@ -1,4 +1,4 @@
-"""Reconstructor registry, the classical denoiser, U-Net training and checkpoint safety."""
+"""Reconstructor registry, the classical denoiser, U-Net training, checkpoint safety and seeded initial weights."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import torch
 
 from recon_core.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from recon_core.config import ReconstructorsConfig, StudyConfig, UNetConfig
+from recon_core.diagnostics import Classifier
+from recon_core.diagnostics.segmenter import Segmenter
 from recon_core.physics import ProjectionDose
 from recon_core.reconstructors import UnknownReconstructorError, available, build_reconstructor
 
@@ -73,3 +75,24 @@ def test_checkpoint_from_another_architecture_is_refused(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="unreadable checkpoint"):
         load_checkpoint(path, net, {"net": "linear", "n": 2})
+
+
+@pytest.mark.parametrize("name", ["unet", "gan", "diffusion", "classifier", "segmenter"])
+def test_initial_weights_depend_on_the_config_not_on_what_ran_before(name):
+    """A model built after a checkpoint load (no training, no reseeding) starts from the same weights."""
+    config = StudyConfig(seed=5)
+
+    def build():
+        if name == "classifier":
+            return Classifier(config, ("finding",), CPU).net
+        if name == "segmenter":
+            return Segmenter(config, CPU).net
+        return build_reconstructor(name, config, CPU).net
+
+    torch.manual_seed(1)
+    first = build().state_dict()
+    torch.rand(100)  # something else drew from torch's global generator in between
+    second = build().state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    other = build_reconstructor("unet", StudyConfig(seed=6), CPU).net.state_dict() if name == "unet" else None
+    assert other is None or not all(torch.equal(first[k], other[k]) for k in first)  # the seed does matter

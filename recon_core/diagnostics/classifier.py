@@ -11,7 +11,7 @@ from monai.networks.nets import DenseNet, DenseNet121
 from recon_core.checkpoints import load_checkpoint, save_checkpoint
 from recon_core.config import StudyConfig, stable_hash
 from recon_core.progress import Progress, silent
-from recon_core.seeding import numpy_rng
+from recon_core.seeding import numpy_rng, seeded_torch
 from recon_core.training import optimise
 
 
@@ -36,7 +36,8 @@ class Classifier:
         self.config = config
         self.labels = labels
         self.device = device
-        net, self.arch = build_network(config.diagnostic.network, len(labels))
+        with seeded_torch(config.seed, "classifier-init"):
+            net, self.arch = build_network(config.diagnostic.network, len(labels))
         self.net = net.to(device)
 
     def weights_key(self) -> str:

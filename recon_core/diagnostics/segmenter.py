@@ -12,7 +12,7 @@ from monai.networks.nets import UNet
 from recon_core.checkpoints import load_checkpoint, save_checkpoint
 from recon_core.config import StudyConfig, stable_hash
 from recon_core.progress import Progress, silent
-from recon_core.seeding import numpy_rng
+from recon_core.seeding import numpy_rng, seeded_torch
 from recon_core.training import optimise
 
 
@@ -25,8 +25,9 @@ class Segmenter:
         channels = config.diagnostic.segmenter_channels
         strides = (2,) * (len(channels) - 1)
         self.arch = {"net": "monai.UNet segmenter", "channels": list(channels), "out": 2}
-        self.net = UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=channels, strides=strides,
-                        num_res_units=1).to(device)
+        with seeded_torch(config.seed, "segmenter-init"):
+            self.net = UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=channels, strides=strides,
+                            num_res_units=1).to(device)
 
     def weights_key(self) -> str:
         """What determines the segmenter's weights."""

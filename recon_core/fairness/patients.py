@@ -1,8 +1,10 @@
 """Slice rows → patient rows, so every MRI statistic treats the patient as the unit.
 
 Resampling patient rows in the bootstrap takes all of a patient's slices together. A patient's
-grade score is the median of its slice scores (as the reference study); its Dice, HD95 and
-image-quality values are means over its slices (HD95 skipping slices where it is undefined).
+grade score is the median of its slice scores (as the reference study); its Dice, HD95, PSNR,
+SSIM and NMSE are means over its slices (HD95 skipping slices where it is undefined), and
+`psnr_volume`/`nmse_volume` are the volume's own PSNR and NMSE over all its voxels (fastMRI
+reports these per volume).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import warnings
 
 import numpy as np
 import pandas as pd
+
+from recon_core.metrics.image_quality import volume_quality
 
 DEMOGRAPHICS = ("sex", "age", "age_band")
 
@@ -34,7 +38,10 @@ def patient_rows(rows: pd.DataFrame) -> pd.DataFrame:
     with warnings.catch_warnings():  # all-NaN HD95 of a patient stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         out[means] = per[means].agg(lambda v: np.nanmean(v) if v.notna().any() else np.nan)
-    extra = [c for c in rows if c not in out and c not in ("image_id", "subject_id")]
+    if {"mse", "signal"} <= set(rows):
+        for name, values in volume_quality(per["mse"].mean(), per["signal"].mean()).items():
+            out[name] = values
+    extra = [c for c in rows if c not in out and c not in ("image_id", "subject_id", "mse", "signal")]
     for column in extra:  # further attributes (constant per patient)
         out[column] = per[column].first()
     out["n_slices"] = per.size()

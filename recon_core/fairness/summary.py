@@ -26,7 +26,7 @@ from recon_core.fairness import bootstrap as bs
 from recon_core.fairness.groups import iter_groups
 from recon_core.seeding import numpy_rng
 
-IMAGE_METRICS = ("psnr", "ssim", "nmse")
+IMAGE_METRICS = ("psnr", "ssim", "nmse", "psnr_volume", "nmse_volume")  # the last two: MRI patients
 SEGMENTATION_METRICS = ("dice", "hd95")
 TASK_METRICS = ("auroc", "tpr", "fpr", "fnr", "ppv", "ece")
 HIGHER_IS_WORSE = {"fpr", "fnr", "ece"}

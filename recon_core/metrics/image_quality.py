@@ -1,7 +1,13 @@
-"""Per-image image-quality metrics on batches; data range is fixed at 1 (images live in [0, 1])."""
+"""Per-image image-quality metrics on batches; data range is fixed at 1 (images live in [0, 1]).
+
+Besides PSNR, SSIM and NMSE each image keeps its MSE and the mean square of its reference
+(`signal`): from these two, per-volume PSNR and NMSE of an MRI patient are exact
+(`recon_core.fairness.patients`), as fastMRI's evaluation reports them per volume.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from monai.metrics import PSNRMetric, SSIMMetric
 
@@ -27,7 +33,23 @@ def nmse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((prediction - target) ** 2).sum(dims) / (target ** 2).sum(dims).clamp_min(1e-12)
 
 
+QUALITY_METRICS = ("psnr", "ssim", "nmse", "mse", "signal")
+
+
 def image_quality(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """PSNR, SSIM and NMSE per image, computed in float32 on the inputs' device."""
+    """PSNR, SSIM, NMSE, MSE and the reference's mean square per image, in float32 on the inputs' device."""
     p, t = prediction.float(), target.float()
-    return {"psnr": psnr(p, t), "ssim": ssim(p, t), "nmse": nmse(p, t)}
+    dims = tuple(range(1, t.ndim))
+    return {"psnr": psnr(p, t), "ssim": ssim(p, t), "nmse": nmse(p, t), "mse": ((p - t) ** 2).mean(dims),
+            "signal": (t ** 2).mean(dims)}
+
+
+def volume_quality(mean_mse: np.ndarray, mean_signal: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-volume PSNR (data range 1) and NMSE from the means over its equal-sized slices of MSE and signal.
+
+    Exact, not a mean of slice values: a volume's PSNR is 10·log10(1 / MSE of all its voxels)
+    and its NMSE ‖x̂ − x‖² / ‖x‖² over all its voxels. NaN in, NaN out (the clean road).
+    """
+    mse, signal = np.asarray(mean_mse, dtype=float), np.asarray(mean_signal, dtype=float)
+    with np.errstate(divide="ignore"):
+        return {"psnr_volume": 10 * np.log10(DATA_RANGE ** 2 / mse), "nmse_volume": mse / np.maximum(signal, 1e-12)}

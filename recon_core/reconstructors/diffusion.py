@@ -30,7 +30,7 @@ from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import Reconstructor
 from recon_core.reconstructors.unet_denoiser import training_pairs
-from recon_core.seeding import derive_seed
+from recon_core.seeding import derive_seed, seeded_torch
 from recon_core.training import optimise
 
 
@@ -75,7 +75,8 @@ class Diffusion(Reconstructor):
         cfg = config.reconstructors.diffusion
         self.arch = {"net": f"conditional diffusion ({cfg.network}, ReZero residual)", "channels": list(cfg.channels),
                      "train_timesteps": cfg.train_timesteps}
-        self.net = Denoiser(cfg.network, cfg.channels, cfg.train_timesteps).to(device)
+        with seeded_torch(config.seed, "diffusion-init"):
+            self.net = Denoiser(cfg.network, cfg.channels, cfg.train_timesteps).to(device)
         self.scheduler = DDIMScheduler(num_train_timesteps=cfg.train_timesteps, schedule=cfg.schedule,
                                        prediction_type="sample", clip_sample=True)
 

@@ -23,6 +23,7 @@ from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import Reconstructor
 from recon_core.reconstructors.unet_denoiser import Residual, training_pairs
+from recon_core.seeding import seeded_torch
 
 
 class GAN(Reconstructor):
@@ -36,10 +37,11 @@ class GAN(Reconstructor):
         cfg = config.reconstructors.gan
         self.arch = {"net": "pix2pix residual monai.UNet", "channels": list(cfg.channels),
                      "strides": list(cfg.strides), "num_res_units": cfg.num_res_units}
-        self.net = Residual(UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=cfg.channels,
-                                 strides=cfg.strides, num_res_units=cfg.num_res_units)).to(device)
-        self.discriminator = PatchDiscriminator(spatial_dims=2, channels=cfg.disc_channels, in_channels=2,
-                                                out_channels=1, num_layers_d=cfg.disc_layers).to(device)
+        with seeded_torch(config.seed, "gan-init"):
+            self.net = Residual(UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=cfg.channels,
+                                     strides=cfg.strides, num_res_units=cfg.num_res_units)).to(device)
+            self.discriminator = PatchDiscriminator(spatial_dims=2, channels=cfg.disc_channels, in_channels=2,
+                                                    out_channels=1, num_layers_d=cfg.disc_layers).to(device)
         self.adversarial = PatchAdversarialLoss(criterion="least_squares")
         betas = (0.5, 0.999)
         self.g_optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate, betas=betas)

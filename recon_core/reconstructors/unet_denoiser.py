@@ -19,7 +19,7 @@ from recon_core.config import stable_hash
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import Reconstructor
-from recon_core.seeding import numpy_rng
+from recon_core.seeding import numpy_rng, seeded_torch
 from recon_core.training import optimise
 
 
@@ -66,8 +66,9 @@ class UNetDenoiser(Reconstructor):
         cfg = config.reconstructors.unet
         self.arch = {"net": "residual monai.UNet", "channels": list(cfg.channels), "strides": list(cfg.strides),
                      "num_res_units": cfg.num_res_units}
-        self.net = Residual(UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=cfg.channels,
-                                  strides=cfg.strides, num_res_units=cfg.num_res_units)).to(device)
+        with seeded_torch(config.seed, "unet-init"):
+            self.net = Residual(UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=cfg.channels,
+                                      strides=cfg.strides, num_res_units=cfg.num_res_units)).to(device)
 
     def weights_key(self) -> str:
         c = self.config

@@ -12,7 +12,7 @@ import torch
 
 from recon_core.diagnostics.classifier import Classifier
 from recon_core.diagnostics.segmenter import Segmenter
-from recon_core.metrics.image_quality import image_quality
+from recon_core.metrics.image_quality import QUALITY_METRICS, image_quality
 from recon_core.metrics.segmentation import segmentation_quality
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
@@ -93,7 +93,7 @@ def evaluate_cell(rows: pd.DataFrame, images: np.ndarray, labels: tuple[str, ...
         clean = torch.from_numpy(images[lo:lo + batch_size][:, None]).to(device)
         if reconstructor is None:
             output = clean
-            quality = {k: np.full(len(batch_ids), np.nan) for k in ("psnr", "ssim", "nmse")}
+            quality = {k: np.full(len(batch_ids), np.nan) for k in QUALITY_METRICS}
         else:
             measurement = physics.measure(clean, level, batch_ids)
             degraded = physics.to_image(measurement, level)

@@ -48,6 +48,9 @@ SCHEMA = [
     # segmentation metrics per slice (MRI); NULL for X-ray images
     "ALTER TABLE image_metrics ADD COLUMN IF NOT EXISTS dice DOUBLE",
     "ALTER TABLE image_metrics ADD COLUMN IF NOT EXISTS hd95 DOUBLE",
+    # MSE and the reference's mean square per image: exact per-volume PSNR/NMSE of MRI patients
+    "ALTER TABLE image_metrics ADD COLUMN IF NOT EXISTS mse DOUBLE",
+    "ALTER TABLE image_metrics ADD COLUMN IF NOT EXISTS signal DOUBLE",
     """CREATE TABLE IF NOT EXISTS correlations (
         config_hash VARCHAR, x_metric VARCHAR, y_metric VARCHAR, attribute VARCHAR, estimate DOUBLE,
         ci_low DOUBLE, ci_high DOUBLE, n_cells INTEGER, PRIMARY KEY (config_hash, x_metric, y_metric, attribute))""",

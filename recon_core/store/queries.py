@@ -68,7 +68,8 @@ def aggregates(store: Store, key: str, metrics: list[str] | None = None) -> pd.D
 
 def image_rows(store: Store, key: str, reconstructor: str, level: float) -> pd.DataFrame:
     """One cell's per-image rows, wide: metrics plus score:<label> and target:<label> columns."""
-    metrics = store.query("""SELECT image_id, subject_id, sex, age, age_band, psnr, ssim, nmse, dice, hd95
+    metrics = store.query("""SELECT image_id, subject_id, sex, age, age_band, psnr, ssim, nmse, mse, signal,
+                                    dice, hd95
                              FROM image_metrics WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
                           [key, reconstructor, level])
     scores = store.query("""SELECT image_id, label, score, target FROM image_scores

@@ -96,14 +96,14 @@ def write_cell_rows(store: Store, key: str, reconstructor: str, level: float, me
         con.execute("BEGIN TRANSACTION")
         con.register("s", scores)
         con.register("e", examples_df)
-        for column in ("dice", "hd95"):  # segmentation metrics exist for MRI only
+        for column in ("mse", "signal", "dice", "hd95"):  # optional: volume inputs, MRI segmentation metrics
             if column not in metrics:
                 metrics = metrics.assign(**{column: np.nan})
         con.register("m", metrics)
         con.execute("""INSERT INTO image_metrics (config_hash, modality, reconstructor, level, image_id, subject_id,
-                       sex, age, age_band, psnr, ssim, nmse, dice, hd95)
-                       SELECT ?, modality, ?, ?, image_id, subject_id, sex, age, age_band, psnr, ssim, nmse,
-                       dice, hd95 FROM m ON CONFLICT DO NOTHING""", [key, reconstructor, level])
+                       sex, age, age_band, psnr, ssim, nmse, mse, signal, dice, hd95)
+                       SELECT ?, modality, ?, ?, image_id, subject_id, sex, age, age_band, psnr, ssim, nmse, mse,
+                       signal, dice, hd95 FROM m ON CONFLICT DO NOTHING""", [key, reconstructor, level])
         con.execute("""INSERT INTO image_scores SELECT ?, ?, ?, image_id, label, score, target FROM s
                        ON CONFLICT DO NOTHING""", [key, reconstructor, level])
         con.execute("""INSERT INTO examples SELECT ?, ?, ?, image_id, kind, height, width, pixels FROM e
