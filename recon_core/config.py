@@ -148,6 +148,8 @@ class DiffusionConfig:
     """
 
     network: Literal["unet", "diffusion_unet"] = "unet"
+    # 'epsilon': the standard noise-prediction loss; 'sample': predicts the clean image (CPU-sized training)
+    prediction: Literal["epsilon", "sample"] = "epsilon"
     channels: tuple[int, ...] = (16, 32, 64, 128)
     train_timesteps: int = 1000
     schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = "cosine"

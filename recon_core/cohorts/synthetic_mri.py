@@ -93,7 +93,7 @@ def render_patient(stack: BrainStack, patient: pd.Series, n_slices: int, seed: i
     centre_z = rng.uniform(margin + 10, depth - margin - 10)
     zs = centre_z + SLICE_SPACING_MM * (np.arange(n_slices) - (n_slices - 1) / 2)
     # the tumour: an irregular ellipsoid, centre somewhere inside the brain of the middle slice
-    radius = rng.uniform(0.06, 0.11) * size if high else rng.uniform(0.045, 0.085) * size
+    radius = rng.uniform(0.065, 0.11) * size if high else rng.uniform(0.05, 0.085) * size
     radius *= float(patient.tumour_size)
     radius_mm = radius * stack.mm_per_pixel
     tumour_z = centre_z + rng.uniform(-0.5, 0.5) * radius_mm
@@ -129,9 +129,9 @@ def render_patient(stack: BrainStack, patient: pd.Series, n_slices: int, seed: i
                 image = image + contrast * 0.3 * mass
             elif patient.appearance == "patchy_enhancing":
                 patches = ndimage.gaussian_filter(rng.random((size, size)), 1.5) > 0.5
-                image = image * (1 - 0.3 * contrast * mass) + contrast * 0.2 * mass * patches
+                image = image * (1 - 0.5 * contrast * mass) + contrast * 0.25 * mass * patches
             else:
-                image = image * (1 - 0.4 * contrast * mass)
+                image = image * (1 - 0.5 * contrast * mass)
             masks[j] = core
         image = image * bias
         lo, hi = float(image.min()), float(image.max())
