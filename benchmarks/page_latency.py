@@ -17,6 +17,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from recon_core.store import CLEAN, Store, queries
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
@@ -44,8 +46,10 @@ def main() -> None:
     at.run()
     at.switch_page("pages/overview.py").run()
     at.selectbox(key="modality").set_value(args.modality).run()  # kept across pages from here on
-    levels = at.select_slider(key="level").options
-    recons = at.multiselect(key="reconstructors").options
+    cells = queries.cells(Store(args.store), at.selectbox(key="run_key").value)
+    cells = cells[cells.reconstructor != CLEAN]
+    levels = sorted(cells.level.unique())
+    recons = sorted(cells.reconstructor.unique())
     metric = "fnr" if args.modality == "xray" else "dice"
     rows = []
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from recon_core import paths, plots
@@ -261,8 +262,23 @@ def chart(where, name: str, figure, **kwargs) -> None:
                           icon=":material/download:", type="tertiary")
 
 
+class FrozenFigure(go.Figure):
+    """A figure never changed after it is built, so its dict form (base64 arrays and all) is made once.
+
+    Streamlit turns a figure into a dict on every rerun that draws it; for the example-image grids
+    that conversion is most of a cached page's time.
+    """
+
+    _dict: dict | None = None
+
+    def to_dict(self) -> dict:
+        if self._dict is None:
+            self._dict = super().to_dict()
+        return self._dict
+
+
 @st.cache_resource(show_spinner=False, max_entries=512)
-def cached_plot(builder: str, *args, **kwargs):
+def cached_plot(builder: str, *args, **kwargs) -> FrozenFigure:
     """A figure from recon_core.plots, built once per distinct input and never modified after.
 
     Building a plotly figure costs 20–200 ms; its inputs here are small filtered tables, so
@@ -270,5 +286,5 @@ def cached_plot(builder: str, *args, **kwargs):
     cache hands back the same object: unpickling a figure from a data cache re-validates every
     property (≈40 ms a figure).
     """
-    return getattr(plots, builder)(*args, **kwargs)
+    return FrozenFigure(getattr(plots, builder)(*args, **kwargs))
 

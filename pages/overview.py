@@ -42,6 +42,10 @@ if run.status == "running":
 elif run.status != "done":
     st.caption(f"Run status: **{run.status}** — {run.message or ''}")
 
+# All this page draws, in one pass over the run's aggregates; categories make the many filters below and the
+# hashing of each chart's input (its cache key) cheap.
+agg = agg[agg.label.isin(["", "mean"]) & agg.attribute.isin(["all", attribute])].drop(columns="config_hash").astype(
+    {c: "category" for c in ("reconstructor", "metric", "label", "attribute", "grp")})
 view = agg[agg.reconstructor.isin(chosen) & agg.level.isin(levels)]
 clean = agg[agg.reconstructor == CLEAN]
 
@@ -175,4 +179,5 @@ if len(scores):
     wide = scores.pivot_table(index="label", columns="reconstructor", values="score")
     truth = scores.drop_duplicates("label").set_index("label").target
     st.caption("Classifier probability per finding (truth: 1 present, 0 absent)")
-    st.dataframe(wide.assign(truth=truth).style.format("{:.2f}"), width="stretch")
+    st.dataframe(wide.assign(truth=truth), width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.2f") for c in [*wide, "truth"]})

@@ -311,6 +311,11 @@ def validate(config: StudyConfig) -> StudyConfig:
         if unknown:
             raise ConfigError(f"cohort.prevalence: unknown {config.modality} label {unknown[0]!r}; "
                               f"known: {list(known_labels)}")
+    for name in config.reconstructors.names:
+        settings = getattr(config.reconstructors, name, None)
+        if getattr(settings, "data_consistency", False) and config.physics.model != "kspace":
+            raise ConfigError(f"reconstructors.{name}.data_consistency: needs MRI k-space physics "
+                              f"(physics.model: kspace), not {config.physics.model!r}")
     diffusion = config.reconstructors.diffusion
     if not 1 <= diffusion.sampling_steps <= diffusion.train_timesteps:
         raise ConfigError(f"reconstructors.diffusion.sampling_steps: {diffusion.sampling_steps} must be within "

@@ -102,7 +102,7 @@ def image_grid(panels: list[tuple], columns: int) -> go.Figure:
             if mask is None or not np.any(mask):
                 continue
             colour = OUTLINE_COLOURS[name]
-            fig.add_trace(go.Contour(z=np.asarray(mask, dtype=float)[::-1], showscale=False, hoverinfo="skip",
+            fig.add_trace(go.Contour(z=np.asarray(mask, dtype=np.uint8)[::-1], showscale=False, hoverinfo="skip",
                                      contours=dict(start=0.5, end=0.5, size=1, coloring="none"),
                                      line=dict(color=colour, width=2), name=f"tumour: {name}",
                                      showlegend=name not in shown_legend, legendgroup=name),

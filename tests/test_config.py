@@ -67,3 +67,14 @@ def test_every_shipped_config_loads_and_validates(path):
     assert config.name and config.config_hash() == load_config(path).config_hash()
     for name in config.reconstructors.names:
         build_reconstructor(name, config, torch.device("cpu"))  # known, and its network builds
+
+
+def test_data_consistency_without_kspace_physics_is_named():
+    with pytest.raises(ConfigError, match=r"reconstructors.gan.data_consistency: needs MRI k-space physics"):
+        from_dict({"reconstructors": {"names": ["none", "gan"], "gan": {"data_consistency": True}}})
+    from recon_core.physics import ProjectionDose
+    from recon_core.physics.base import PhysicsError
+
+    image = torch.zeros(1, 1, 8, 8)
+    with pytest.raises(PhysicsError, match="data consistency needs k-space physics"):
+        ProjectionDose(seed=0).consistent(image, image, 100.0)

@@ -59,6 +59,10 @@ class Acquisition(ABC):
         """Degraded images on clean's device, same shape, in [0, 1]: to_image(measure(clean))."""
         return self.to_image(self.measure(clean, level, image_ids), level)
 
+    def consistent(self, image: torch.Tensor, measurement: torch.Tensor, level: float) -> torch.Tensor:
+        """A reconstruction made consistent with what was measured; only k-space physics can do it."""
+        raise PhysicsError(f"{self.name}: data consistency needs k-space physics (physics.model: kspace)")
+
     @abstractmethod
     def _measure(self, clean: torch.Tensor, level: float, seeds: list[int]) -> torch.Tensor:
         """Model-specific measurement with one seed per image."""

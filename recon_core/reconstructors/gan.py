@@ -15,14 +15,14 @@ from pathlib import Path
 
 import torch
 from monai.losses import PatchAdversarialLoss
-from monai.networks.nets import PatchDiscriminator, UNet
+from monai.networks.nets import PatchDiscriminator
 
 from recon_core.checkpoints import load_checkpoint, save_checkpoint
 from recon_core.config import stable_hash
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import Reconstructor
-from recon_core.reconstructors.unet_denoiser import Residual, training_pairs
+from recon_core.reconstructors.unet_denoiser import residual_unet, training_pairs
 from recon_core.seeding import seeded_torch
 
 
@@ -38,8 +38,7 @@ class GAN(Reconstructor):
         self.arch = {"net": "pix2pix residual monai.UNet", "channels": list(cfg.channels),
                      "strides": list(cfg.strides), "num_res_units": cfg.num_res_units}
         with seeded_torch(config.seed, "gan-init"):
-            self.net = Residual(UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=cfg.channels,
-                                     strides=cfg.strides, num_res_units=cfg.num_res_units)).to(device)
+            self.net = residual_unet(cfg).to(device)
             self.discriminator = PatchDiscriminator(spatial_dims=2, channels=cfg.disc_channels, in_channels=2,
                                                     out_channels=1, num_layers_d=cfg.disc_layers).to(device)
         self.adversarial = PatchAdversarialLoss(criterion="least_squares")

@@ -15,7 +15,7 @@ import torch
 from monai.networks.nets import UNet
 
 from recon_core.checkpoints import load_checkpoint, save_checkpoint
-from recon_core.config import stable_hash
+from recon_core.config import GANConfig, UNetConfig, stable_hash
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import Reconstructor
@@ -35,11 +35,17 @@ class Residual(torch.nn.Module):
         return y + self.alpha * self.body(y)
 
 
+def residual_unet(cfg: UNetConfig | GANConfig) -> Residual:
+    """y + α·UNet(y) with the config's channels, strides and residual units (the U-Net and the GAN generator)."""
+    return Residual(UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=cfg.channels, strides=cfg.strides,
+                         num_res_units=cfg.num_res_units))
+
+
 def training_pairs(clean: np.ndarray, physics: Acquisition, config, stream: str,
                    batch_size: int) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
     """step → (degraded, clean) batch: random training images degraded on the fly at a random study level.
 
-    Seeded by (study seed, stream); also seeds torch for the network's initialisation and dropout.
+    Seeded by (study seed, stream); also seeds torch's global generator for draws made while training.
     """
     levels = config.physics.levels
     rng = numpy_rng(config.seed, stream)
@@ -67,8 +73,7 @@ class UNetDenoiser(Reconstructor):
         self.arch = {"net": "residual monai.UNet", "channels": list(cfg.channels), "strides": list(cfg.strides),
                      "num_res_units": cfg.num_res_units}
         with seeded_torch(config.seed, "unet-init"):
-            self.net = Residual(UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=cfg.channels,
-                                      strides=cfg.strides, num_res_units=cfg.num_res_units)).to(device)
+            self.net = residual_unet(cfg).to(device)
 
     def weights_key(self) -> str:
         c = self.config
@@ -104,7 +109,5 @@ class UNetDenoiser(Reconstructor):
                     image_ids: Sequence[str] | None = None) -> torch.Tensor:
         out = self.net(degraded.to(self.device)).clamp(0, 1).to(degraded.device)
         if self.config.reconstructors.unet.data_consistency and measurement is not None:
-            if not hasattr(physics, "consistent"):
-                raise ValueError(f"unet: data consistency needs k-space physics, not {physics.name}")
             out = physics.consistent(out, measurement, level)
         return out
