@@ -1,4 +1,4 @@
-"""AppTest runs of Home and Overview: on an empty store and on the store the pipeline test built."""
+"""AppTest runs of every page: on an empty store, on the tiny X-ray store the pipeline test built, and on MRI."""
 
 from __future__ import annotations
 
@@ -69,6 +69,18 @@ def test_overview_shows_the_diffusion_posterior_spread_beside_the_examples(built
     at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
     grid = at.get("plotly_chart")[-1].proto.spec
     assert "diffusion: posterior std" in grid and "gan" in grid
+
+
+@pytest.mark.parametrize("page", ["pages/compare.py", "pages/failures.py"])
+def test_compare_and_failures_on_empty_store_say_so(tmp_path, monkeypatch, page):
+    at = run_page(page, str(tmp_path / "empty.duckdb"), monkeypatch, str(tmp_path))
+    assert any("No results yet" in info.value for info in at.info)
+
+
+def test_run_page_on_empty_store_offers_the_shipped_configs(tmp_path, monkeypatch):
+    at = run_page("pages/run.py", str(tmp_path / "empty.duckdb"), monkeypatch, str(tmp_path))
+    shipped = at.selectbox(key="run_config").options
+    assert {"demo.yaml", "demo-mri.yaml", "gpu-mri.yaml"} <= set(shipped)
 
 
 def test_fairness_on_empty_store_says_so(tmp_path, monkeypatch):
@@ -165,8 +177,8 @@ def test_a_level_the_store_does_not_hold_for_a_reconstructor_gets_a_message(buil
     partial = tmp_path / "partial.duckdb"
     shutil.copy(store.path, partial)
     with duckdb.connect(str(partial)) as con:
-        for table in ("cells", "aggregates", "image_metrics", "image_scores", "examples"):
-            con.execute(f"DELETE FROM {table} WHERE config_hash = ? AND reconstructor = 'tv' AND level = 300",
+        for table in ("cells", "aggregates", "image_metrics", "image_scores", "examples"):  # names: not parameters
+            con.execute("DELETE FROM " + table + " WHERE config_hash = ? AND reconstructor = 'tv' AND level = 300",
                         [key])
     for page, pick in (("pages/fairness.py", "fair_recon"), ("pages/failures.py", "fail_recon"),
                        ("pages/compare.py", None)):
