@@ -150,3 +150,17 @@ def test_checkpoint_from_another_architecture_is_a_clear_error(tmp_path, name):
     narrow.checkpoint_path(tmp_path).rename(wide.checkpoint_path(tmp_path))  # a file of the wrong network
     with pytest.raises(CheckpointError, match="checkpoint is for architecture"):
         wide.load(tmp_path)
+
+
+def test_an_unreadable_cache_file_is_resampled_not_an_error(tmp_path):
+    from recon_core.runner.recon_cache import ReconstructionCache
+
+    cache = ReconstructionCache(tmp_path, "diffusion", "k", 300.0)
+    cache.put("a", torch.ones(1, 4, 4).numpy(), None)
+    cache.save()
+    cache.path.write_bytes(b"not an npz")  # truncated or overwritten
+    again = ReconstructionCache(tmp_path, "diffusion", "k", 300.0)
+    assert again.get("a") is None
+    again.put("a", torch.zeros(1, 4, 4).numpy(), None)
+    again.save()
+    assert float(ReconstructionCache(tmp_path, "diffusion", "k", 300.0).get("a")[0].sum()) == 0

@@ -93,3 +93,17 @@ def test_dashboard_reads_while_a_sweep_writes(tmp_path):
     assert seen == sorted(seen)  # every read saw a consistent, growing store
     # The writer, retrying while this process held read locks, got every cell in.
     assert int(store.query("SELECT count(*) AS n FROM image_metrics").n.iloc[0]) == 40 * 50
+
+
+def test_a_store_written_before_the_volume_columns_still_reads(tmp_path):
+    """Stores from before `mse`/`signal` existed: rows read with those columns empty, never an error."""
+    store = Store(tmp_path / "old.duckdb")
+    key = writes.register_run(store, StudyConfig(), "dose", "photons")
+    metrics, scores = cell_frames()
+    writes.write_cell_rows(store, key, "none", 100.0, metrics, scores, {})
+    with store.connect() as con:
+        for column in ("mse", "signal"):  # names, not values: no parameter can stand for them
+            con.execute("ALTER TABLE image_metrics DROP COLUMN " + column)
+    rows = queries.image_rows(store, key, "none", 100.0)
+    assert len(rows) == 5 and rows.mse.isna().all() and rows.signal.isna().all()
+    assert rows.psnr.notna().all()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recon_core.checkpoints import load_checkpoint
 from recon_core.config import StudyConfig
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
@@ -60,3 +61,20 @@ class Reconstructor(ABC):
                             image_ids: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(reconstruction, per-pixel std over posterior samples or None for deterministic methods)."""
         return self.reconstruct(degraded, physics, level, measurement, image_ids), None
+
+
+class NetworkReconstructor(Reconstructor):
+    """A trained reconstructor with one network `net` (architecture `arch`), stored under its weights key."""
+
+    trainable = True
+    net: torch.nn.Module
+    arch: dict
+
+    def checkpoint_path(self, checkpoint_dir: Path) -> Path:
+        """Where this configuration's weights live: `<name>-<weights key>.pt`."""
+        return checkpoint_dir / f"{self.name}-{self.weights_key()}.pt"
+
+    def load(self, checkpoint_dir: Path) -> None:
+        """The matching weights (CheckpointError when absent or for another architecture), in eval mode."""
+        load_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
+        self.net.eval()

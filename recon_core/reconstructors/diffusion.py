@@ -29,11 +29,11 @@ import torch
 from monai.networks.nets import DiffusionModelUNet, UNet
 from monai.networks.schedulers import DDIMScheduler
 
-from recon_core.checkpoints import load_checkpoint, save_checkpoint
+from recon_core.checkpoints import save_checkpoint
 from recon_core.config import stable_hash
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
-from recon_core.reconstructors.base import Reconstructor
+from recon_core.reconstructors.base import NetworkReconstructor
 from recon_core.reconstructors.unet_denoiser import training_pairs
 from recon_core.seeding import derive_seed, seeded_torch
 from recon_core.training import optimise
@@ -68,11 +68,10 @@ class DiffusionNet(torch.nn.Module):
         return out if self.alpha is None else condition + self.alpha * out
 
 
-class Diffusion(Reconstructor):
+class Diffusion(NetworkReconstructor):
     """Conditional diffusion restoration; DDIM sampling with `sampling_steps` steps."""
 
     name = "diffusion"
-    trainable = True
     cache_outputs = True
 
     def __init__(self, config, device) -> None:
@@ -96,10 +95,6 @@ class Diffusion(Reconstructor):
     def cache_key(self) -> str:
         d = self.config.reconstructors.diffusion
         return stable_hash(self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency)
-
-    def checkpoint_path(self, checkpoint_dir: Path) -> Path:
-        """Where this configuration's weights live."""
-        return checkpoint_dir / f"diffusion-{self.weights_key()}.pt"
 
     def loss(self, degraded: torch.Tensor, clean: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -127,22 +122,22 @@ class Diffusion(Reconstructor):
         optimise(self.net, cfg.steps, cfg.learning_rate, batch_loss, progress, "training diffusion")
         save_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
 
-    def load(self, checkpoint_dir: Path) -> None:
-        load_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
-        self.net.eval()
-
-    def _starting_noise(self, shape: tuple[int, ...], image_ids: Sequence[str], level: float, k: int) -> torch.Tensor:
+    def _starting_noise(self, shape: tuple[int, ...], image_ids: Sequence[str], level: float,
+                        draws: Sequence[int]) -> torch.Tensor:
+        """Each image's own starting noise, seeded by (study seed, image id, level, draw number)."""
         return torch.stack([torch.randn(shape[1:], generator=torch.Generator().manual_seed(
-            derive_seed(self.config.seed, "diffusion-sample", image_id, f"{level:g}", k))) for image_id in image_ids])
+            derive_seed(self.config.seed, "diffusion-sample", image_id, f"{level:g}", k)))
+            for image_id, k in zip(image_ids, draws, strict=True)])
 
     @torch.no_grad()
     def sample(self, degraded: torch.Tensor, physics: Acquisition, level: float, measurement: torch.Tensor | None,
-               image_ids: Sequence[str], k: int = 0) -> torch.Tensor:
-        """One posterior sample per image (the k-th), in [0, 1], on degraded's device."""
+               image_ids: Sequence[str], draws: Sequence[int] | None = None) -> torch.Tensor:
+        """One posterior sample per image (image i's draws[i]-th, default the 0th), in [0, 1], on degraded's device."""
         cfg = self.config.reconstructors.diffusion
         self.net.eval()
         condition = degraded.to(self.device) * 2 - 1
-        x = self._starting_noise(tuple(degraded.shape), image_ids, level, k).to(self.device)
+        draws = [0] * len(image_ids) if draws is None else draws
+        x = self._starting_noise(tuple(degraded.shape), image_ids, level, draws).to(self.device)
         consistent = cfg.data_consistency and measurement is not None
         self.scheduler.set_timesteps(cfg.sampling_steps)
         signal = self.scheduler.alphas_cumprod.to(self.device)  # ᾱ_t
@@ -164,7 +159,13 @@ class Diffusion(Reconstructor):
         if image_ids is None:
             raise ValueError("diffusion: image ids are needed to seed each image's sample")
         n = self.config.reconstructors.diffusion.n_samples
-        samples = torch.stack([self.sample(degraded, physics, level, measurement, image_ids, k) for k in range(n)])
+
+        def repeated(t: torch.Tensor | None) -> torch.Tensor | None:  # all n draws in one batch
+            return None if t is None else t.repeat(n, *([1] * (t.ndim - 1)))
+
+        draws = [k for k in range(n) for _ in image_ids]
+        samples = self.sample(repeated(degraded), physics, level, repeated(measurement), list(image_ids) * n, draws)
+        samples = samples.view(n, *degraded.shape)
         return samples.mean(0), (samples.std(0) if n > 1 else None)
 
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,

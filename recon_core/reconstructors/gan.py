@@ -17,20 +17,19 @@ import torch
 from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import PatchDiscriminator
 
-from recon_core.checkpoints import load_checkpoint, save_checkpoint
+from recon_core.checkpoints import save_checkpoint
 from recon_core.config import stable_hash
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
-from recon_core.reconstructors.base import Reconstructor
+from recon_core.reconstructors.base import NetworkReconstructor
 from recon_core.reconstructors.unet_denoiser import residual_unet, training_pairs
 from recon_core.seeding import seeded_torch
 
 
-class GAN(Reconstructor):
+class GAN(NetworkReconstructor):
     """pix2pix generator x̂ = clip(y + α·G(y), 0, 1), trained against a PatchGAN on (y, x) pairs."""
 
     name = "gan"
-    trainable = True
 
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
@@ -49,10 +48,6 @@ class GAN(Reconstructor):
     def weights_key(self) -> str:
         c = self.config
         return stable_hash("gan", c.cohort, c.physics, c.reconstructors.gan, c.seed)
-
-    def checkpoint_path(self, checkpoint_dir: Path) -> Path:
-        """Where this configuration's generator weights live."""
-        return checkpoint_dir / f"gan-{self.weights_key()}.pt"
 
     def discriminator_loss(self, degraded: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
         """Least-squares PatchGAN loss: real (y, x) pairs → 1, generated (y, G(y)) pairs → 0."""
@@ -107,10 +102,6 @@ class GAN(Reconstructor):
                 progress("training gan", step + 1, cfg.steps)
         self.net.eval()
         save_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
-
-    def load(self, checkpoint_dir: Path) -> None:
-        load_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
-        self.net.eval()
 
     @torch.no_grad()
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from monai.networks.nets import UNet
 
-from recon_core.checkpoints import load_checkpoint, save_checkpoint
+from recon_core.checkpoints import save_checkpoint
 from recon_core.config import GANConfig, UNetConfig, stable_hash
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
-from recon_core.reconstructors.base import Reconstructor
+from recon_core.reconstructors.base import NetworkReconstructor
 from recon_core.seeding import numpy_rng, seeded_torch
 from recon_core.training import optimise
 
@@ -61,11 +61,10 @@ def training_pairs(clean: np.ndarray, physics: Acquisition, config, stream: str,
     return pairs
 
 
-class UNetDenoiser(Reconstructor):
+class UNetDenoiser(NetworkReconstructor):
     """Residual MONAI UNet denoiser: x̂ = clip(y + α·f(y), 0, 1)."""
 
     name = "unet"
-    trainable = True
 
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
@@ -78,10 +77,6 @@ class UNetDenoiser(Reconstructor):
     def weights_key(self) -> str:
         c = self.config
         return stable_hash("unet", c.cohort, c.physics, c.reconstructors.unet, c.seed)
-
-    def checkpoint_path(self, checkpoint_dir: Path) -> Path:
-        """Where this configuration's weights live."""
-        return checkpoint_dir / f"unet-{self.weights_key()}.pt"
 
     def fit(self, clean: np.ndarray, physics: Acquisition, checkpoint_dir: Path,
             progress: Progress = silent) -> None:
@@ -98,10 +93,6 @@ class UNetDenoiser(Reconstructor):
 
         optimise(self.net, cfg.steps, cfg.learning_rate, batch_loss, progress, "training unet")
         save_checkpoint(path, self.net, self.arch)
-
-    def load(self, checkpoint_dir: Path) -> None:
-        load_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
-        self.net.eval()
 
     @torch.no_grad()
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,

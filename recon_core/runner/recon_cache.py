@@ -8,6 +8,7 @@ threshold or statistic reuses the cached images; changed weights or settings cha
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,16 @@ class ReconstructionCache:
         self.path = Path(root) / f"{reconstructor}-{key}" / f"{level:g}.npz"
         self.outputs: dict[str, np.ndarray] = {}
         self.stds: dict[str, np.ndarray] = {}
-        if self.path.exists():
+        self.dirty = False
+        if not self.path.exists():
+            return
+        try:
             with np.load(self.path, allow_pickle=False) as data:
                 for name in data.files:
                     kind, _, image_id = name.partition(":")
                     (self.outputs if kind == "out" else self.stds)[image_id] = data[name]
-        self.dirty = False
+        except (OSError, ValueError, zipfile.BadZipFile):  # unreadable (e.g. truncated by a full disk): resample
+            self.outputs, self.stds, self.dirty = {}, {}, True
 
     def get(self, image_id: str) -> tuple[np.ndarray, np.ndarray | None] | None:
         """(output, std or None) of a cached image, else None."""

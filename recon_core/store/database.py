@@ -17,6 +17,9 @@ import duckdb
 
 SCHEMA_VERSION = 1
 
+OPTIONAL_METRICS = ("mse", "signal", "dice", "hd95")
+"""Per-image columns added to image_metrics after its first version: MRI-only or absent from older stores."""
+
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS runs (

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from recon_core.store.database import Store
+from recon_core.store.database import OPTIONAL_METRICS, Store
 
 
 def _frame(result: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
@@ -68,8 +68,8 @@ def aggregates(store: Store, key: str, metrics: list[str] | None = None) -> pd.D
 
 def image_rows(store: Store, key: str, reconstructor: str, level: float) -> pd.DataFrame:
     """One cell's per-image rows, wide: metrics plus score:<label> and target:<label> columns."""
-    metrics = store.query("""SELECT image_id, subject_id, sex, age, age_band, psnr, ssim, nmse, mse, signal,
-                                    dice, hd95
+    # every column the file has: a store written before a column was added still reads (the column is NaN)
+    metrics = store.query("""SELECT * EXCLUDE (config_hash, modality, reconstructor, level)
                              FROM image_metrics WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
                           [key, reconstructor, level])
     scores = store.query("""SELECT image_id, label, score, target FROM image_scores
@@ -77,6 +77,8 @@ def image_rows(store: Store, key: str, reconstructor: str, level: float) -> pd.D
                          [key, reconstructor, level])
     if metrics is None or metrics.empty:
         return pd.DataFrame()
+    present = metrics.columns.drop(list(OPTIONAL_METRICS), errors="ignore")
+    metrics = metrics.reindex(columns=[*present, *OPTIONAL_METRICS])
     for column in ("dice", "hd95"):  # segmentation columns only where there is segmentation (MRI)
         if metrics[column].isna().all():
             metrics = metrics.drop(columns=column)

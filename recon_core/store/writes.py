@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from recon_core.config import StudyConfig
-from recon_core.store.database import Store
+from recon_core.store.database import OPTIONAL_METRICS, Store
 
 
 def register_run(store: Store, config: StudyConfig, level_name: str, level_unit: str) -> str:
@@ -96,7 +96,7 @@ def write_cell_rows(store: Store, key: str, reconstructor: str, level: float, me
         con.execute("BEGIN TRANSACTION")
         con.register("s", scores)
         con.register("e", examples_df)
-        for column in ("mse", "signal", "dice", "hd95"):  # optional: volume inputs, MRI segmentation metrics
+        for column in OPTIONAL_METRICS:
             if column not in metrics:
                 metrics = metrics.assign(**{column: np.nan})
         con.register("m", metrics)
