@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import ROUTED, WANTED
+from pages.ui.routing import ROUTED, WANTED
 
 st.set_page_config(page_title="Tandem — reconstruction judged by diagnosis", page_icon="🩻", layout="wide")
 
@@ -16,6 +16,6 @@ navigation = st.navigation([
     st.Page("pages/run.py", title="Run", icon="▶️"),
 ])
 wanted = st.session_state.pop(WANTED, None)
-if wanted:  # a page that was first opened outside app.py (see pages.common.ensure_routed)
+if wanted:  # a page that was first opened outside app.py (see pages.ui.routing.ensure_routed)
     st.switch_page(wanted)
 navigation.run()

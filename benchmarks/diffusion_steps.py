@@ -2,9 +2,9 @@
 
 Samples the same test images of a trained study with 10, 25, 50 and the full number of DDIM
 steps (the training schedule's length) and prints, per step count, seconds per image, PSNR,
-SSIM and the task metric: for X-ray the share of (image, finding) decisions at the study's
-fixed thresholds that agree with the decisions on the clean image; for MRI the segmenter's
-mean Dice. Needs the study's checkpoints (run its sweep first).
+SSIM and the task: the share of (image, finding) decisions at the study's fixed thresholds
+that agree with the decisions on the clean image, and, where the modality segments, the
+segmenter's mean Dice. Needs the study's checkpoints (run its sweep first).
 
     python -m benchmarks.diffusion_steps --config configs/demo.yaml [--images 32] [--level 300]
         [--steps 10 25 50 1000] [--cache data/cache]
@@ -20,18 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recon_core.cohorts import load_cohort
-from recon_core.config import load_config
+from recon_core.config_loader import load_config
 from recon_core.device import pick_device
-from recon_core.diagnostics import Classifier, choose_thresholds
-from recon_core.diagnostics.segmenter import Segmenter
-from recon_core.metrics import image_quality
-from recon_core.metrics.segmentation import dice
-from recon_core.physics import build_physics
+from recon_core.metrics.image_quality import image_quality
+from recon_core.modalities import get_modality
 from recon_core.reconstructors import build_reconstructor
+from recon_core.runner.study import operating_thresholds, split_data
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[tuple[int, float, float]]:
+    """Prints the table and returns (steps, seconds per image, PSNR) per step count."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--images", type=int, default=32)
@@ -39,36 +37,31 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", help="default: 10 25 50 and the full schedule")
     parser.add_argument("--cache", default="data/cache", help="folder holding the study's checkpoints/")
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     config = load_config(args.config)
     device = pick_device(args.device)
     checkpoints = Path(args.cache) / "checkpoints"
-    cohort = load_cohort(config)
-    rows, images = cohort.split("test")
+    modality = get_modality(config.modality)
+    cohort = modality.cohort_source(config).load()
+    test = split_data(cohort, "test")
     take = slice(0, args.images)
-    clean = torch.from_numpy(images[take][:, None])
-    ids = rows.image_id.iloc[take].tolist()
-    mri = config.modality == "mri"
-    level = args.level or (max(config.physics.levels) if mri else min(config.physics.levels))
-    physics = build_physics(config)
+    clean = torch.from_numpy(test.images[take][:, None])
+    truth = None if test.masks is None else torch.from_numpy(test.masks[take][:, None])
+    ids = test.rows.image_id.iloc[take].tolist()
+    physics = modality.build_physics(config)
+    level = args.level or physics.axis.worst_first(config.physics.levels)[0]
     measurement = physics.measure(clean, level, ids)
     degraded = physics.to_image(measurement, level)
-    if mri:
-        segmenter = Segmenter(config, device)
-        segmenter.load(checkpoints)
-        truth = torch.from_numpy(cohort.split_masks("test")[take][:, None])
-    else:
-        classifier = Classifier(config, cohort.labels, device)
-        classifier.load(checkpoints)
-        val_rows, val_images = cohort.split("val")
-        with torch.no_grad():
-            val_scores = classifier.predict(torch.from_numpy(val_images[:, None]).to(device)).cpu().numpy()
-        thresholds = np.array(list(choose_thresholds(cohort.targets(val_rows), val_scores, cohort.labels).values()))
-        with torch.no_grad():
-            clean_calls = classifier.predict(clean.to(device)).cpu().numpy() >= thresholds
+    task_models = modality.task_models(config, cohort.labels, device)
+    for model in task_models:
+        model.load(checkpoints)
+    classifier = next(model for model in task_models if model.labels)
+    thresholds = np.array(list(operating_thresholds(modality, cohort, classifier).values()))
+    clean_calls = classifier.evaluate(clean, None).scores >= thresholds
     full = config.reconstructors.diffusion.train_timesteps
     print(f"{config.name}: {len(ids)} test images at {level:g} {physics.level_unit}, device {device}")
-    print(f"{'steps':>6}{'s / image':>11}{'PSNR dB':>9}{'SSIM':>7}  {'task':<30}")
+    print(f"{'steps':>6}{'s / image':>11}{'PSNR dB':>9}{'SSIM':>7}  {'task':<40}")
+    out = []
     for steps in args.steps or [10, 25, 50, full]:
         tuned = dataclasses.replace(config, reconstructors=dataclasses.replace(
             config.reconstructors, diffusion=dataclasses.replace(config.reconstructors.diffusion,
@@ -80,14 +73,16 @@ def main() -> None:
                                                   ids[i:i + 16]) for i in range(0, len(ids), 16)])
         seconds = (time.perf_counter() - start) / len(ids)
         quality = image_quality(output, clean)
-        with torch.no_grad():
-            if mri:
-                task = f"mean Dice {float(dice(segmenter.predict(output.to(device)).cpu(), truth).mean()):.3f}"
-            else:
-                calls = classifier.predict(output.to(device)).cpu().numpy() >= thresholds
-                task = f"decisions as on clean {float((calls == clean_calls).mean()):.3f}"
-        print(f"{steps:>6}{seconds:>11.3f}{float(quality['psnr'].mean()):>9.2f}{float(quality['ssim'].mean()):>7.3f}"
-              f"  {task:<30}")
+        answers = [model.evaluate(output, truth) for model in task_models]
+        calls = next(a.scores for a in answers if a.scores is not None) >= thresholds
+        task = f"decisions as on clean {float((calls == clean_calls).mean()):.3f}"
+        dice = [a.metrics["dice"] for a in answers if "dice" in a.metrics]
+        if dice:
+            task += f", mean Dice {float(np.mean(dice[0])):.3f}"
+        psnr = float(quality["psnr"].mean())
+        print(f"{steps:>6}{seconds:>11.3f}{psnr:>9.2f}{float(quality['ssim'].mean()):>7.3f}  {task:<40}")
+        out.append((steps, seconds, psnr))
+    return out
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 The sweep does more than the models: physics (Poisson draws per image), image metrics, moving
 tensors, and the classical denoiser's CPU loop. Both numbers come from the same batches in one
-run, so their ratio says where time goes. Weights are untrained: speed does not depend on them.
+run, so their ratio says where time goes. "Bare" is each reconstructor's own `reconstruct` on
+already degraded batches (a network's forward, diffusion's sampling loop, TV's CPU loop) plus
+the forward passes of the diagnostic models. Weights are untrained: speed does not depend on them.
 
     python -m benchmarks.sweep_throughput [--config configs/demo.yaml] [--images 256] [--device auto]
 """
@@ -15,13 +17,12 @@ import time
 
 import torch
 
-from recon_core.cohorts.synthetic_xray import generate_cohort
-from recon_core.config import load_config
+from recon_core.config_loader import load_config
 from recon_core.device import pick_device
-from recon_core.diagnostics import Classifier
-from recon_core.physics import build_physics
+from recon_core.modalities import get_modality
 from recon_core.reconstructors import build_reconstructor
 from recon_core.runner.evaluate import evaluate_cell
+from recon_core.runner.study import split_data
 
 
 def _sync(device: torch.device) -> None:
@@ -29,48 +30,61 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
+    """Prints and returns (reconstructor, sweep images/s, bare images/s) for each reconstructor of the config."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     config = load_config(args.config)
-    config = dataclasses.replace(config, cohort=dataclasses.replace(config.cohort, n_subjects=args.images * 5))
+    modality = get_modality(config.modality)
+    per_subject = config.cohort.slices_per_subject if modality.unit == "patient" else 1
+    subjects = -(-args.images * 5 // per_subject)  # the test split is a fifth of the subjects
+    config = dataclasses.replace(config, cohort=dataclasses.replace(config.cohort, n_subjects=subjects))
     device = pick_device(args.device)
-    cohort = generate_cohort(config.cohort, config.seed)
-    rows, images = cohort.split("test")
-    rows, images = rows.iloc[:args.images], images[:args.images]
-    physics = build_physics(config)
-    classifier = Classifier(config, cohort.labels, device)
-    classifier.net.eval()
+    cohort = modality.cohort_source(config).load()
+    test = split_data(cohort, "test")
+    take = slice(0, min(args.images, len(test)))
+    test = dataclasses.replace(test, rows=test.rows.iloc[take], images=test.images[take],
+                               masks=None if test.masks is None else test.masks[take])
+    physics = modality.build_physics(config)
+    task_models = modality.task_models(config, cohort.labels, device)
+    for model in task_models:
+        model.net.eval()
     batch = config.evaluation.batch_size
     level = float(sorted(config.physics.levels)[len(config.physics.levels) // 2])
-    print(f"device {device}, {len(rows)} test images at {config.cohort.image_size} px, batch {batch}, "
+    ids = test.rows.image_id.tolist()
+    print(f"device {device}, {len(test)} test images at {config.cohort.image_size} px, batch {batch}, "
           f"level {level:g}, torch threads {torch.get_num_threads()}")
     print(f"{'reconstructor':<14}{'sweep img/s':>12}{'bare models img/s':>19}{'sweep / bare':>14}")
+    out = []
     for name in config.reconstructors.names:
         recon = build_reconstructor(name, config, device)
-        if hasattr(recon, "net"):
-            recon.net.eval()
-        evaluate_cell(rows.iloc[:batch], images[:batch], cohort.labels, classifier, physics, recon, level,
-                      device, batch, [], config.modality)  # warm-up
+        warm = dataclasses.replace(test, rows=test.rows.iloc[:batch], images=test.images[:batch],
+                                   masks=None if test.masks is None else test.masks[:batch])
+        evaluate_cell(warm, task_models, physics, recon, level, device, batch, [])  # warm-up
         start = time.perf_counter()
-        evaluate_cell(rows, images, cohort.labels, classifier, physics, recon, level, device, batch, [],
-                      config.modality)
-        sweep_rate = len(rows) / (time.perf_counter() - start)
-        # Bare forward passes on the same batches: reconstructor network (if any) + classifier.
-        degraded = [physics.degrade(torch.from_numpy(images[i:i + batch][:, None]).to(device), level,
-                                    rows.image_id.iloc[i:i + batch].tolist()) for i in range(0, len(rows), batch)]
+        evaluate_cell(test, task_models, physics, recon, level, device, batch, [])
+        sweep_rate = len(test) / (time.perf_counter() - start)
+        # The same batches, degraded beforehand: only the reconstructor and the diagnostic networks run.
+        batches = []
+        for i in range(0, len(test), batch):
+            measurement = physics.measure(torch.from_numpy(test.images[i:i + batch][:, None]).to(device), level,
+                                          ids[i:i + batch])
+            batches.append((physics.to_image(measurement, level), measurement, ids[i:i + batch]))
         _sync(device)
         start = time.perf_counter()
         with torch.no_grad():
-            for x in degraded:
-                y = recon.net(x) if hasattr(recon, "net") else x
-                classifier.net(y)
+            for degraded, measurement, batch_ids in batches:
+                output = recon.reconstruct(degraded, physics, level, measurement, batch_ids)
+                for model in task_models:
+                    model.net(output.to(device))
         _sync(device)
-        bare_rate = len(rows) / (time.perf_counter() - start)
+        bare_rate = len(test) / (time.perf_counter() - start)
         print(f"{name:<14}{sweep_rate:>12.1f}{bare_rate:>19.1f}{sweep_rate / bare_rate:>14.2f}")
+        out.append((name, sweep_rate, bare_rate))
+    return out
 
 
 if __name__ == "__main__":

@@ -10,22 +10,15 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from pages.common import (
-    cached_plot,
-    chart,
-    ensure_routed,
-    get_replayer,
-    page_run,
-    query,
-    reconstructed_cells,
-    run_config_json,
-    sidebar_choices,
-)
+from pages.ui import data
+from pages.ui.figures import cached_plot, chart
+from pages.ui.routing import ensure_routed
+from pages.ui.sidebar import page_run, reconstructed_cells, sidebar_choices
 from recon_core import paths
-from recon_core.checkpoints import CheckpointError
 from recon_core.cohorts import CohortError
-from recon_core.metrics import image_quality
+from recon_core.metrics.image_quality import image_quality
 from recon_core.metrics.segmentation import dice
+from recon_core.models.checkpoints import CheckpointError
 from recon_core.store import CLEAN
 
 ensure_routed("pages/compare.py")
@@ -33,17 +26,18 @@ ensure_routed("pages/compare.py")
 
 @st.cache_data(show_spinner="Reconstructing…", max_entries=128)
 def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstructor: str, level: float):
-    return get_replayer(config_json, checkpoint_dir).case(image_id, reconstructor, level)
+    return data.get_replayer(config_json, checkpoint_dir).case(image_id, reconstructor, level)
 
 
 st.title("Compare reconstructors")
-run, key = page_run()
+run = page_run()
+key = run.key
 cells = reconstructed_cells(key)
 
-choice = sidebar_choices(query("aggregates", key), run)
-clean_rows = query("image_rows", key, CLEAN, 0.0)
+choice = sidebar_choices(data.aggregates(key), run)
+clean_rows = data.image_rows(key, CLEAN, 0.0)
 test_ids = clean_rows.image_id.tolist()
-examples = sorted(query("examples", key, CLEAN, 0.0).image_id.unique())
+examples = sorted(data.examples(key, CLEAN, 0.0).image_id.unique())
 image_id = st.selectbox("Test image", test_ids, index=test_ids.index(examples[0]) if examples else 0,
                         key="cmp_image")
 across_levels = st.radio("Side by side", ["reconstructors at the level in focus", "one reconstructor across levels"],
@@ -51,9 +45,9 @@ across_levels = st.radio("Side by side", ["reconstructors at the level in focus"
 if across_levels:
     left, right = st.columns([1, 2])
     recon = left.selectbox("Reconstructor", choice.reconstructors, key="cmp_recon")
-    focus = sorted(choice.levels, reverse=run.modality != "mri")  # mildest first
+    focus = run.mildest_first(choice.levels)
     picked = right.multiselect("Levels", focus, default=[focus[0], focus[-1]] if len(focus) > 1 else focus,
-                               format_func=lambda v: f"{v:g} {run.level_unit}", key="cmp_levels")
+                               format_func=lambda v: f"{v:g} {run.level.unit}", key="cmp_levels")
     roads = [(f"{recon} at {lv:g}", recon, float(lv)) for lv in picked]
     st.caption("Levels from the sidebar's curve levels; the image and its noise seed stay the same.")
 else:
@@ -63,13 +57,13 @@ held = {(r, float(lv)) for r, lv in zip(cells.reconstructor, cells.level, strict
 missing = [name for name, r, lv in roads if (r, lv) not in held]
 if missing:
     st.warning(f"The store holds no results for {', '.join(missing)}"
-               + ("" if across_levels else f" at {choice.level:g} {run.level_unit}") + ".")
+               + ("" if across_levels else f" at {choice.level:g} {run.level.unit}") + ".")
     roads = [road for road in roads if road[0] not in missing]
 if not roads:
     st.info("Pick at least one reconstructor and level that the store holds.")
     st.stop()
 
-config_json, checkpoint_dir = run_config_json(key), str(paths.checkpoint_dir())
+config_json, checkpoint_dir = data.run_config_json(key), str(paths.checkpoint_dir())
 try:
     cases = {name: cached_case(config_json, checkpoint_dir, image_id, r, lv) for name, r, lv in roads}
 except (CheckpointError, CohortError) as exc:
@@ -77,33 +71,37 @@ except (CheckpointError, CohortError) as exc:
     st.stop()
 
 first = next(iter(cases.values()))
-mri = first.mask_true is not None
+segmented = first.mask_true is not None
 
 
 def outlines(prediction: np.ndarray | None) -> dict:
-    """MRI: true tumour outline (green) and the segmenter's on this image (red)."""
-    return {"truth": first.mask_true, "prediction": prediction} if mri else {}
+    """Segmentation tasks: the true outline (green) and the segmenter's on this image (red)."""
+    return {"truth": first.mask_true, "prediction": prediction} if segmented else {}
 
 
-identity = ("none", "zero_filled")  # these return the degraded image, shown once per level
+def returns_degraded(case) -> bool:
+    """A method whose output is the degraded image (none, zero-filled): shown once per level, as 'degraded'."""
+    return np.array_equal(case.reconstructed, case.degraded)
+
+
 panels = [("clean", first.clean, "image", outlines(first.mask_clean))]
 for lv in dict.fromkeys(lv for _, _, lv in roads):  # one degraded image per level, in order
-    at_level = [(r, cases[name]) for name, r, road_level in roads if road_level == lv]
-    panels.append((f"degraded ({lv:g})", at_level[0][1].degraded, "image",
-                   outlines(next((c.mask_recon for r, c in at_level if r in identity), None))))
+    at_level = [cases[name] for name, _, road_level in roads if road_level == lv]
+    panels.append((f"degraded ({lv:g})", at_level[0].degraded, "image",
+                   outlines(next((c.mask_recon for c in at_level if returns_degraded(c)), None))))
     panels += [(name, cases[name].reconstructed, "image", outlines(cases[name].mask_recon))
-               for name, r, road_level in roads if road_level == lv and r not in identity]
+               for name, _, road_level in roads if road_level == lv and not returns_degraded(cases[name])]
 errors = [(f"|{name} − clean|", np.abs(c.reconstructed - c.clean), "error") for name, c in cases.items()]
 grid = cached_plot("image_grid", panels + errors, columns=max(len(panels), len(errors)))
 chart(st, "compare-images", grid, width="stretch")
 st.caption("Zoom or pan one image and the others follow. Error maps share one scale (0–0.25).")
 
-thresholds = query("thresholds", key)
+thresholds = data.thresholds(key)
 clean_t = torch.from_numpy(first.clean[None, None])
 
 
 def slice_dice(prediction: np.ndarray | None) -> dict:
-    if not mri:
+    if not segmented:
         return {}
     truth_t = torch.from_numpy(first.mask_true[None, None])
     return {"Dice": float(dice(torch.from_numpy(prediction[None, None]), truth_t)[0])}
@@ -128,7 +126,7 @@ for label in first.labels:
     shown[label] = [mark(v, label) for v in table[label]]
 for column, digits in (("PSNR (dB)", 2), ("SSIM", 3)):  # the clean road is its own reference: no value
     shown[column] = ["—" if np.isnan(v) else f"{v:.{digits}f}" for v in table[column]]
-if mri:
+if segmented:
     shown["Dice"] = [f"{v:.3f}" for v in table["Dice"]]
 st.dataframe(shown, hide_index=True, width="stretch")
 st.caption("Classifier probability per finding; ● called at the fixed threshold, ○ not called. Truth: "

@@ -6,23 +6,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages.common import (
-    cached_plot,
-    chart,
-    ensure_routed,
-    get_replayer,
-    page_run,
-    query,
-    reconstructed_cells,
-    run_config_json,
-    sidebar_choices,
-    store,
-)
+from pages.ui import data
+from pages.ui.figures import cached_plot, chart
+from pages.ui.routing import ensure_routed
+from pages.ui.sidebar import page_run, reconstructed_cells, sidebar_choices
 from recon_core import paths
-from recon_core.checkpoints import CheckpointError
 from recon_core.cohorts import CohortError
 from recon_core.explain.attributions import attribute
 from recon_core.fairness.flips import flip_rates, flip_table
+from recon_core.models.checkpoints import CheckpointError
 from recon_core.runner.replay import scores_table
 from recon_core.store import CLEAN
 
@@ -34,8 +26,8 @@ KIND_TEXT = {"lost": "finding lost (new false negative)", "invented": "finding i
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def cached_flips(key: str, reconstructor: str, level: float, version: str) -> pd.DataFrame:
-    thresholds = query("thresholds", key)
-    return flip_table(query("image_rows", key, CLEAN, 0.0), query("image_rows", key, reconstructor, level),
+    thresholds = data.thresholds(key)
+    return flip_table(data.image_rows(key, CLEAN, 0.0), data.image_rows(key, reconstructor, level),
                       sorted(thresholds), thresholds)
 
 
@@ -48,9 +40,10 @@ def cached_rates(key: str, reconstructor: str, level: float, version: str, attri
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def cached_dice_drops(key: str, reconstructor: str, level: float, version: str) -> pd.DataFrame:
-    """MRI: slices ranked by how much the segmenter's Dice fell from the clean slice to its reconstruction."""
-    clean = query("image_rows", key, CLEAN, 0.0)[["image_id", "dice"]].rename(columns={"dice": "dice_clean"})
-    recon = query("image_rows", key, reconstructor, level)
+    """Segmentation tasks: images ranked by how much the segmenter's Dice fell from the clean image to its
+    reconstruction."""
+    clean = data.image_rows(key, CLEAN, 0.0)[["image_id", "dice"]].rename(columns={"dice": "dice_clean"})
+    recon = data.image_rows(key, reconstructor, level)
     table = recon.merge(clean, on="image_id").rename(columns={"dice": "dice_recon"})
     labels = [c.removeprefix("target:") for c in table if c.startswith("target:")]
     table = table.assign(dice_drop=table.dice_clean - table.dice_recon, label=labels[0] if labels else "")
@@ -62,7 +55,7 @@ def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstruc
                 label: str, method: str) -> dict:
     import torch
 
-    r = get_replayer(config_json, checkpoint_dir)
+    r = data.get_replayer(config_json, checkpoint_dir)
     case = r.case(image_id, reconstructor, level)
     j = case.labels.index(label)
     maps = attribute(r.classifier.net, torch.from_numpy(np.stack([case.clean, case.reconstructed])[:, None]), j, method)
@@ -70,16 +63,18 @@ def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstruc
 
 
 st.title("Failure cases")
-run, key = page_run()
-version = store().version()
+run = page_run()
+key = run.key
+version = data.store().version()
 cells = reconstructed_cells(key)
 
-choice = sidebar_choices(query("aggregates", key), run)
+agg = data.aggregates(key)
+choice = sidebar_choices(agg, run)
 level = choice.level
 c1, c2 = st.columns(2)
 recon = c1.selectbox("Reconstructor", choice.reconstructors, key="fail_recon")
 if not ((cells.reconstructor == recon) & (cells.level == level)).any():
-    st.warning(f"The store holds no results for {recon} at {level:g} {run.level_unit}; pick another level in "
+    st.warning(f"The store holds no results for {recon} at {level:g} {run.level.unit}; pick another level in "
                "the sidebar.")
     st.stop()
 table = cached_flips(key, recon, float(level), version)
@@ -87,8 +82,8 @@ labels = sorted(table.label.unique())
 label = c2.selectbox("Finding", ["all", *labels], key="fail_label")
 attribute_name = choice.attribute if all(p in table for p in choice.attribute.split("×")) else "sex"
 
-st.subheader(f"How often findings change, by {attribute_name} — {recon} at {level:g} {run.level_unit}")
-config = query("run_config", key) or {}
+st.subheader(f"How often findings change, by {attribute_name} — {recon} at {level:g} {run.level.unit}")
+config = data.run_config(key) or {}
 rates = cached_rates(key, recon, float(level), version, attribute_name, None if label == "all" else label,
                      int(config.get("seed", 0)))
 shown = rates[rates.attribute != "all"].rename(columns={"kind": "reconstructor", "rate": "estimate", "of": "n"})
@@ -97,12 +92,12 @@ chart(st, "flip-rates", cached_plot("group_forest", shown,
                 width="stretch")
 st.dataframe(rates.rename(columns={"grp": "group"}), hide_index=True, width="stretch")
 
-mri = run.modality == "mri"
+segmented = "dice" in set(agg.metric)
 rank = "flips"
-if mri:
-    st.caption("MRI decisions here are per slice, at the patient-level grade threshold.")
+if segmented:
+    st.caption(f"Decisions here are per image, at the operating threshold chosen per {run.unit}.")
     rank = st.radio("Rank cases by", ["dice", "flips"], horizontal=True, key="fail_rank",
-                    format_func={"dice": "largest Dice drop (segmentation)", "flips": "grade decision flips"}.get)
+                    format_func={"dice": "largest Dice drop (segmentation)", "flips": "decision flips"}.get)
 st.subheader("Cases, largest Dice drop first" if rank == "dice" else "Cases, flips first")
 groups = ["all", *sorted(table[attribute_name].astype(str).unique())]
 f1, f2 = st.columns(2)
@@ -140,7 +135,7 @@ pick = st.selectbox("Case", range(len(options)), key="fail_case", format_func=de
 row = options.iloc[pick]
 method = st.radio("Attribution", ["integrated_gradients", "grad_cam"], horizontal=True, key="fail_method",
                   format_func=lambda m: {"integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM"}[m])
-config_json = run_config_json(key)
+config_json = data.run_config_json(key)
 try:
     result = cached_case(config_json, str(paths.checkpoint_dir()), row.image_id, recon, float(level), row.label,
                          method)
@@ -149,8 +144,8 @@ except (CheckpointError, CohortError) as exc:
     st.stop()
 case, maps = result["case"], result["maps"]
 error = np.abs(case.reconstructed - case.clean)
-lines_clean = {"truth": case.mask_true, "prediction": case.mask_clean} if mri else {}
-lines_recon = {"truth": case.mask_true, "prediction": case.mask_recon} if mri else {}
+lines_clean = {"truth": case.mask_true, "prediction": case.mask_clean} if segmented else {}
+lines_recon = {"truth": case.mask_true, "prediction": case.mask_recon} if segmented else {}
 panels = [("clean", case.clean, "image", lines_clean), (f"degraded ({level:g})", case.degraded, "image"),
           (recon, case.reconstructed, "image", lines_recon), (f"|{recon} − clean|", error, "error"),
           (f"{method} on clean", maps[0], "map"), (f"{method} on {recon}", maps[1], "map"),
@@ -159,5 +154,5 @@ chart(st, "case-attributions", cached_plot("image_grid", panels, columns=4), wid
 target = row.get("target", row.get(f"target:{row.label}"))
 truth_text = "present" if target == 1 else "absent"
 st.caption(f"Attribution for **{row.label}**; each map is scaled to its own maximum. Truth: {truth_text}."
-           + (" Green: true tumour outline; red: the segmenter's." if mri else ""))
+           + (" Green: true outline; red: the segmenter's." if segmented else ""))
 st.dataframe(scores_table(case).style.format({"clean": "{:.2f}", "reconstructed": "{:.2f}"}), hide_index=True)

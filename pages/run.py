@@ -9,13 +9,16 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from pages.common import ROOT, ensure_routed, running_build, start_cli_run
-from recon_core import paths
+from pages.ui import data
+from pages.ui.routing import ensure_routed
+from recon_core import builds, paths
 from recon_core.cohorts import CohortError
 from recon_core.cohorts.csv_xray import read_manifest
-from recon_core.config import ConfigError, CsvSourceConfig, StudyConfig, from_dict, load_config
+from recon_core.config import ConfigError, CsvSourceConfig, StudyConfig
+from recon_core.config_loader import from_dict, load_config
 
 ensure_routed("pages/run.py")
+ROOT = builds.ROOT
 
 
 def allowed_roots() -> list[Path]:
@@ -38,16 +41,14 @@ def check_path(text: str, suffixes: tuple[str, ...] | None = (".yaml", ".yml")) 
 
 @st.fragment(run_every=2.0)
 def progress_panel() -> None:
-    progress = running_build()
+    progress = builds.running_build(paths.progress_path())
     if progress is None:
         if st.session_state.pop("run_seen", False):
             st.rerun()
         return
     st.session_state["run_seen"] = True
-    total = max(int(progress["total"]), 1)
-    st.progress(min(int(progress["done"]) / total, 1.0),
-                text=f"Running: {progress['stage']} ({progress['done']}/{progress['total']}) — other pages "
-                     "stay usable and fill in as cells land")
+    st.progress(progress.fraction, text=progress.text("Running") + " — other pages stay usable and fill in as "
+                                                                   "cells land")
 
 
 def dataset_form() -> tuple[StudyConfig | None, Path | None]:
@@ -164,12 +165,12 @@ if config is not None:
     st.success(f"**{config.name}** ({config.config_hash()}): {config.cohort.n_subjects} subjects at "
                f"{config.cohort.image_size} px from a {config.cohort.source} cohort; reconstructors "
                f"{', '.join(config.reconstructors.names)} at levels {levels}. Finished cells are reused.")
-    busy = running_build() is not None
+    busy = builds.running_build(paths.progress_path()) is not None
     if st.button("Start", type="primary", disabled=busy, key="run_start"):
         if not path.exists():  # a dataset described on this page: its config is written where the run can read it
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        start_cli_run("sweep", path)
+        builds.start_build("sweep", data.store().path, paths.progress_path(), paths.cache_dir() / "build.log", path)
         st.rerun()
     if busy:
         st.caption("A build is running; start another when it ends.")

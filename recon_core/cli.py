@@ -8,11 +8,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from recon_core import paths
-from recon_core.config import ConfigError, StudyConfig, load_config
+from recon_core import paths, results
+from recon_core.config import ConfigError, StudyConfig
+from recon_core.config_loader import load_config
 from recon_core.device import pick_device
 from recon_core.progress import Progress, file_reporter
-from recon_core.store import Store, queries
+from recon_core.store import CLEAN, Store, queries
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
@@ -65,26 +66,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def report_text(store: Store, key: str) -> str:
-    """Headline table: per cell PSNR/SSIM, task metrics (mean AUROC; MRI also Dice) and gaps by sex, with 95 % CIs."""
-    columns = {"psnr": "PSNR dB", "ssim": "SSIM", "dice": "Dice", "dice_gap": "Dice gap (sex)",
-               "dice_added": "Dice added", "auroc": "mean AUROC", "auroc_added": "AUROC added",
-               "eo_gap": "EO gap (sex)", "eo_gap_added": "EO gap added"}
-    agg = queries.aggregates(store, key, list(columns))
-    if agg.empty:
+    """Headline table of a run: per cell its quality and task metrics, the first gap by sex and what was added."""
+    run = results.run_view(store, key)
+    table = results.headline_table(store, run)
+    if table.empty:
         return "no results stored for this run yet"
-    shown = [m for m in columns if m in set(agg.metric)]
-    by_sex = agg.metric.str.contains("_gap") & (agg.attribute == "sex")
-    overall = agg[agg.label.isin(["", "mean"]) & ((agg.attribute == "all") | by_sex)]
-
-    def fmt(row) -> str:
-        if row is None or row.estimate != row.estimate:
-            return "—"
-        return f"{row.estimate:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
-
-    lines = [f"{'reconstructor':<14}{'level':>9}  " + "".join(f"{columns[m]:<24}" for m in shown)]
-    for (recon, level), cell in overall.groupby(["reconstructor", "level"], sort=False):
-        pick = {m: next(iter(cell[cell.metric == m].itertuples()), None) for m in shown}
-        lines.append(f"{recon:<14}{level:>9g}  " + "".join(f"{fmt(pick[m]):<24}" for m in shown))
+    columns = list(table.columns[2:])
+    widths = [max(len(c), *(len(v) for v in table[c])) + 2 for c in columns]
+    lines = [f"{'reconstructor':<14}{run.level.name:>13}  " + "".join(f"{c:<{w}}" for c, w in zip(columns, widths,
+                                                                                                  strict=True))]
+    for r in table.itertuples(index=False):
+        level = "—" if r[0] == CLEAN else f"{r[1]:g}"
+        lines.append(f"{r[0]:<14}{level:>13}  " + "".join(f"{v:<{w}}" for v, w in zip(r[2:], widths, strict=True)))
     return "\n".join(lines)
 
 
@@ -96,7 +89,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"no run {key} in {store.path}; stored runs: {list(runs.config_hash)}", file=sys.stderr)
         return 2
     row = runs[runs.config_hash == key].iloc[0]
-    print(f"run {row['name']} ({key}), status {row.status}, {row.cells_done} cells done")
+    print(f"run {row['name']} ({key}), {results.modality_title(row.modality)}, status {row.status}, "
+          f"{row.cells_done} cells done")
     print(report_text(store, key))
     return 0
 
@@ -107,16 +101,15 @@ def cmd_fastmri_quality(args: argparse.Namespace) -> int:
     import torch
 
     from recon_core.cohorts.fastmri_h5 import read_fastmri
-    from recon_core.config import ConfigError
-    from recon_core.metrics import image_quality, volume_quality
-    from recon_core.physics import KspaceUndersampling
+    from recon_core.metrics.image_quality import image_quality, volume_quality
+    from recon_core.modalities import get_modality
+    from recon_core.models.contract import TrainableModel
     from recon_core.reconstructors import build_reconstructor
 
     config = load_config(args.config) if args.config else load_config(DEMO_CONFIG.with_name("demo-mri.yaml"))
-    if config.modality != "mri":
-        raise ConfigError(f"{args.config}: fastmri-quality needs an MRI config (modality: mri)")
-    physics = KspaceUndersampling(config.seed, config.physics.mask, config.physics.centre_fraction,
-                                  config.physics.kspace_snr)
+    physics = get_modality(config.modality).build_physics(config)
+    if not physics.measures_kspace:
+        raise ConfigError(f"{args.config}: fastmri-quality needs a config with k-space physics (physics.model: kspace)")
     device = pick_device(args.device)
     rows = []
     for file in args.files:
@@ -124,7 +117,7 @@ def cmd_fastmri_quality(args: argparse.Namespace) -> int:
         ids = [f"{Path(file).stem}-s{k}" for k in range(len(images))]
         for name in args.reconstructors:
             recon = build_reconstructor(name, config, device)
-            if recon.trainable:
+            if isinstance(recon, TrainableModel):
                 recon.load(paths.checkpoint_dir())
             for level in config.physics.levels:
                 measurement = physics.measure(images, level, ids)
@@ -163,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_fastmri_quality)
     args = parser.parse_args(argv)
-    from recon_core.checkpoints import CheckpointError
     from recon_core.cohorts import CohortError
     from recon_core.diagnostics.thresholds import ThresholdError
+    from recon_core.models.checkpoints import CheckpointError
     from recon_core.physics import PhysicsError
     from recon_core.reconstructors import UnknownReconstructorError
     try:

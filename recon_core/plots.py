@@ -39,8 +39,8 @@ def metric_vs_level(agg: pd.DataFrame, metric: str, title: str, y_label: str, le
         fig.add_hline(y=baseline.estimate, line_dash="dash", line_color="gray",
                       annotation_text=f"clean images {baseline.estimate:.3f}", annotation_position="top left")
     ticks = sorted(agg["level"].unique())
-    direction = "(higher = more undersampled)" if higher_is_worse else "(lower = noisier)"
-    fig.update_xaxes(type="log", autorange=True if higher_is_worse else "reversed", title=f"{level_label} {direction}",
+    fig.update_xaxes(type="log", autorange=True if higher_is_worse else "reversed",
+                     title=f"{level_label}, more degraded to the right",
                      tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     fig.update_yaxes(title=y_label)
     fig.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=50, b=10), legend_title="reconstructor")
@@ -114,11 +114,11 @@ def image_grid(panels: list[tuple], columns: int) -> go.Figure:
     return fig
 
 
-def added_heatmap(frame: pd.DataFrame, title: str, alpha: float = 0.05) -> go.Figure:
-    """Reconstructor × level grid of an added-bias metric; ★ marks q < alpha (BH across the run)."""
+def added_heatmap(frame: pd.DataFrame, title: str, alpha: float = 0.05, higher_is_worse: bool = False) -> go.Figure:
+    """Reconstructor × level grid of an added-bias metric, the most degraded level on the right; ★ marks q < alpha."""
     grid = frame.pivot_table(index="reconstructor", columns="level", values="estimate")
     q = frame.pivot_table(index="reconstructor", columns="level", values="q_value").reindex_like(grid)
-    levels = sorted(grid.columns, reverse=True)
+    levels = sorted(grid.columns, reverse=not higher_is_worse)
     grid, q = grid[levels], q[levels]
     text = [[("" if np.isnan(v) else f"{v:+.3f}") + (" ★" if (qq == qq and qq < alpha) else "")
              for v, qq in zip(row_v, row_q, strict=True)] for row_v, row_q in zip(grid.values, q.values, strict=True)]
@@ -127,7 +127,7 @@ def added_heatmap(frame: pd.DataFrame, title: str, alpha: float = 0.05) -> go.Fi
                                texttemplate="%{text}", colorscale="RdBu_r", zmid=0, zmin=-limit, zmax=limit,
                                colorbar=dict(title="added"),
                                hovertemplate="%{y} at %{x}: %{text}<extra></extra>"))
-    fig.update_xaxes(type="category", title="level (noisier to the right)")
+    fig.update_xaxes(type="category", title="level (more degraded to the right)")
     fig.update_layout(title=title, height=120 + 60 * len(grid.index), margin=dict(l=10, r=10, t=50, b=10))
     return fig
 

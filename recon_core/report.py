@@ -1,6 +1,9 @@
 """One self-contained HTML page of a run's current selection, to share at a lab meeting.
 
 Everything is inline (plotly.js once, example images as PNG data URIs): the file opens offline.
+It draws from the same read model as the dashboard (`recon_core.results`), so the headline
+curves, the level direction and the gap shown are the run's modality's own (Dice and a Dice
+gap for MRI, mean AUROC and the equal-opportunity gap for X-ray).
 """
 
 from __future__ import annotations
@@ -13,77 +16,102 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from PIL import Image
+from scipy import ndimage
 
-from recon_core import plots
+from recon_core import plots, results
+from recon_core.metrics.catalogue import label as metric_label
 from recon_core.store import CLEAN, Store, queries
 
+OUTLINES = {"mask_true": (0, 200, 83), "mask_pred": (255, 23, 68)}
+"""Outline colours of the true (green) and predicted (red) masks, as on the dashboard."""
 
-def _png(pixels: np.ndarray) -> str:
+
+def _png(pixels: np.ndarray, masks: dict[str, np.ndarray] | None = None) -> str:
+    """A gray image as a PNG data URI, with the outlines of any masks drawn in their colours."""
+    gray = (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    for kind, mask in (masks or {}).items():
+        inside = np.asarray(mask) > 0.5
+        rgb[inside & ~ndimage.binary_erosion(inside)] = OUTLINES[kind]
     buffer = io.BytesIO()
-    Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(buffer, format="PNG")
+    Image.fromarray(rgb).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, classes="t")
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="—", border=0, classes="t")
+
+
+def _examples(store: Store, run: results.RunView, reconstructors: Sequence[str], level: float) -> list[str]:
+    """Up to three example images: clean, degraded and each reconstruction at `level`, with mask outlines."""
+    parts = []
+    clean_ex = queries.examples(store, run.key, CLEAN, 0.0)
+    for image_id in sorted(clean_ex.image_id.unique())[:3]:
+        mine = clean_ex[clean_ex.image_id == image_id].set_index("kind").pixels
+        truth = {"mask_true": mine["mask_true"]} if "mask_true" in mine else {}
+        cells = [("clean", _png(mine["clean"], truth | ({"mask_pred": mine["mask_pred"]} if "mask_pred" in mine
+                                                        else {})))]
+        for name in reconstructors:
+            ex = queries.examples(store, run.key, name, float(level))
+            ex = ex[ex.image_id == image_id].set_index("kind").pixels
+            if ex.empty:
+                continue
+            predicted = truth | ({"mask_pred": ex["mask_pred"]} if "mask_pred" in ex else {})
+            if len(cells) == 1:
+                cells.append((f"degraded ({level:g})", _png(ex["degraded"], truth)))
+            cells.append((name, _png(ex["reconstructed"], predicted)))
+        parts.append(f"<h4>{html.escape(image_id)}</h4><div class='row'>" + "".join(
+            f"<figure><img src='{uri}' width='192'><figcaption>{html.escape(t)}</figcaption></figure>"
+            for t, uri in cells) + "</div>")
+    return parts
 
 
 def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: Sequence[float],
                  attribute: str = "sex", level: float | None = None) -> str:
     """HTML for the chosen reconstructors and levels: curves, fairness, correlations, examples."""
-    run = queries.runs(store).set_index("config_hash").loc[key]
+    run = results.run_view(store, key)
     agg = queries.aggregates(store, key)
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
     clean = agg[agg.reconstructor == CLEAN]
-    unit = f"{run.level_name} ({run.level_unit})"
-    level = min(levels) if level is None else level
-
-    def overall(frame: pd.DataFrame, metric: str, label: str = "") -> pd.DataFrame:
-        return frame[(frame.metric == metric) & (frame.label == label) & (frame.attribute == "all")]
-
-    base = overall(clean, "auroc", "mean")
-    figures = [
-        plots.metric_vs_level(overall(view, "psnr"), "psnr", "Image quality: PSNR", "PSNR (dB)", unit),
-        plots.metric_vs_level(overall(view, "auroc", "mean"), "auroc", "Task: mean AUROC", "mean AUROC", unit,
-                              base.iloc[0] if len(base) else None),
-        plots.added_heatmap(view[(view.metric == "eo_gap_added") & (view.label == "mean")
-                                 & (view.attribute == attribute)],
-                            f"Equal-opportunity gap added by {attribute}; ★ q < 0.05 (Benjamini–Hochberg)"),
-    ]
-    parts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
-             for i, fig in enumerate(figures)]
-    added = view[(view.level == level) & view.metric.isin(["auroc_added", "eo_gap_added", "eodd_added"])
-                 & (view.label == "mean") & view.attribute.isin(["all", attribute]) & view.grp.isin(["all", ""])]
+    level = run.worst_level(levels) if level is None else level
+    worse = run.level.higher_is_worse
+    figures = []
+    for curve in run.curves:
+        base = results.overall(clean, curve.metric, curve.label)
+        figures.append(plots.metric_vs_level(results.overall(view, curve.metric, curve.label), curve.metric,
+                                             curve.title, curve.axis, run.level_label,
+                                             base.iloc[0] if len(base) else None, higher_is_worse=worse))
+    gap = run.gap_metrics[0]
+    figures.append(plots.added_heatmap(results.by_group(view, f"{gap.metric}_added", gap.label, attribute),
+                                       f"{gap.title} added, by {attribute}; ★ q < 0.05 (Benjamini–Hochberg)",
+                                       higher_is_worse=worse))
+    charts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
+              for i, fig in enumerate(figures)]
+    headline = results.headline_table(store, run, attribute)
+    headline = headline[(headline.reconstructor == CLEAN)
+                        | (headline.reconstructor.isin(reconstructors) & headline.level.isin(levels))]
+    headline = headline.assign(level=["—" if r == CLEAN else f"{lv:g}"
+                                      for r, lv in zip(headline.reconstructor, headline.level, strict=True)])
+    added = results.added(view, run, level, attribute)
+    added = added.assign(metric=[metric_label(m) for m in added.metric])
     corr = queries.correlations(store, key)
-    examples = []
-    clean_ex = queries.examples(store, key, CLEAN, 0.0)
-    for image_id in sorted(clean_ex.image_id.unique())[:3]:
-        cells = [("clean", clean_ex[clean_ex.image_id == image_id].pixels.iloc[0])]
-        for name in reconstructors:
-            ex = queries.examples(store, key, name, float(level))
-            ex = ex[ex.image_id == image_id]
-            if len(ex):
-                if len(cells) == 1:
-                    cells.append((f"degraded ({level:g})", ex[ex.kind == "degraded"].pixels.iloc[0]))
-                cells.append((name, ex[ex.kind == "reconstructed"].pixels.iloc[0]))
-        examples.append(f"<h4>{html.escape(image_id)}</h4><div class='row'>" + "".join(
-            f"<figure><img src='{_png(p)}' width='192'><figcaption>{html.escape(t)}</figcaption></figure>"
-            for t, p in cells) + "</div>")
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Tandem report: {html.escape(run['name'])}</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Tandem report: {html.escape(run.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 .row{{display:flex;gap:8px;flex-wrap:wrap}} figure{{margin:0;text-align:center}}
 table.t{{border-collapse:collapse}} table.t td,table.t th{{padding:4px 8px;border-bottom:1px solid #ddd}}</style>
 </head><body>
-<h1>Tandem report: {html.escape(run['name'])}</h1>
-<p>Run {html.escape(key)} · status {html.escape(str(run.status))} · reconstructors
-{html.escape(', '.join(reconstructors))} · levels {html.escape(', '.join(f'{v:g}' for v in levels))}
-{html.escape(run.level_unit)}.
-Intervals are 95 % paired bootstrap intervals over test images; "added" = reconstructed − clean.</p>
-{''.join(parts)}
-<h2>Added by reconstruction at {level:g} {html.escape(run.level_unit)}</h2>
+<h1>Tandem report: {html.escape(run.name)}</h1>
+<p>{html.escape(run.title)} · run {html.escape(key)} · status {html.escape(run.status)} · reconstructors
+{html.escape(', '.join(reconstructors))} · {html.escape(run.level.name)} levels
+{html.escape(', '.join(f'{v:g}' for v in run.mildest_first(levels)))} {html.escape(run.level.unit)}.
+Intervals are 95 % paired bootstrap intervals over {html.escape(run.unit_text)}; "added" = reconstructed − clean.</p>
+<h2>Per cell, with 95 % intervals</h2>
+{_table(headline)}
+{''.join(charts)}
+<h2>Added by reconstruction at {level:g} {html.escape(run.level.unit)}</h2>
 {_table(added[["reconstructor", "metric", "attribute", "estimate", "ci_low", "ci_high", "p_value", "q_value"]])}
 <h2>Does image quality predict the task?</h2>
-{_table(corr.drop(columns="config_hash")) if len(corr) else "<p>Fewer than three cells.</p>"}
-<h2>Example images at {level:g} {html.escape(run.level_unit)}</h2>
-{''.join(examples)}
+{_table(corr.drop(columns="config_hash")) if len(corr) else "<p>Fewer than three cells, or not finished yet.</p>"}
+<h2>Example images at {level:g} {html.escape(run.level.unit)}</h2>
+{''.join(_examples(store, run, reconstructors, level))}
 </body></html>"""

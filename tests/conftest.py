@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from recon_core.config import StudyConfig, load_config
+from recon_core.config import StudyConfig
+from recon_core.config_loader import load_config
 from recon_core.runner import run_study
 from recon_core.store import Store
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from recon_core.config import load_config
+from recon_core.config_loader import load_config
 from recon_core.runner import run_study
 from recon_core.store import Store
 

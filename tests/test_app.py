@@ -9,6 +9,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from recon_core.modalities.mri import MRI
 from recon_core.store import queries
 from tests.conftest import ROOT
 
@@ -50,7 +51,7 @@ def test_overview_draws_curves_groups_and_examples(built_store, monkeypatch, att
     store, _, cache = built_store
     at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
     charts = at.get("plotly_chart")
-    assert len(charts) == 6  # PSNR, AUROC, TPR by group, gaps, EO gap curve, example images
+    assert len(charts) == 7  # PSNR, AUROC, TPR by group, gaps, EO and EODD gap curves, example images
     at.selectbox(key="attribute").set_value(attribute).run()
     at.select_slider(key="level").set_value(3000.0).run()
     assert not at.exception
@@ -233,7 +234,7 @@ def test_run_page_checks_a_real_dataset_before_any_run(tmp_path, monkeypatch):
 
 def test_run_page_describes_a_dataset_folder_without_yaml_and_starts_it(tmp_path, monkeypatch):
     """The whole browser path for real data: folder → columns → manifest check → Start → a finished run."""
-    from pages.common import running_build
+    from recon_core import builds, paths
     from recon_core.store import Store, queries
     from tests.test_csv_adapter import make_dataset
 
@@ -264,7 +265,8 @@ def test_run_page_describes_a_dataset_folder_without_yaml_and_starts_it(tmp_path
     written = list((tmp_path / "configs").glob("cxr-xray-*.yaml"))
     assert len(written) == 1 and str(root) in written[0].read_text()
     deadline = time.monotonic() + 300
-    while running_build() is not None and time.monotonic() < deadline:  # a real child process: wait for it
+    # a real child process: wait for it
+    while builds.running_build(paths.progress_path()) is not None and time.monotonic() < deadline:
         time.sleep(1)
     runs = queries.runs(Store(store_path))
     log = (tmp_path / "build.log").read_text() if (tmp_path / "build.log").exists() else ""
@@ -275,14 +277,14 @@ def test_run_page_describes_a_dataset_folder_without_yaml_and_starts_it(tmp_path
 def test_overview_with_mri_selected_shows_dice_acceleration_and_outlines(mri_store, monkeypatch):
     store, _, cache = mri_store
     at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
-    assert at.selectbox(key="modality").value == "mri"
+    assert at.selectbox(key="modality").value == MRI.name
     assert at.select_slider(key="level").value == 8.0  # the most undersampled level is in focus first
     charts = at.get("plotly_chart")
     assert len(charts) == 10  # PSNR, Dice, grade AUROC; Dice by group and gap; TPR and gaps; 2 gap curves; examples
     assert any("Subgroups by sex at 8 ×" in h.value for h in at.header)
     table = at.dataframe[0].value
-    assert {"dice_added", "dice_gap_added"} <= set(table.metric)
-    assert any("Green: the true tumour outline" in c.value for c in at.caption)
+    assert {"Tumour Dice added", "Tumour Dice gap added"} <= set(table.metric)  # human names, not ids
+    assert any("Green: the true outline" in c.value for c in at.caption)
     at.select_slider(key="level").set_value(4.0).run()
     at.selectbox(key="attribute").set_value("age_band").run()
     assert not at.exception

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from recon_core.config import ConfigError, StudyConfig, from_dict, load_config
+from recon_core.config import ConfigError, StudyConfig
+from recon_core.config_loader import from_dict, load_config
 from recon_core.reconstructors import build_reconstructor
 from tests.conftest import ROOT
 

@@ -8,13 +8,17 @@ import pandas as pd
 import pytest
 import torch
 
-from recon_core.checkpoints import CheckpointError
-from recon_core.config import DiffusionConfig, GANConfig, ReconstructorsConfig, StudyConfig, from_dict
+from recon_core.config import DiffusionConfig, GANConfig, ReconstructorsConfig, StudyConfig
+from recon_core.config_loader import load_config
 from recon_core.diagnostics import Classifier
+from recon_core.models.batches import SplitData, TrainingBatch
+from recon_core.models.checkpoints import CheckpointError
+from recon_core.models.losses import DenoisingLoss
 from recon_core.physics import KspaceUndersampling, ProjectionDose
 from recon_core.reconstructors import build_reconstructor
 from recon_core.runner.evaluate import evaluate_cell
-from tests.test_reconstructors import smooth_images
+from tests.conftest import ROOT
+from tests.test_reconstructors import smooth_images, split_of
 
 SMALL = dict(channels=(8, 16, 32), batch_size=4)
 
@@ -40,16 +44,33 @@ def pairs(n=4):
     return noisy, clean
 
 
+def batch_of(noisy: torch.Tensor, clean: torch.Tensor) -> TrainingBatch:
+    n = len(clean)
+    return TrainingBatch(clean, pd.DataFrame({"image_id": [f"i{k}" for k in range(n)]}), torch.zeros(n, 0),
+                         degraded=noisy, level=300.0)
+
+
+def step(objective, batch: TrainingBatch) -> tuple[float, float]:
+    """One optimiser step of one objective: its loss before and after."""
+    before = objective.loss(objective.output(batch), batch)
+    objective.optimiser.zero_grad()
+    before.backward()
+    objective.optimiser.step()
+    return float(before.detach()), float(objective.loss(objective.output(batch), batch).detach())
+
+
 def test_one_gan_step_lowers_each_loss_on_a_tiny_batch():
+    """The discriminator's step lowers its loss, then the generator's step lowers pix2pix's L1 + adversarial loss."""
     torch.manual_seed(0)
     gan = build_reconstructor("gan", config(), torch.device("cpu"))
     noisy, clean = pairs()
-    before = float(gan.discriminator_loss(noisy, clean).detach())
-    gan.step_discriminator(noisy, clean)
-    assert float(gan.discriminator_loss(noisy, clean).detach()) < before
-    before = float(gan.generator_loss(noisy, clean).detach())
-    gan.step_generator(noisy, clean)
-    assert float(gan.generator_loss(noisy, clean).detach()) < before
+    plan = gan.training_plan(split_of(clean[:, 0].numpy(), ProjectionDose(seed=0)), {})
+    discriminator, generator = plan.objectives
+    batch = batch_of(noisy, clean)
+    before, after = step(discriminator, batch)
+    assert after < before
+    before, after = step(generator, batch)
+    assert after < before
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "sample"])
@@ -58,9 +79,10 @@ def test_one_diffusion_step_lowers_the_loss_on_a_tiny_batch(prediction):
     diffusion = build_reconstructor("diffusion", config(prediction=prediction), torch.device("cpu"))
     noisy, clean = pairs()
     optimiser = torch.optim.Adam(diffusion.net.parameters(), lr=1e-3)
+    batch = batch_of(noisy, clean)
 
     def loss() -> torch.Tensor:  # same timesteps and noise each time: the change is the step's doing
-        return diffusion.loss(noisy, clean, torch.Generator().manual_seed(1))
+        return DenoisingLoss()(diffusion.denoise(batch, torch.Generator().manual_seed(1)), batch)
 
     before = loss()
     optimiser.zero_grad()
@@ -89,11 +111,10 @@ def test_diffusion_sampling_is_deterministic_per_seed_and_independent_of_batchin
 
 @pytest.mark.parametrize("prediction", ["epsilon", "sample"])
 def test_diffusion_with_data_consistency_keeps_the_measured_kspace(prediction):
-    mri = from_dict({"modality": "mri", "physics": {"model": "kspace", "levels": [4]},
-                     "cohort": {"anatomy": "procedural", "prevalence": {"high_grade": 0.5}},
-                     "reconstructors": {"names": ["diffusion"], "diffusion": {
-                         "prediction": prediction, "channels": [8, 16, 32], "sampling_steps": 3,
-                         "data_consistency": True}}})
+    tiny = load_config(ROOT / "configs" / "tiny-mri.yaml")
+    mri = dataclasses.replace(tiny, reconstructors=dataclasses.replace(tiny.reconstructors, names=("diffusion",),
+                                                                       diffusion=DiffusionConfig(
+        prediction=prediction, channels=(8, 16, 32), sampling_steps=3, data_consistency=True)))
     diffusion = past_rezero(build_reconstructor("diffusion", mri, torch.device("cpu")))
     physics = KspaceUndersampling(seed=0)
     clean = torch.from_numpy(smooth_images(2, 32)[:, None])
@@ -119,17 +140,17 @@ def test_second_sweep_of_a_cell_takes_diffusion_outputs_from_the_cache(tmp_path,
     cfg = config()
     diffusion = build_reconstructor("diffusion", cfg, torch.device("cpu"))
     physics = ProjectionDose(seed=0)
-    images = smooth_images(6, 32)
     rows = pd.DataFrame({"image_id": [f"i{k}" for k in range(6)], "subject_id": [f"s{k}" for k in range(6)],
                          "sex": ["F", "M"] * 3, "age": 50.0, "age_band": "<60", "finding": [0.0, 1.0] * 3})
+    data = SplitData(rows, smooth_images(6, 32), ("finding",))
     classifier = Classifier(cfg, ("finding",), torch.device("cpu"))
     calls = []
     original = diffusion.sample
     monkeypatch.setattr(diffusion, "sample", lambda *a, **k: calls.append(len(a[4])) or original(*a, **k))
 
     def run():
-        return evaluate_cell(rows, images, ("finding",), classifier, physics, diffusion, 300.0, torch.device("cpu"),
-                             4, [], "xray", cache_root=tmp_path)
+        return evaluate_cell(data, [classifier], physics, diffusion, 300.0, torch.device("cpu"), 4, [],
+                             cache_root=tmp_path)
 
     first = run()
     assert sum(calls) == 6
@@ -142,7 +163,7 @@ def test_second_sweep_of_a_cell_takes_diffusion_outputs_from_the_cache(tmp_path,
 @pytest.mark.parametrize("name", ["gan", "diffusion"])
 def test_checkpoint_from_another_architecture_is_a_clear_error(tmp_path, name):
     narrow = build_reconstructor(name, config(), torch.device("cpu"))
-    narrow.fit(smooth_images(8, 32), ProjectionDose(seed=0), tmp_path)
+    narrow.fit(split_of(smooth_images(8, 32), ProjectionDose(seed=0)), tmp_path)
     wide_config = config(channels=(16, 32, 64)) if name == "diffusion" else dataclasses.replace(
         config(), reconstructors=dataclasses.replace(config().reconstructors, gan=dataclasses.replace(
             config().reconstructors.gan, channels=(16, 32, 64))))

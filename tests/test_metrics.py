@@ -9,7 +9,7 @@ from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structu
 from sklearn.metrics import roc_auc_score
 
 from recon_core.fairness import bootstrap as bs
-from recon_core.metrics import image_quality
+from recon_core.metrics.image_quality import image_quality
 
 
 @pytest.fixture

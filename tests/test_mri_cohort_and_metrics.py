@@ -12,7 +12,7 @@ from recon_core.cohorts.synthetic_mri import generate_cohort
 from recon_core.config import BiasKnob, CohortConfig
 from recon_core.fairness.patients import patient_rows
 from recon_core.fairness.summary import summarise_cell
-from recon_core.metrics import image_quality
+from recon_core.metrics.image_quality import image_quality
 from recon_core.metrics.segmentation import dice, hd95
 
 

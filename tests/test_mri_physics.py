@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from recon_core.config import ConfigError, from_dict
+from recon_core.config import ConfigError
+from recon_core.config_loader import from_dict
+from recon_core.modalities.mri import MRI
 from recon_core.physics import KspaceUndersampling, PhysicsError
 from recon_core.physics.kspace_masks import KINDS, make_mask, measured_acceleration
 from recon_core.physics.mri_kspace import data_consistency, fft2c, ifft2c, magnitude
@@ -94,9 +96,9 @@ def test_noise_is_seeded_per_image():
 def test_acceleration_below_one_is_a_clear_error():
     with pytest.raises(PhysicsError, match=r"acceleration must be ≥ 1.*0.5"):
         KspaceUndersampling(seed=0).degrade(images(1), 0.5, ["a"])
-    with pytest.raises(ConfigError, match=r"physics.levels: acceleration 0.5 must be ≥ 1"):
-        from_dict({"modality": "mri", "physics": {"model": "kspace", "levels": [4, 0.5]},
+    with pytest.raises(ConfigError, match=r"physics.levels: acceleration level 0.5 must be ≥ 1"):
+        from_dict({"modality": MRI.name, "physics": {"model": "kspace", "levels": [4, 0.5]},
                    "cohort": {"anatomy": "procedural", "prevalence": {"high_grade": 0.5}},
                    "reconstructors": {"names": ["zero_filled"]}})
     with pytest.raises(ConfigError, match=r"'projection' does not fit modality 'mri'"):
-        from_dict({"modality": "mri", "cohort": {"anatomy": "procedural"}})
+        from_dict({"modality": MRI.name, "cohort": {"anatomy": "procedural"}})

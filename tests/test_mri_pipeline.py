@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from recon_core.config import load_config
+from recon_core.config_loader import load_config
+from recon_core.modalities import mri
 from recon_core.physics.mri_kspace import fft2c
 from recon_core.runner.replay import CaseReplayer
 from recon_core.store import CLEAN, queries
@@ -29,7 +30,7 @@ def test_every_mri_cell_lands_with_dice_and_patient_level_aggregates(mri_store):
     for metric in ("dice", "dice_gap", "dice_skewed_error_ratio", "dice_added", "dice_gap_added", "hd95"):
         assert metric in set(agg.metric), metric
     run = queries.runs(store).iloc[0]
-    assert run.modality == "mri" and run.level_name == "acceleration"
+    assert run.modality == mri.MRI.name and run.level_name == "acceleration" and bool(run.higher_is_worse)
 
 
 def test_zero_filled_quality_falls_with_acceleration(mri_store):

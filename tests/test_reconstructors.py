@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from recon_core.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from recon_core.config import ReconstructorsConfig, StudyConfig, UNetConfig
 from recon_core.diagnostics import Classifier
 from recon_core.diagnostics.segmenter import Segmenter
+from recon_core.models.batches import SplitData
+from recon_core.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from recon_core.physics import ProjectionDose
 from recon_core.reconstructors import UnknownReconstructorError, available, build_reconstructor
 
@@ -23,6 +25,14 @@ def smooth_images(n=8, size=32, seed=0):
     yy, xx = np.mgrid[0:size, 0:size] / size
     return np.stack([0.4 + 0.3 * np.sin(6 * xx + rng.uniform(0, 6)) * np.cos(4 * yy) for _ in range(n)]
                     ).astype(np.float32)
+
+
+def split_of(images: np.ndarray, physics=None, sex=None) -> SplitData:
+    """Images as a training split: rows with an id, a subject and a sex each, no labels."""
+    n = len(images)
+    rows = pd.DataFrame({"image_id": [f"t{i}" for i in range(n)], "subject_id": [f"s{i}" for i in range(n)],
+                         "sex": sex if sex is not None else ["F", "M"] * (n // 2) + ["F"] * (n % 2)})
+    return SplitData(rows, images, (), None, physics)
 
 
 def test_registry_lists_and_rejects():
@@ -58,11 +68,11 @@ def test_unet_training_lowers_error_and_reloads(tmp_path):
     noisy = physics.degrade(batch, 300.0, [f"t{i}" for i in range(8)])
     recon = build_reconstructor("unet", config, CPU)
     before = ((recon.reconstruct(noisy, physics, 300.0) - batch) ** 2).mean()
-    recon.fit(clean, physics, tmp_path)
+    recon.fit(split_of(clean, physics), tmp_path)
     after = ((recon.reconstruct(noisy, physics, 300.0) - batch) ** 2).mean()
     assert after < before
     again = build_reconstructor("unet", config, CPU)
-    again.fit(clean, physics, tmp_path)  # loads the checkpoint, trains nothing
+    again.fit(split_of(clean, physics), tmp_path)  # loads the checkpoint, trains nothing
     torch.testing.assert_close(again.reconstruct(noisy, physics, 300.0), recon.reconstruct(noisy, physics, 300.0))
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from recon_core.checkpoints import CheckpointError
 from recon_core.explain.attributions import METHODS, attribute
+from recon_core.models.checkpoints import CheckpointError
 from recon_core.runner.replay import CaseReplayer
 from recon_core.store import CLEAN, queries
 
@@ -43,8 +43,10 @@ def test_replay_refuses_to_train(tmp_path, tiny_config):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_attributions_are_batched_normalised_maps(replayer, method):
-    case = replayer.case(replayer.subjects.index[0], "unet", 300.0)
+def test_attributions_are_batched_normalised_maps(built_store, replayer, method):
+    replayer_store, replayer_key, _ = built_store
+    rows = queries.image_rows(replayer_store, replayer_key, CLEAN, 0.0)
+    case = replayer.case(rows.image_id.iloc[0], "unet", 300.0)
     batch = torch.from_numpy(np.stack([case.clean, case.reconstructed])[:, None])
     maps = attribute(replayer.classifier.net, batch, 0, method)
     assert maps.shape == (2, 32, 32) and np.isfinite(maps).all()

@@ -1,9 +1,10 @@
-"""The lab-meeting report: one self-contained HTML page of a selection."""
+"""The lab-meeting report and the CLI report: one read model, correct for each modality."""
 
 from __future__ import annotations
 
 import re
 
+from recon_core.cli import main
 from recon_core.report import build_report
 
 
@@ -12,6 +13,32 @@ def test_report_is_self_contained_and_complete(built_store):
     page = build_report(store, key, ["none", "unet"], [3000.0, 300.0], "sex", 300.0)
     assert page.startswith("<!doctype html>") and page.count("plotly-graph-div") >= 3
     assert page.count("data:image/png;base64,") >= 3  # clean, degraded, reconstructions of each example
-    assert "eo_gap_added" in page and "Does image quality predict the task?" in page
+    assert "Equal-opportunity gap added" in page and "Does image quality predict the task?" in page
+    assert "Task: mean AUROC" in page and '"autorange":"reversed"' in page  # dose falls to the right
     # nothing is fetched from elsewhere: no external scripts, styles or images
     assert not re.search(r"""<(script|link|img)[^>]+(src|href)=["']https?://""", page)
+
+
+def test_mri_report_leads_with_dice_per_patient_and_the_dice_gap(mri_store):
+    store, key, _ = mri_store
+    page = build_report(store, key, ["zero_filled", "unet"], [4.0, 8.0], "sex")
+    assert "Task: tumour Dice (mean per patient)" in page and "Task: grade AUROC" in page
+    assert '"autorange":"reversed"' not in page  # acceleration grows to the right: the axis is not flipped
+    assert re.search(r"acceleration \((×|\\u00d7)\), more degraded to the right", page)  # plotly escapes ×
+    assert "Dice gap added, by sex" in page  # the informative gap of MRI, not the grade's TPR gap
+    assert "volume PSNR (dB)" in page and "patients (all of a patient" in page
+    assert "Added by reconstruction at 8 ×" in page  # the most accelerated level by default
+    assert ">nan<" not in page.lower()
+    assert page.count("data:image/png;base64,") >= 3
+
+
+def test_cli_report_of_an_mri_run_reads_its_modality_from_the_store(mri_store, capsys):
+    store, key, _ = mri_store
+    assert main(["report", "--store", str(store.path), "--run", key]) == 0
+    out = capsys.readouterr().out
+    assert "MRI (accelerated)" in out and "acceleration" in out
+    assert "Dice" in out and "volume PSNR (dB)" in out and "grade AUROC" in out and "Dice gap added" in out
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert rows[0][:2] == ["clean", "—"]
+    zero_filled = [r[1] for r in rows if r[0] == "zero_filled"]
+    assert zero_filled == ["4", "8"]  # mildest first

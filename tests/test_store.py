@@ -11,7 +11,10 @@ import numpy as np
 import pandas as pd
 
 from recon_core.config import StudyConfig
+from recon_core.modalities import get_modality
 from recon_core.store import Store, queries, writes
+
+XRAY = get_modality(StudyConfig().modality)
 
 
 def cell_frames(n=5):
@@ -25,11 +28,11 @@ def cell_frames(n=5):
 def test_writes_are_idempotent(tmp_path):
     store = Store(tmp_path / "s.duckdb")
     config = StudyConfig()
-    key = writes.register_run(store, config, "dose", "photons")
+    key = writes.register_run(store, config, XRAY.describe(config))
     metrics, scores = cell_frames()
     example = {("i0", "reconstructed"): np.eye(4, dtype=np.float32)}
     for _ in range(2):
-        writes.register_run(store, config, "dose", "photons")
+        writes.register_run(store, config, XRAY.describe(config))
         writes.write_cell_rows(store, key, "none", 100.0, metrics, scores, example)
         writes.write_thresholds(store, key, {"a": 0.5})
     counts = store.query("SELECT (SELECT count(*) FROM image_metrics), (SELECT count(*) FROM image_scores), "
@@ -50,7 +53,7 @@ def test_reads_of_a_missing_store_are_empty(tmp_path):
 
 def test_quoted_values_are_parameters_not_sql(tmp_path):
     store = Store(tmp_path / "s.duckdb")
-    key = writes.register_run(store, StudyConfig(name="it's; DROP TABLE runs; --"), "dose", "photons")
+    key = writes.register_run(store, StudyConfig(name="it's; DROP TABLE runs; --"), XRAY.describe(StudyConfig()))
     assert queries.runs(store).name.tolist() == ["it's; DROP TABLE runs; --"]
     assert queries.cells(store, "' OR 1=1 --").empty and key
 
@@ -59,9 +62,10 @@ WRITER = textwrap.dedent("""
     import sys, time
     import pandas as pd
     from recon_core.config import StudyConfig
+    from recon_core.modalities import get_modality
     from recon_core.store import Store, writes
     store = Store(sys.argv[1])
-    key = writes.register_run(store, StudyConfig(), "dose", "photons")
+    key = writes.register_run(store, StudyConfig(), get_modality(StudyConfig().modality).describe(StudyConfig()))
     for cell in range(40):
         metrics = pd.DataFrame({"modality": "xray", "image_id": [f"i{i}" for i in range(50)],
                                 "subject_id": "s", "sex": "M", "age": 50.0, "age_band": "<60",
@@ -98,7 +102,7 @@ def test_dashboard_reads_while_a_sweep_writes(tmp_path):
 def test_a_store_written_before_the_volume_columns_still_reads(tmp_path):
     """Stores from before `mse`/`signal` existed: rows read with those columns empty, never an error."""
     store = Store(tmp_path / "old.duckdb")
-    key = writes.register_run(store, StudyConfig(), "dose", "photons")
+    key = writes.register_run(store, StudyConfig(), XRAY.describe(StudyConfig()))
     metrics, scores = cell_frames()
     writes.write_cell_rows(store, key, "none", 100.0, metrics, scores, {})
     with store.connect() as con:

@@ -15,6 +15,7 @@ from recon_core.cohorts.synthetic_xray import generate_cohort
 from recon_core.config import BiasKnob, CohortConfig, DiagnosticConfig, StudyConfig
 from recon_core.diagnostics import Classifier, choose_thresholds
 from recon_core.fairness import summarise_cell
+from recon_core.models.batches import SplitData
 from recon_core.physics import ProjectionDose
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def model(tmp_path_factory):
     config = StudyConfig(diagnostic=DiagnosticConfig(steps=150, batch_size=32, learning_rate=3e-3))
     train = make_cohort(100, 1200)
     classifier = Classifier(config, train.labels, torch.device("cpu"))
-    classifier.fit(train.images, train.targets(train.subjects), tmp_path_factory.mktemp("ckpt"))
+    classifier.fit(SplitData(train.subjects, train.images, train.labels), tmp_path_factory.mktemp("ckpt"))
     val = make_cohort(101, 600)
     j = val.labels.index(LABEL)
     threshold = choose_thresholds(val.targets(val.subjects)[:, j:j + 1], predict(classifier, val.images)[:, j:j + 1],

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from recon_core.cohorts.demographics import CohortError
+from recon_core.config import CohortConfig
+from recon_core.progress import Progress, silent
 
 SPLITS = ("recon_train", "diag_train", "val", "test")
 """Reconstructor training, diagnostic training, validation (threshold choice), test."""
@@ -74,3 +77,33 @@ def assign_splits(subject_ids: np.ndarray, fractions: tuple[float, ...], rng: np
         start = stop
     lookup = dict(zip(unique, split_of, strict=True))
     return np.array([lookup[s] for s in subject_ids], dtype=object)
+
+
+class CohortSource(ABC):
+    """Where a study's images come from: the whole cohort for a sweep, or one image for a replay.
+
+    `item` gives one clean image (and its mask, for cohorts with masks) exactly as `load` makes
+    it, without building the rest of the cohort: a replay of one case renders or reads one subject.
+    """
+
+    labels: tuple[str, ...]
+
+    def __init__(self, config: CohortConfig, seed: int) -> None:
+        self.config = config
+        self.seed = seed
+
+    @abstractmethod
+    def load(self, progress: Progress = silent) -> Cohort:
+        """The whole cohort, every split."""
+
+    @abstractmethod
+    def item(self, image_id: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """(clean image (H, W) in [0, 1], its uint8 mask or None) of one image id; CohortError if not in the cohort."""
+
+
+def slice_of(image_id: str, subjects: pd.Index, count: int) -> tuple[str, int]:
+    """(subject id, slice index) of an MRI slice id '<subject>-s<k>'; CohortError if it is not in the cohort."""
+    subject, _, k = image_id.rpartition("-s")
+    if subject not in subjects or not k.isdigit() or int(k) >= count:
+        raise CohortError(f"slice {image_id!r} is not in this study's cohort")
+    return subject, int(k)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from skimage.transform import resize
 
-from recon_core.cohorts.base import Cohort, assign_splits
+from recon_core.cohorts.base import Cohort, CohortSource, assign_splits
 from recon_core.cohorts.demographics import CohortError, age_band, parse_age, parse_sex, require_varied
 from recon_core.config import CohortConfig
 from recon_core.progress import Progress, silent
@@ -112,3 +113,28 @@ def load_csv_cohort(config: CohortConfig, seed: int, progress: Progress = silent
         if i % 50 == 0 or i == len(subjects) - 1:
             progress("reading images", i + 1, len(subjects))
     return Cohort(subjects, images, tuple(spec.labels), source=spec.csv_path)
+
+
+class CsvChestSource(CohortSource):
+    """A CheXpert/MIMIC-style CSV dataset; one listed image is read on its own for a replay."""
+
+    def __init__(self, config: CohortConfig, seed: int) -> None:
+        super().__init__(config, seed)
+        self.labels = tuple(config.csv.labels)
+
+    def load(self, progress: Progress = silent) -> Cohort:
+        return load_csv_cohort(self.config, self.seed, progress)
+
+    @cached_property
+    def _listed(self) -> set[str]:
+        spec = self.config.csv
+        try:
+            return set(pd.read_csv(spec.csv_path, usecols=[spec.path_column])[spec.path_column].astype(str))
+        except (FileNotFoundError, ValueError, pd.errors.ParserError) as exc:
+            raise CohortError(f"{spec.csv_path}: cannot list the dataset's images ({exc})") from None
+
+    def item(self, image_id: str) -> tuple[np.ndarray, None]:
+        spec = self.config.csv
+        if image_id not in self._listed:
+            raise CohortError(f"image {image_id!r} is not listed in {spec.csv_path}")
+        return read_image(Path(spec.image_root) / image_id, self.config.image_size), None

@@ -9,13 +9,14 @@ image, a slice range outside the volume, a missing file, an unknown grade.
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from skimage.transform import resize
 
-from recon_core.cohorts.base import Cohort, assign_splits
+from recon_core.cohorts.base import Cohort, CohortSource, assign_splits, slice_of
 from recon_core.cohorts.demographics import CohortError, age_band, parse_age, parse_sex, require_varied
 from recon_core.config import CohortConfig
 from recon_core.progress import Progress, silent
@@ -113,3 +114,22 @@ def load_nifti_cohort(config: CohortConfig, seed: int, progress: Progress = sile
     masks = np.concatenate([m for _, m in parts])
     rows["tumour_pixels"] = masks.reshape(len(masks), -1).sum(1)
     return Cohort(rows, np.concatenate([im for im, _ in parts]), LABELS, str(config.nifti.metadata_csv), masks=masks)
+
+
+class NiftiBrainSource(CohortSource):
+    """A UCSF-PDGM/BraTS-style NIfTI folder; one patient's volume is read on its own for a replay of one slice."""
+
+    labels = LABELS
+
+    def load(self, progress: Progress = silent) -> Cohort:
+        return load_nifti_cohort(self.config, self.seed, progress)
+
+    @cached_property
+    def _patients(self) -> pd.DataFrame:
+        return read_metadata(self.config, self.seed).set_index("subject_id", drop=False)
+
+    def item(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+        start, stop = self.config.nifti.slice_range
+        subject, k = slice_of(image_id, self._patients.index, stop - start)
+        images, masks = read_patient(self.config, subject)
+        return images[k], masks[k]

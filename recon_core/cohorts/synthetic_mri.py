@@ -15,11 +15,13 @@ prevalence, tumour contrast or size in one group. Deterministic per (seed, patie
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from recon_core.cohorts.base import Cohort, assign_splits
+from recon_core.cohorts.base import Cohort, CohortSource, assign_splits, slice_of
 from recon_core.cohorts.brain_anatomy import BrainStack, brain_stack
 from recon_core.cohorts.demographics import CohortError, age_band, require_varied
 from recon_core.config import CohortConfig
@@ -156,3 +158,26 @@ def generate_cohort(config: CohortConfig, seed: int, progress: Progress = silent
     rows["slice"] = np.tile(np.arange(n), len(patients))
     rows["tumour_pixels"] = masks.reshape(len(masks), -1).sum(1)
     return Cohort(rows, images, LABELS, f"synthetic MRI ({stack.name})", masks=masks)
+
+
+class SyntheticBrainSource(CohortSource):
+    """The generated brain-MRI cohort; one patient is re-rendered on its own for a replay of one slice."""
+
+    labels = LABELS
+
+    def load(self, progress: Progress = silent) -> Cohort:
+        return generate_cohort(self.config, self.seed, progress)
+
+    @cached_property
+    def _patients(self) -> pd.DataFrame:
+        return sample_patients(self.config, self.seed).set_index("subject_id", drop=False)
+
+    @cached_property
+    def _stack(self) -> BrainStack:
+        return brain_stack(self.config.anatomy, self.config.image_size)
+
+    def item(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+        count = self.config.slices_per_subject
+        subject, k = slice_of(image_id, self._patients.index, count)
+        images, masks = render_patient(self._stack, self._patients.loc[subject], count, self.seed)
+        return images[k], masks[k]

@@ -9,11 +9,13 @@ Deterministic per (seed, subject).
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from recon_core.cohorts.base import Cohort, assign_splits
+from recon_core.cohorts.base import Cohort, CohortSource, assign_splits
 from recon_core.cohorts.chest_anatomy import Template, template_for
 from recon_core.cohorts.demographics import CohortError, age_band, require_varied
 from recon_core.config import CohortConfig
@@ -132,3 +134,25 @@ def generate_cohort(config: CohortConfig, seed: int, progress: Progress = silent
         if i % 100 == 0 or i == len(subjects) - 1:
             progress("generating cohort", i + 1, len(subjects))
     return Cohort(subjects, images, LABELS, source=f"synthetic:{config.anatomy}")
+
+
+class SyntheticChestSource(CohortSource):
+    """The generated chest X-ray cohort; one subject is re-rendered on its own for a replay."""
+
+    labels = LABELS
+
+    def load(self, progress: Progress = silent) -> Cohort:
+        return generate_cohort(self.config, self.seed, progress)
+
+    @cached_property
+    def _subjects(self) -> pd.DataFrame:
+        return sample_subjects(self.config, self.seed).set_index("image_id", drop=False)
+
+    @cached_property
+    def _template(self) -> Template:
+        return template_for(self.config.anatomy, self.config.image_size)
+
+    def item(self, image_id: str) -> tuple[np.ndarray, None]:
+        if image_id not in self._subjects.index:
+            raise CohortError(f"image {image_id!r} is not in this study's cohort")
+        return render_subject(self._template, self._subjects.loc[image_id], self.seed), None

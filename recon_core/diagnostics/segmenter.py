@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 import torch
-from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
-from recon_core.checkpoints import load_checkpoint, save_checkpoint
 from recon_core.config import StudyConfig, stable_hash
-from recon_core.progress import Progress, silent
-from recon_core.seeding import numpy_rng, seeded_torch
-from recon_core.training import optimise
+from recon_core.diagnostics.task import TaskModel, TaskOutput
+from recon_core.metrics.segmentation import segmentation_quality
+from recon_core.models.batches import SplitData
+from recon_core.models.contract import Objective, TrainableModel, TrainingPlan, adam
+from recon_core.models.losses import DiceCE
+from recon_core.seeding import seeded_torch
 
 
-class Segmenter:
-    """Binary tumour masks for batches of (B, 1, H, W) slices; trains once per config, then loads."""
+class Segmenter(TaskModel):
+    """Binary tumour masks for batches of (B, 1, H, W) slices, judged per slice by Dice and HD95."""
+
+    name = "segmenter"
 
     def __init__(self, config: StudyConfig, device: torch.device) -> None:
-        self.config = config
-        self.device = device
+        super().__init__(config, device)
         channels = config.diagnostic.segmenter_channels
         strides = (2,) * (len(channels) - 1)
         self.arch = {"net": "monai.UNet segmenter", "channels": list(channels), "out": 2}
@@ -30,42 +32,26 @@ class Segmenter:
                             num_res_units=1).to(device)
 
     def weights_key(self) -> str:
-        """What determines the segmenter's weights."""
         c = self.config
         return stable_hash("segmenter", c.cohort, c.diagnostic.segmenter_channels, c.diagnostic.segmenter_steps,
                            c.diagnostic.batch_size, c.diagnostic.learning_rate, c.seed)
 
-    def checkpoint_path(self, checkpoint_dir: Path) -> Path:
-        """Where this configuration's weights live."""
-        return checkpoint_dir / f"segmenter-{self.weights_key()}.pt"
-
-    def load(self, checkpoint_dir: Path) -> None:
-        """Loads this configuration's trained weights; a missing checkpoint is a CheckpointError."""
-        load_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
-        self.net.eval()
-
-    def fit(self, images: np.ndarray, masks: np.ndarray, checkpoint_dir: Path, progress: Progress = silent) -> None:
-        """Dice + CE (MONAI DiceCELoss, softmax over background/tumour) on clean slices; loads if trained."""
-        if self.checkpoint_path(checkpoint_dir).exists():
-            self.load(checkpoint_dir)
-            return
+    def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
+        """Dice + CE (softmax over background/tumour) on clean slices and their masks."""
         cfg = self.config.diagnostic
-        rng = numpy_rng(self.config.seed, "segmenter-train")
-        torch.manual_seed(int(rng.integers(2**31)))
-        loss = DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True)
-
-        def batch_loss(step: int) -> torch.Tensor:
-            idx = rng.integers(0, len(images), cfg.batch_size)
-            x = torch.from_numpy(images[idx][:, None]).to(self.device)
-            y = torch.from_numpy(masks[idx][:, None].astype(np.int64)).to(self.device)
-            return loss(self.net(x), y)
-
-        optimise(self.net, cfg.segmenter_steps, cfg.learning_rate, batch_loss, progress, "training segmenter",
-                 "one_cycle")
-        save_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
+        batches = data.sampler(self.config.seed, "segmenter-train", cfg.batch_size)
+        optimiser, schedule = adam(self.net, cfg.learning_rate, cfg.segmenter_steps, "one_cycle")
+        return TrainingPlan(cfg.segmenter_steps, batches, [Objective(lambda b: self.net(b.images), DiceCE(),
+                                                                     optimiser, schedule)], [self.net], self.device)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) uint8 masks (argmax of background/tumour) on the images' device."""
         logits = self.net(images.to(self.device))
         return logits.argmax(1, keepdim=True).to(torch.uint8).to(images.device)
+
+    def evaluate(self, images: torch.Tensor, truth: torch.Tensor | None) -> TaskOutput:
+        """Predicted masks, and Dice and HD95 per slice against the true masks."""
+        predicted = self.predict(images).cpu()
+        metrics = {} if truth is None else {k: v.numpy() for k, v in segmentation_quality(predicted, truth).items()}
+        return TaskOutput(metrics=metrics, masks=predicted[:, 0].numpy().astype(np.float32))

@@ -14,6 +14,7 @@ import pandas as pd
 
 from recon_core.fairness import bootstrap as bs
 from recon_core.fairness.groups import iter_groups
+from recon_core.metrics import catalogue
 from recon_core.seeding import numpy_rng
 
 KINDS = ("lost", "invented", "recovered", "corrected", "unchanged")
@@ -31,7 +32,7 @@ def flip_table(clean: pd.DataFrame, recon: pd.DataFrame, labels: Sequence[str],
         raise ValueError("clean and reconstructed rows cover different images")
     parts = []
     demographics = [c for c in recon.columns if not c.startswith(("score:", "target:"))
-                    and c not in ("psnr", "ssim", "nmse", "modality")]
+                    and c not in (*catalogue.IMAGE_COLUMNS, "modality")]
     for label in labels:
         before, after = clean[f"score:{label}"].to_numpy(), recon[f"score:{label}"].to_numpy()
         target = recon[f"target:{label}"].to_numpy()

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from recon_core.metrics import catalogue
 from recon_core.metrics.image_quality import volume_quality
 
 DEMOGRAPHICS = ("sex", "age", "age_band")
@@ -34,7 +35,7 @@ def patient_rows(rows: pd.DataFrame) -> pd.DataFrame:
     out = per[[c for c in rows if c in DEMOGRAPHICS or c.startswith("target:")]].first()
     scores = [c for c in rows if c.startswith("score:")]
     out[scores] = per[scores].median()
-    means = [c for c in ("psnr", "ssim", "nmse", "dice", "hd95") if c in rows]
+    means = [c for c in catalogue.IMAGE_COLUMNS if c in rows and catalogue.BY_NAME[c].kind != "helper"]
     with warnings.catch_warnings():  # all-NaN HD95 of a patient stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         out[means] = per[means].agg(lambda v: np.nanmean(v) if v.notna().any() else np.nan)

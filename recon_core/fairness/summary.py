@@ -24,12 +24,13 @@ import pandas as pd
 
 from recon_core.fairness import bootstrap as bs
 from recon_core.fairness.groups import iter_groups
+from recon_core.metrics import catalogue
 from recon_core.seeding import numpy_rng
 
-IMAGE_METRICS = ("psnr", "ssim", "nmse", "psnr_volume", "nmse_volume")  # the last two: MRI patients
-SEGMENTATION_METRICS = ("dice", "hd95")
-TASK_METRICS = ("auroc", "tpr", "fpr", "fnr", "ppv", "ece")
-HIGHER_IS_WORSE = {"fpr", "fnr", "ece"}
+IMAGE_METRICS = catalogue.QUALITY  # per image, or per patient for MRI (volume PSNR/NMSE)
+SEGMENTATION_METRICS = catalogue.SEGMENTATION
+TASK_METRICS = catalogue.TASK
+HIGHER_IS_WORSE = catalogue.HIGHER_IS_WORSE
 COLUMNS = ["metric", "label", "attribute", "grp", "estimate", "ci_low", "ci_high", "n", "n_pos", "p_value"]
 DEFAULT_ATTRIBUTES = ("sex", "age_band", "sex×age_band")
 

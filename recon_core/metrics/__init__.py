@@ -1,13 +1,4 @@
-"""Per-image image-quality metrics (set-level task metrics live in recon_core.fairness.bootstrap)."""
+"""Per-image metrics (image quality, segmentation) and the metric catalogue; set-level task metrics live in fairness.
 
-from recon_core.metrics.image_quality import (
-    DATA_RANGE,
-    QUALITY_METRICS,
-    image_quality,
-    nmse,
-    psnr,
-    ssim,
-    volume_quality,
-)
-
-__all__ = ["DATA_RANGE", "QUALITY_METRICS", "image_quality", "nmse", "psnr", "ssim", "volume_quality"]
+Import the submodules directly: the catalogue is read by the store and the pages without torch.
+"""

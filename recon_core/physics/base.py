@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -14,6 +15,33 @@ class PhysicsError(ValueError):
     """A dose level or input the forward model cannot use."""
 
 
+@dataclass(frozen=True)
+class LevelAxis:
+    """What a physics level means: its name and unit, the smallest allowed value, and its direction.
+
+    X-ray: dose in photons, > 0, a lower dose is noisier; MRI: acceleration, ≥ 1, a higher one
+    samples less. Plots, the sidebar and reports read the direction from here (stored with each run).
+    """
+
+    name: str
+    unit: str
+    minimum: float
+    minimum_included: bool
+    higher_is_worse: bool
+
+    def problem(self, level: object) -> str | None:
+        """Why a level is impossible on this axis ('must be > 0 photons'), or None when it is fine."""
+        ok = isinstance(level, (int, float)) and not isinstance(level, bool) and (
+            level >= self.minimum if self.minimum_included else level > self.minimum)
+        if ok:
+            return None
+        return f"must be {'≥' if self.minimum_included else '>'} {self.minimum:g} {self.unit}"
+
+    def worst_first(self, levels: Sequence[float]) -> list[float]:
+        """Levels from the most degraded to the mildest."""
+        return sorted(levels, reverse=self.higher_is_worse)
+
+
 class Acquisition(ABC):
     """A forward model with its noise. Images are (B, 1, H, W) in [0, 1], bright = attenuating.
 
@@ -22,19 +50,26 @@ class Acquisition(ABC):
     """
 
     name: str
-    level_name: str
-    level_unit: str
+    axis: LevelAxis
+    measures_kspace = False
+    """Whether `consistent` can put measured samples back (k-space physics only)."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    higher_is_worse = False
-    """Whether a larger level degrades more (MRI acceleration) or less (X-ray dose)."""
+    @property
+    def level_name(self) -> str:
+        return self.axis.name
+
+    @property
+    def level_unit(self) -> str:
+        return self.axis.unit
 
     def check_level(self, level: float) -> float:
-        """Levels are doses (photons): strictly positive numbers."""
-        if not isinstance(level, (int, float)) or not level > 0:
-            raise PhysicsError(f"{self.name}: {self.level_name} must be > 0 {self.level_unit}, got {level!r}")
+        """A level on this physics' axis as a float; anything else is a PhysicsError naming the rule."""
+        problem = self.axis.problem(level)
+        if problem:
+            raise PhysicsError(f"{self.name}: {self.axis.name} {problem}, got {level!r}")
         return float(level)
 
     def image_seed(self, image_id: str, level: float) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from recon_core.physics.base import Acquisition, PhysicsError
+from recon_core.physics.base import Acquisition, LevelAxis, PhysicsError
 from recon_core.physics.kspace_masks import make_mask, measured_acceleration
 from recon_core.seeding import numpy_rng
 
@@ -46,9 +46,8 @@ class KspaceUndersampling(Acquisition):
     """
 
     name = "mri_kspace"
-    level_name = "acceleration"
-    level_unit = "×"
-    higher_is_worse = True
+    axis = LevelAxis("acceleration", "×", minimum=1.0, minimum_included=True, higher_is_worse=True)
+    measures_kspace = True
 
     def __init__(self, seed: int, mask_kind: str = "radial", centre_fraction: float = 0.08,
                  snr: float | None = None) -> None:
@@ -57,12 +56,6 @@ class KspaceUndersampling(Acquisition):
         self.centre_fraction = centre_fraction
         self.snr = snr
         self._masks: dict[tuple[float, int], torch.Tensor] = {}
-
-    def check_level(self, level: float) -> float:
-        """Accelerations are ≥ 1 (1 = fully sampled)."""
-        if isinstance(level, bool) or not isinstance(level, (int, float)) or not level >= 1:
-            raise PhysicsError(f"{self.name}: acceleration must be ≥ 1 (1 = fully sampled), got {level!r}")
-        return float(level)
 
     def mask(self, level: float, size: int) -> torch.Tensor:
         """The (size, size) boolean mask of one acceleration (cached)."""

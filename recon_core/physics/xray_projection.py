@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from recon_core.physics.base import Acquisition
+from recon_core.physics.base import Acquisition, LevelAxis
 
 
 class ProjectionDose(Acquisition):
     """Projection-domain low-dose model; level = incident photons per pixel (I0)."""
 
     name = "xray_projection"
-    level_name = "dose"
-    level_unit = "photons/pixel"
+    axis = LevelAxis("dose", "photons/pixel", minimum=0.0, minimum_included=False, higher_is_worse=False)
 
     def __init__(self, seed: int, attenuation_scale: float = 3.0, electronic_noise: float = 2.0) -> None:
         super().__init__(seed)

@@ -11,15 +11,14 @@ import numpy as np
 import torch
 from skimage.transform import iradon, radon
 
-from recon_core.physics.base import Acquisition
+from recon_core.physics.base import Acquisition, LevelAxis
 
 
 class SinogramDose(Acquisition):
     """Sinogram-domain model; level = photon count at the sinogram maximum."""
 
     name = "xray_sinogram"
-    level_name = "dose"
-    level_unit = "photons"
+    axis = LevelAxis("dose", "photons", minimum=0.0, minimum_included=False, higher_is_worse=False)
 
     def __init__(self, seed: int, n_angles: int = 256) -> None:
         super().__init__(seed)

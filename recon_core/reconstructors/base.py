@@ -1,18 +1,15 @@
-"""What every reconstructor offers: batched reconstruct(), and fit() for the trainable ones."""
+"""What every reconstructor offers: batched reconstruct(); the trained ones also meet the model contract."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from recon_core.checkpoints import load_checkpoint
 from recon_core.config import StudyConfig
+from recon_core.models.contract import TrainableModel
 from recon_core.physics.base import Acquisition
-from recon_core.progress import Progress, silent
 
 
 class Reconstructor(ABC):
@@ -22,28 +19,18 @@ class Reconstructor(ABC):
     """
 
     name: str
-    trainable: bool = False
-    cache_outputs: bool = False
+    returns_degraded = False
+    """True for methods whose output is the degraded image itself (none, zero_filled): shown once, not twice."""
+    cache_outputs = False
     """Expensive (sampling) methods: the runner keeps their outputs on disk, keyed by cache_key()."""
 
     def __init__(self, config: StudyConfig, device: torch.device) -> None:
         self.config = config
         self.device = device
 
-    def weights_key(self) -> str:
-        """What determines this reconstructor's weights ('' when it has none)."""
-        return ""
-
-    def fit(self, clean: np.ndarray, physics: Acquisition, checkpoint_dir: Path,  # noqa: B027 (untrained: no-op)
-            progress: Progress = silent) -> None:
-        """Trains on clean images degraded on the fly, or loads the matching checkpoint; untrained methods skip."""
-
-    def load(self, checkpoint_dir: Path) -> None:  # noqa: B027 (untrained methods: nothing to load)
-        """Loads trained weights without training (CheckpointError if absent); untrained methods skip."""
-
     def cache_key(self) -> str:
         """What determines this reconstructor's outputs beyond the image and level (weights and settings)."""
-        return self.weights_key()
+        return ""
 
     @abstractmethod
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
@@ -63,18 +50,20 @@ class Reconstructor(ABC):
         return self.reconstruct(degraded, physics, level, measurement, image_ids), None
 
 
-class NetworkReconstructor(Reconstructor):
-    """A trained reconstructor with one network `net` (architecture `arch`), stored under its weights key."""
+class NetworkReconstructor(Reconstructor, TrainableModel):
+    """A trained reconstructor: one network `net`, fit or loaded through the model contract.
 
-    trainable = True
-    net: torch.nn.Module
-    arch: dict
+    Trained across all levels of the study (each training image degraded on the fly at a random
+    level), so one set of weights serves the sweep. Gradients flow at training time only:
+    `reconstruct` runs without them.
+    """
 
-    def checkpoint_path(self, checkpoint_dir: Path) -> Path:
-        """Where this configuration's weights live: `<name>-<weights key>.pt`."""
-        return checkpoint_dir / f"{self.name}-{self.weights_key()}.pt"
+    def cache_key(self) -> str:
+        return self.weights_key()
 
-    def load(self, checkpoint_dir: Path) -> None:
-        """The matching weights (CheckpointError when absent or for another architecture), in eval mode."""
-        load_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
-        self.net.eval()
+    def consistent(self, output: torch.Tensor, physics: Acquisition, level: float,
+                   measurement: torch.Tensor | None, data_consistency: bool) -> torch.Tensor:
+        """The output with the measured k-space samples put back, when the config asks for it (MRI)."""
+        if data_consistency and measurement is not None:
+            return physics.consistent(output, measurement, level)
+        return output

@@ -22,21 +22,19 @@ expensive part of a sweep.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import torch
 from monai.networks.nets import DiffusionModelUNet, UNet
 from monai.networks.schedulers import DDIMScheduler
 
-from recon_core.checkpoints import save_checkpoint
 from recon_core.config import stable_hash
+from recon_core.models.batches import SplitData, TrainingBatch
+from recon_core.models.contract import Objective, TrainableModel, TrainingPlan, adam
+from recon_core.models.losses import DenoisingLoss
 from recon_core.physics.base import Acquisition
-from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import NetworkReconstructor
-from recon_core.reconstructors.unet_denoiser import training_pairs
 from recon_core.seeding import derive_seed, seeded_torch
-from recon_core.training import optimise
 
 
 class DiffusionNet(torch.nn.Module):
@@ -96,31 +94,26 @@ class Diffusion(NetworkReconstructor):
         d = self.config.reconstructors.diffusion
         return stable_hash(self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency)
 
-    def loss(self, degraded: torch.Tensor, clean: torch.Tensor,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-        """At random t: MSE between ε̂(x_t, y, t) and ε (noise prediction), or between x̂₀ and x₀ (sample)."""
-        x0, condition = clean.cpu() * 2 - 1, degraded * 2 - 1
+    def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
+        cfg = self.config.reconstructors.diffusion
+        batches = data.degraded_sampler(self.config.physics.levels, self.config.seed, "diffusion-train",
+                                        cfg.batch_size)
+        generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "diffusion-noise"))
+        optimiser, schedule = adam(self.net, cfg.learning_rate, cfg.steps)
+        return TrainingPlan(cfg.steps, batches, [Objective(lambda b: self.denoise(b, generator), DenoisingLoss(),
+                                                           optimiser, schedule)], [self.net], self.device)
+
+    def denoise(self, batch: TrainingBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        """(prediction, target) at a random t: ε̂(x_t, y, t) and ε (noise prediction), or x̂₀ and x₀ (sample).
+
+        t and ε come from `generator` on the CPU, so training draws the same numbers on every device.
+        """
+        x0, condition = batch.images.cpu() * 2 - 1, batch.degraded * 2 - 1
         t = torch.randint(0, self.scheduler.num_train_timesteps, (len(x0),), generator=generator)
         noise = torch.randn(x0.shape, generator=generator)
         noisy = self.scheduler.add_noise(x0, noise, t).to(self.device)
         target = noise if self.config.reconstructors.diffusion.prediction == "epsilon" else x0
-        return torch.nn.functional.mse_loss(self.net(noisy, condition.to(self.device), t.to(self.device)),
-                                            target.to(self.device))
-
-    def fit(self, clean, physics: Acquisition, checkpoint_dir: Path, progress: Progress = silent) -> None:
-        if self.checkpoint_path(checkpoint_dir).exists():
-            self.load(checkpoint_dir)
-            return
-        cfg = self.config.reconstructors.diffusion
-        pairs = training_pairs(clean, physics, self.config, "diffusion-train", cfg.batch_size)
-        generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "diffusion-noise"))
-
-        def batch_loss(step: int) -> torch.Tensor:
-            noisy, target = pairs(step)
-            return self.loss(noisy, target, generator)
-
-        optimise(self.net, cfg.steps, cfg.learning_rate, batch_loss, progress, "training diffusion")
-        save_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
+        return self.net(noisy, condition.to(self.device), t.to(self.device)), target.to(self.device)
 
     def _starting_noise(self, shape: tuple[int, ...], image_ids: Sequence[str], level: float,
                         draws: Sequence[int]) -> torch.Tensor:

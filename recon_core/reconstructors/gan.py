@@ -10,19 +10,18 @@ that scores well on PSNR: this is what the tandem evaluation is for.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import torch
-from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import PatchDiscriminator
 
-from recon_core.checkpoints import save_checkpoint
 from recon_core.config import stable_hash
+from recon_core.models.batches import SplitData
+from recon_core.models.contract import Objective, TrainableModel, TrainingPlan, adam
+from recon_core.models.losses import DiscriminatorLoss, GeneratorAdversarialLoss, ImageLoss
 from recon_core.physics.base import Acquisition
-from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import NetworkReconstructor
-from recon_core.reconstructors.unet_denoiser import residual_unet, training_pairs
+from recon_core.reconstructors.unet_denoiser import residual_unet
 from recon_core.seeding import seeded_torch
 
 
@@ -40,68 +39,28 @@ class GAN(NetworkReconstructor):
             self.net = residual_unet(cfg).to(device)
             self.discriminator = PatchDiscriminator(spatial_dims=2, channels=cfg.disc_channels, in_channels=2,
                                                     out_channels=1, num_layers_d=cfg.disc_layers).to(device)
-        self.adversarial = PatchAdversarialLoss(criterion="least_squares")
-        betas = (0.5, 0.999)
-        self.g_optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate, betas=betas)
-        self.d_optimiser = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.learning_rate, betas=betas)
 
     def weights_key(self) -> str:
         c = self.config
         return stable_hash("gan", c.cohort, c.physics, c.reconstructors.gan, c.seed)
 
-    def discriminator_loss(self, degraded: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-        """Least-squares PatchGAN loss: real (y, x) pairs → 1, generated (y, G(y)) pairs → 0."""
-        with torch.no_grad():
-            fake = self.net(degraded)
-        real_logits = self.discriminator(torch.cat([degraded, clean], 1))[-1]
-        fake_logits = self.discriminator(torch.cat([degraded, fake], 1))[-1]
-        return 0.5 * (self.adversarial(real_logits, target_is_real=True, for_discriminator=True)
-                      + self.adversarial(fake_logits, target_is_real=False, for_discriminator=True))
-
-    def generator_loss(self, degraded: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-        """l1_weight · |G(y) − x| + adversarial loss of (y, G(y)) judged real."""
-        fake = self.net(degraded)
-        logits = self.discriminator(torch.cat([degraded, fake], 1))[-1]
-        adversarial = self.adversarial(logits, target_is_real=True, for_discriminator=False)
-        return self.config.reconstructors.gan.l1_weight * torch.nn.functional.l1_loss(fake, clean) + adversarial
-
-    def step_discriminator(self, degraded: torch.Tensor, clean: torch.Tensor) -> float:
-        """One Adam step of the discriminator; returns its loss before the step."""
-        loss = self.discriminator_loss(degraded, clean)
-        self.d_optimiser.zero_grad()
-        loss.backward()
-        self.d_optimiser.step()
-        return float(loss.detach())
-
-    def step_generator(self, degraded: torch.Tensor, clean: torch.Tensor) -> float:
-        """One Adam step of the generator (discriminator fixed); returns its loss before the step."""
-        loss = self.generator_loss(degraded, clean)
-        self.g_optimiser.zero_grad()
-        loss.backward()
-        self.g_optimiser.step()
-        return float(loss.detach())
-
-    def fit(self, clean, physics: Acquisition, checkpoint_dir: Path, progress: Progress = silent) -> None:
-        if self.checkpoint_path(checkpoint_dir).exists():
-            self.load(checkpoint_dir)
-            return
+    def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
+        """Each step: one discriminator step on the generator's current output, then one generator step."""
         cfg = self.config.reconstructors.gan
-        pairs = training_pairs(clean, physics, self.config, "gan-train", cfg.batch_size)
-        half = cfg.steps / 2
-        schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (cfg.steps - step) / half))
-                     for opt in (self.g_optimiser, self.d_optimiser)]
-        self.net.train()
-        self.discriminator.train()
-        for step in range(cfg.steps):
-            noisy, target = (t.to(self.device) for t in pairs(step))
-            self.step_discriminator(noisy, target)
-            self.step_generator(noisy, target)
-            for schedule in schedules:
-                schedule.step()
-            if step % 20 == 0 or step == cfg.steps - 1:
-                progress("training gan", step + 1, cfg.steps)
-        self.net.eval()
-        save_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)
+        batches = data.degraded_sampler(self.config.physics.levels, self.config.seed, "gan-train", cfg.batch_size)
+        betas = (0.5, 0.999)
+
+        def generated(batch) -> torch.Tensor:
+            with torch.no_grad():
+                return self.net(batch.degraded)
+
+        d_optimiser, d_schedule = adam(self.discriminator, cfg.learning_rate, cfg.steps, "linear_decay", betas)
+        g_optimiser, g_schedule = adam(self.net, cfg.learning_rate, cfg.steps, "linear_decay", betas)
+        generator_loss = cfg.l1_weight * ImageLoss("l1") + GeneratorAdversarialLoss(self.discriminator)
+        return TrainingPlan(cfg.steps, batches, [
+            Objective(generated, DiscriminatorLoss(self.discriminator), d_optimiser, d_schedule),
+            Objective(lambda b: self.net(b.degraded), generator_loss, g_optimiser, g_schedule),
+        ], [self.net, self.discriminator], self.device)
 
     @torch.no_grad()
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
@@ -109,6 +68,4 @@ class GAN(NetworkReconstructor):
                     image_ids: Sequence[str] | None = None) -> torch.Tensor:
         self.net.eval()
         out = self.net(degraded.to(self.device)).clamp(0, 1).to(degraded.device)
-        if self.config.reconstructors.gan.data_consistency and measurement is not None:
-            out = physics.consistent(out, measurement, level)
-        return out
+        return self.consistent(out, physics, level, measurement, self.config.reconstructors.gan.data_consistency)

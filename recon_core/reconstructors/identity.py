@@ -14,6 +14,7 @@ class Identity(Reconstructor):
     """Returns the degraded image unchanged."""
 
     name = "none"
+    returns_degraded = True
 
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
                     measurement: torch.Tensor | None = None,

@@ -2,38 +2,32 @@
 
 from __future__ import annotations
 
-import importlib
-
 import torch
 
 from recon_core.config import StudyConfig
 from recon_core.reconstructors.base import Reconstructor
+from recon_core.registry import Registry, UnknownNameError
 
-_REGISTRY: dict[str, str] = {
+
+class UnknownReconstructorError(UnknownNameError):
+    """A reconstructor name that is not registered."""
+
+
+REGISTRY = Registry("reconstructor", {
     "none": "recon_core.reconstructors.identity:Identity",
     "tv": "recon_core.reconstructors.tv_denoise:TVDenoise",
     "unet": "recon_core.reconstructors.unet_denoiser:UNetDenoiser",
     "zero_filled": "recon_core.reconstructors.zero_filled:ZeroFilled",
     "gan": "recon_core.reconstructors.gan:GAN",
     "diffusion": "recon_core.reconstructors.diffusion:Diffusion",
-}
-
-
-class UnknownReconstructorError(KeyError):
-    """A reconstructor name that is not registered."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+}, UnknownReconstructorError)
 
 
 def available() -> list[str]:
     """Registered reconstructor names."""
-    return list(_REGISTRY)
+    return REGISTRY.names()
 
 
 def build_reconstructor(name: str, config: StudyConfig, device: torch.device) -> Reconstructor:
     """Instantiates a registered reconstructor by name."""
-    if name not in _REGISTRY:
-        raise UnknownReconstructorError(f"unknown reconstructor {name!r}; available: {available()}")
-    module, cls = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)(config, device)
+    return REGISTRY.load(name)(config, device)

@@ -7,20 +7,18 @@ level never seen in training is not silently favoured.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
-import numpy as np
 import torch
 from monai.networks.nets import UNet
 
-from recon_core.checkpoints import save_checkpoint
 from recon_core.config import GANConfig, UNetConfig, stable_hash
+from recon_core.models.batches import SplitData
+from recon_core.models.contract import Objective, TrainableModel, TrainingPlan, adam
+from recon_core.models.losses import ImageLoss
 from recon_core.physics.base import Acquisition
-from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import NetworkReconstructor
-from recon_core.seeding import numpy_rng, seeded_torch
-from recon_core.training import optimise
+from recon_core.seeding import seeded_torch
 
 
 class Residual(torch.nn.Module):
@@ -41,26 +39,6 @@ def residual_unet(cfg: UNetConfig | GANConfig) -> Residual:
                          num_res_units=cfg.num_res_units))
 
 
-def training_pairs(clean: np.ndarray, physics: Acquisition, config, stream: str,
-                   batch_size: int) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
-    """step → (degraded, clean) batch: random training images degraded on the fly at a random study level.
-
-    Seeded by (study seed, stream); also seeds torch's global generator for draws made while training.
-    """
-    levels = config.physics.levels
-    rng = numpy_rng(config.seed, stream)
-    torch.manual_seed(int(rng.integers(2**31)))
-
-    def pairs(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = rng.integers(0, len(clean), batch_size)
-        target = torch.from_numpy(clean[idx][:, None])
-        level = float(levels[int(rng.integers(len(levels)))])
-        ids = [f"train-{step}-{i}" for i in range(batch_size)]
-        return physics.degrade(target, level, ids), target
-
-    return pairs
-
-
 class UNetDenoiser(NetworkReconstructor):
     """Residual MONAI UNet denoiser: x̂ = clip(y + α·f(y), 0, 1)."""
 
@@ -78,27 +56,16 @@ class UNetDenoiser(NetworkReconstructor):
         c = self.config
         return stable_hash("unet", c.cohort, c.physics, c.reconstructors.unet, c.seed)
 
-    def fit(self, clean: np.ndarray, physics: Acquisition, checkpoint_dir: Path,
-            progress: Progress = silent) -> None:
-        if self.checkpoint_path(checkpoint_dir).exists():
-            self.load(checkpoint_dir)
-            return
-        path = self.checkpoint_path(checkpoint_dir)
+    def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
         cfg = self.config.reconstructors.unet
-        pairs = training_pairs(clean, physics, self.config, "unet-train", cfg.batch_size)
-
-        def batch_loss(step: int) -> torch.Tensor:
-            noisy, target = pairs(step)
-            return torch.nn.functional.mse_loss(self.net(noisy.to(self.device)), target.to(self.device))
-
-        optimise(self.net, cfg.steps, cfg.learning_rate, batch_loss, progress, "training unet")
-        save_checkpoint(path, self.net, self.arch)
+        batches = data.degraded_sampler(self.config.physics.levels, self.config.seed, "unet-train", cfg.batch_size)
+        optimiser, schedule = adam(self.net, cfg.learning_rate, cfg.steps)
+        return TrainingPlan(cfg.steps, batches, [Objective(lambda b: self.net(b.degraded), ImageLoss("mse"),
+                                                           optimiser, schedule)], [self.net], self.device)
 
     @torch.no_grad()
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
                     measurement: torch.Tensor | None = None,
                     image_ids: Sequence[str] | None = None) -> torch.Tensor:
         out = self.net(degraded.to(self.device)).clamp(0, 1).to(degraded.device)
-        if self.config.reconstructors.unet.data_consistency and measurement is not None:
-            out = physics.consistent(out, measurement, level)
-        return out
+        return self.consistent(out, physics, level, measurement, self.config.reconstructors.unet.data_consistency)

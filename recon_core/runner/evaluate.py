@@ -1,8 +1,9 @@
-"""Evaluates one sweep cell: degrade → reconstruct → classify → per-image metrics, in batches."""
+"""Evaluates one sweep cell: degrade → reconstruct → diagnostic models → per-image metrics, in batches."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,10 +11,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recon_core.diagnostics.classifier import Classifier
-from recon_core.diagnostics.segmenter import Segmenter
+from recon_core.diagnostics.task import TaskModel
 from recon_core.metrics.image_quality import QUALITY_METRICS, image_quality
-from recon_core.metrics.segmentation import segmentation_quality
+from recon_core.models.batches import SplitData
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import Reconstructor
@@ -67,30 +67,31 @@ def _reconstruct(reconstructor: Reconstructor, degraded: torch.Tensor, physics: 
     return output, std
 
 
-def evaluate_cell(rows: pd.DataFrame, images: np.ndarray, labels: tuple[str, ...], classifier: Classifier,
-                  physics: Acquisition, reconstructor: Reconstructor | None, level: float,
-                  device: torch.device, batch_size: int, example_ids: list[str],
-                  modality: str, progress: Progress = silent, stage: str = "",
-                  segmenter: Segmenter | None = None, masks: np.ndarray | None = None,
+def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Acquisition,
+                  reconstructor: Reconstructor | None, level: float, device: torch.device, batch_size: int,
+                  example_ids: Sequence[str], progress: Progress = silent, stage: str = "",
                   cache_root: Path | None = None) -> CellResult:
-    """Runs every test image through one (reconstructor, level) cell; `reconstructor=None` is the clean road.
+    """Runs every image of `data` through one (reconstructor, level) cell; `reconstructor=None` is the clean road.
 
-    With a segmenter and the true masks (MRI), each slice also gets Dice and HD95, and the
-    example images keep the true and predicted masks for outlines. Reconstructors that ask for it
-    (`cache_outputs`, diffusion) are served from and fill a disk cache under `cache_root`.
+    Each task model answers on the output: the classifier's scores become the scores table, a
+    segmenter's per-image Dice/HD95 join the metrics and its masks the examples (with the true
+    masks for outlines). Reconstructors that ask for it (`cache_outputs`, diffusion) are served
+    from and fill a disk cache under `cache_root`.
     """
     cache = None
     if reconstructor is not None and reconstructor.cache_outputs and cache_root is not None:
         cache = ReconstructionCache(cache_root, reconstructor.name, reconstructor.cache_key(), level)
     start = time.perf_counter()
-    ids = rows["image_id"].tolist()
+    ids = data.rows["image_id"].tolist()
     wanted = set(example_ids)
     metric_parts: list[dict[str, np.ndarray]] = []
     score_parts: list[np.ndarray] = []
     examples: dict[tuple[str, str], np.ndarray] = {}
     for lo in range(0, len(ids), batch_size):
         batch_ids = ids[lo:lo + batch_size]
-        clean = torch.from_numpy(images[lo:lo + batch_size][:, None]).to(device)
+        clean = torch.from_numpy(data.images[lo:lo + batch_size][:, None]).to(device)
+        truth = None if data.masks is None else torch.from_numpy(data.masks[lo:lo + batch_size][:, None])
+        std = None
         if reconstructor is None:
             output = clean
             quality = {k: np.full(len(batch_ids), np.nan) for k in QUALITY_METRICS}
@@ -99,35 +100,36 @@ def evaluate_cell(rows: pd.DataFrame, images: np.ndarray, labels: tuple[str, ...
             degraded = physics.to_image(measurement, level)
             output, std = _reconstruct(reconstructor, degraded, physics, level, measurement, batch_ids, cache)
             quality = {k: v.cpu().numpy() for k, v in image_quality(output, clean).items()}
-        predicted = None
-        if segmenter is not None and masks is not None:
-            truth = torch.from_numpy(masks[lo:lo + batch_size][:, None])
-            predicted = segmenter.predict(output).cpu()
-            quality |= {k: v.numpy() for k, v in segmentation_quality(predicted, truth).items()}
+        answers = [model.evaluate(output, truth) for model in task_models]
+        for answer in answers:
+            quality |= answer.metrics
+            if answer.scores is not None:
+                score_parts.append(answer.scores)
         metric_parts.append(quality)
-        score_parts.append(classifier.predict(output).cpu().numpy())
+        predicted = next((a.masks for a in answers if a.masks is not None), None)
         for j, image_id in enumerate(batch_ids):
-            if image_id in wanted:
-                if reconstructor is None:
-                    examples[image_id, "clean"] = clean[j, 0].cpu().numpy()
-                    if predicted is not None:
-                        examples[image_id, "mask_true"] = masks[lo + j].astype(np.float32)
-                else:
-                    examples[image_id, "degraded"] = degraded[j, 0].cpu().numpy()
-                    examples[image_id, "reconstructed"] = output[j, 0].cpu().numpy()
-                    if std is not None:
-                        examples[image_id, "uncertainty"] = std[j, 0].cpu().numpy()
-                if predicted is not None:
-                    examples[image_id, "mask_pred"] = predicted[j, 0].numpy().astype(np.float32)
+            if image_id not in wanted:
+                continue
+            if reconstructor is None:
+                examples[image_id, "clean"] = clean[j, 0].cpu().numpy()
+                if truth is not None:
+                    examples[image_id, "mask_true"] = truth[j, 0].numpy().astype(np.float32)
+            else:
+                examples[image_id, "degraded"] = degraded[j, 0].cpu().numpy()
+                examples[image_id, "reconstructed"] = output[j, 0].cpu().numpy()
+                if std is not None:
+                    examples[image_id, "uncertainty"] = std[j, 0].cpu().numpy()
+            if predicted is not None:
+                examples[image_id, "mask_pred"] = predicted[j]
         progress(stage, min(lo + batch_size, len(ids)), len(ids))
     if cache is not None:
         cache.save()
-    metrics = rows[["image_id", "subject_id", "sex", "age", "age_band"]].copy()
-    metrics.insert(0, "modality", modality)
+    metrics = data.rows[["image_id", "subject_id", "sex", "age", "age_band"]].copy()
     for name in metric_parts[0]:
         metrics[name] = np.concatenate([part[name] for part in metric_parts]).astype(float)
+    labels = data.labels
     scores = np.concatenate(score_parts)
-    targets = rows[list(labels)].to_numpy(dtype=float)
+    targets = data.rows[list(labels)].to_numpy(dtype=float)
     long = pd.DataFrame({
         "image_id": np.repeat(ids, len(labels)),
         "label": np.tile(labels, len(ids)),

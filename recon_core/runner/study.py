@@ -1,8 +1,9 @@
-"""Runs a study: trains what it needs, then sweeps (reconstructor × level) cells, resuming finished ones.
+"""Runs a study: trains what it needs, sweeps (reconstructor × level) cells, resumes finished ones, finalises the run.
 
 The clean road runs first (the inherent baseline), then the untrained reconstructors so the
 dashboard's first curves appear early, then each trained reconstructor as soon as it is fit.
-Each cell lands in the store with its aggregates before the next starts.
+Each cell lands in the store with its aggregates before the next starts; the statistics that
+span the run (q-values, quality–task correlations) are computed once every cell is in.
 """
 
 from __future__ import annotations
@@ -14,134 +15,162 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from recon_core.cohorts import Cohort, load_cohort
+from recon_core.cohorts import Cohort
 from recon_core.config import StudyConfig
-from recon_core.diagnostics import Classifier, choose_thresholds
-from recon_core.diagnostics.segmenter import Segmenter
+from recon_core.diagnostics import TaskModel, choose_thresholds
 from recon_core.fairness import summarise_cell
-from recon_core.fairness.correlation import quality_task_correlations
-from recon_core.fairness.patients import patient_rows
-from recon_core.physics import Acquisition, build_physics
+from recon_core.modalities import Modality, get_modality
+from recon_core.models.batches import SplitData
+from recon_core.models.contract import TrainableModel
+from recon_core.physics import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors import Reconstructor, build_reconstructor
 from recon_core.runner.evaluate import evaluate_cell, pick_examples
+from recon_core.runner.finalise import finalise_run
 from recon_core.store import CLEAN, Store, queries, writes
 
 
 @dataclass
 class TrainedModels:
-    """What a sweep needs: the cohort, physics, classifier with thresholds, and reconstructors."""
+    """What a sweep needs: modality, cohort, physics, task models with the classifier's thresholds, reconstructors."""
 
+    modality: Modality
     cohort: Cohort
     physics: Acquisition
-    classifier: Classifier
+    task_models: list[TaskModel]
     thresholds: dict[str, float]
     reconstructors: dict[str, Reconstructor]
-    segmenter: Segmenter | None = None  # MRI only
+
+    @property
+    def classifier(self) -> TaskModel:
+        """The task model that scores labelled findings (its decisions use the thresholds)."""
+        return next(model for model in self.task_models if model.labels)
 
 
-def unit_rows(rows: pd.DataFrame, modality: str) -> pd.DataFrame:
-    """The rows statistics are computed on: images for X-ray, patients (their slices pooled) for MRI."""
-    return patient_rows(rows) if modality == "mri" and not rows.empty else rows
+def split_data(cohort: Cohort, split: str, physics: Acquisition | None = None) -> SplitData:
+    """One split of the cohort with its rows and masks, as models train and are tested on it."""
+    rows, images = cohort.split(split)
+    masks = cohort.split_masks(split) if cohort.masks is not None else None
+    return SplitData(rows, images, cohort.labels, masks, physics)
+
+
+def operating_thresholds(modality: Modality, cohort: Cohort, classifier: TaskModel,
+                         batch_size: int = 64) -> dict[str, float]:
+    """Each label's equal-error threshold on clean validation data, per statistical unit (MRI: patients)."""
+    val = split_data(cohort, "val")
+    scores = torch.cat([torch.from_numpy(classifier.evaluate(torch.from_numpy(val.images[i:i + batch_size][:, None]),
+                                                             None).scores)
+                        for i in range(0, len(val), batch_size)]).numpy()
+    labels = cohort.labels
+    rows = val.rows.assign(**{f"score:{lb}": scores[:, j] for j, lb in enumerate(labels)},
+                           **{f"target:{lb}": val.rows[lb] for lb in labels})
+    rows = modality.unit_rows(rows[["image_id", "subject_id", "sex", "age", "age_band",
+                                    *[c for c in rows if ":" in c]]])
+    return choose_thresholds(rows[[f"target:{lb}" for lb in labels]].to_numpy(dtype=float),
+                             rows[[f"score:{lb}" for lb in labels]].to_numpy(dtype=float), labels)
 
 
 def train_models(config: StudyConfig, checkpoint_dir: Path, device: torch.device,
                  progress: Progress = silent, fit_reconstructors: bool = True) -> TrainedModels:
-    """Loads the cohort, fits (or loads) the classifier and thresholds, and the reconstructors."""
-    cohort = load_cohort(config, progress)
-    physics = build_physics(config)
-    classifier = Classifier(config, cohort.labels, device)
-    rows, images = cohort.split("diag_train")
-    classifier.fit(images, cohort.targets(rows), checkpoint_dir, progress)
-    segmenter = None
-    if config.modality == "mri":
-        segmenter = Segmenter(config, device)
-        segmenter.fit(images, cohort.split_masks("diag_train"), checkpoint_dir, progress)
-    val_rows, val_images = cohort.split("val")
-    val_scores = torch.cat([classifier.predict(torch.from_numpy(val_images[i:i + 64][:, None]).to(device))
-                            for i in range(0, len(val_images), 64)]).cpu().numpy()
-    val = val_rows.assign(**{f"score:{lb}": val_scores[:, j] for j, lb in enumerate(cohort.labels)},
-                          **{f"target:{lb}": val_rows[lb] for lb in cohort.labels})
-    val = unit_rows(val[["image_id", "subject_id", "sex", "age", "age_band", *[c for c in val if ":" in c]]],
-                    config.modality)  # MRI: thresholds on patient scores, where decisions are made
-    thresholds = choose_thresholds(val[[f"target:{lb}" for lb in cohort.labels]].to_numpy(dtype=float),
-                                   val[[f"score:{lb}" for lb in cohort.labels]].to_numpy(dtype=float),
-                                   cohort.labels)
-    reconstructors = {name: build_reconstructor(name, config, device) for name in config.reconstructors.names}
+    """Loads the cohort, fits (or loads) the task models and thresholds, and the reconstructors."""
+    modality = get_modality(config.modality)
+    cohort = modality.cohort_source(config).load(progress)
+    physics = modality.build_physics(config)
+    task_models = modality.task_models(config, cohort.labels, device)
+    diag_train = split_data(cohort, "diag_train")
+    for model in task_models:
+        model.fit(diag_train, checkpoint_dir, progress)
+    models = TrainedModels(modality, cohort, physics, task_models, {},
+                           {name: build_reconstructor(name, config, device) for name in config.reconstructors.names})
+    models.thresholds = operating_thresholds(modality, cohort, models.classifier)
     if fit_reconstructors:
-        _, train_images = cohort.split("recon_train")
-        for recon in reconstructors.values():
-            if recon.trainable:
-                recon.fit(train_images, physics, checkpoint_dir, progress)
-    return TrainedModels(cohort, physics, classifier, thresholds, reconstructors, segmenter)
+        for recon in models.reconstructors.values():
+            fit_reconstructor(recon, models, checkpoint_dir, progress)
+    return models
 
 
-def _run_cell(store: Store, key: str, config: StudyConfig, models: TrainedModels, name: str, level: float,
-              device: torch.device, example_ids: list[str], progress: Progress,
-              reconstruction_cache: Path | None = None) -> None:
-    rows, images = models.cohort.split("test")
-    recon = None if name == CLEAN else models.reconstructors[name]
-    extra = list(config.cohort.csv.extra_attributes) if config.cohort.csv else []
-    if recon is None and extra:
-        writes.write_attributes(store, key, rows.melt(id_vars="image_id", value_vars=extra,
-                                                      var_name="attribute", value_name="value"))
-    stage = "clean images" if recon is None else f"{name} at {level:g} {models.physics.level_unit}"
-    masks = models.cohort.split_masks("test") if models.segmenter is not None else None
-    result = evaluate_cell(rows, images, models.cohort.labels, models.classifier, models.physics, recon,
-                           level, device, config.evaluation.batch_size, example_ids, config.modality,
-                           progress, stage, models.segmenter, masks, reconstruction_cache)
-    writes.write_cell_rows(store, key, name, level, result.metrics, result.scores, result.examples)
-    # Aggregates come from the stored rows, never from in-memory state; MRI rows become patient rows.
-    stored = unit_rows(queries.image_rows(store, key, name, level), config.modality)
-    clean = None if recon is None else unit_rows(queries.image_rows(store, key, CLEAN, 0.0), config.modality)
-    ev = config.evaluation
-    summary = summarise_cell(stored, models.cohort.labels, models.thresholds, clean=clean,
-                             attributes=ev.attributes, n_resamples=ev.n_bootstrap, ci_level=ev.ci_level,
-                             min_group_size=ev.min_group_size, seed=config.seed)
-    writes.finish_cell(store, key, name, level, summary, result.seconds, len(rows) / result.seconds)
-    writes.write_q_values(store, key)
-    if recon is not None:
-        _update_correlations(store, key, config, models)
+def fit_reconstructor(recon: Reconstructor, models: TrainedModels, checkpoint_dir: Path, progress: Progress) -> None:
+    """Fits (or loads) a trainable reconstructor on the reconstructor-training split, the classifier at hand, frozen."""
+    if isinstance(recon, TrainableModel):
+        recon.fit(split_data(models.cohort, "recon_train", models.physics), checkpoint_dir, progress,
+                  frozen={"classifier": models.classifier})
 
 
-def _update_correlations(store: Store, key: str, config: StudyConfig, models: TrainedModels) -> None:
-    """Quality–task correlations over every reconstructed cell stored so far (from stored rows)."""
-    finished = [(r, lv) for r, lv in queries.done_cells(store, key) if r != CLEAN]
-    cells = {(r, lv): unit_rows(queries.image_rows(store, key, r, lv), config.modality) for r, lv in sorted(finished)}
-    single = [a for a in config.evaluation.attributes if "×" not in a]
-    ev = config.evaluation
-    table = quality_task_correlations(cells, models.cohort.labels, models.thresholds, single,
-                                      n_resamples=ev.n_bootstrap, ci_level=ev.ci_level, seed=config.seed)
-    if not table.empty:
-        writes.replace_correlations(store, key, table)
+class Sweep:
+    """The cells of one run: evaluates each, stores its rows, summarises them from the store, keeps unit rows."""
+
+    def __init__(self, store: Store, config: StudyConfig, models: TrainedModels, device: torch.device,
+                 cache_root: Path, progress: Progress) -> None:
+        self.store, self.config, self.models, self.device = store, config, models, device
+        self.key = config.config_hash()
+        self.cache_root, self.progress = cache_root, progress
+        self.test = split_data(models.cohort, "test")
+        self.example_ids = pick_examples(self.test.rows, models.cohort.labels, config.evaluation.n_examples)
+        self.unit_rows: dict[tuple[str, float], pd.DataFrame] = {}
+        """Each cell's stored rows as the statistics see them, read once per run."""
+
+    def rows(self, reconstructor: str, level: float) -> pd.DataFrame:
+        """A finished cell's stored rows per statistical unit (from the store the first time, then kept)."""
+        if (reconstructor, level) not in self.unit_rows:
+            self.unit_rows[reconstructor, level] = self.models.modality.unit_rows(
+                queries.image_rows(self.store, self.key, reconstructor, level))
+        return self.unit_rows[reconstructor, level]
+
+    def run_cell(self, name: str, level: float) -> None:
+        """One cell: evaluated, stored, then its aggregates computed from the stored rows and written."""
+        models, config = self.models, self.config
+        recon = None if name == CLEAN else models.reconstructors[name]
+        extra = list(config.cohort.csv.extra_attributes) if config.cohort.csv else []
+        if recon is None and extra:
+            writes.write_attributes(self.store, self.key, self.test.rows.melt(
+                id_vars="image_id", value_vars=extra, var_name="attribute", value_name="value"))
+        stage = "clean images" if recon is None else f"{name} at {level:g} {models.physics.level_unit}"
+        result = evaluate_cell(self.test, models.task_models, models.physics, recon, level, self.device,
+                               config.evaluation.batch_size, self.example_ids, self.progress, stage, self.cache_root)
+        result.metrics.insert(0, "modality", models.modality.name)
+        writes.write_cell_rows(self.store, self.key, name, level, result.metrics, result.scores, result.examples)
+        ev = config.evaluation
+        summary = summarise_cell(self.rows(name, level), models.cohort.labels, models.thresholds,
+                                 clean=None if recon is None else self.rows(CLEAN, 0.0), attributes=ev.attributes,
+                                 n_resamples=ev.n_bootstrap, ci_level=ev.ci_level, min_group_size=ev.min_group_size,
+                                 seed=config.seed)
+        writes.finish_cell(self.store, self.key, name, level, summary, result.seconds,
+                           len(self.test) / result.seconds)
 
 
 def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: torch.device,
               progress: Progress = silent) -> str:
-    """Trains, sweeps and stores a study; returns its config hash. Finished cells are skipped."""
+    """Trains, sweeps, stores and finalises a study; returns its config hash. Finished cells are skipped.
+
+    A run whose cells were all done before and whose finalisation completed is left as it is; a
+    run stopped between its last cell and its finalisation is finalised on the next call.
+    """
     start = time.perf_counter()
     key = config.config_hash()
-    physics = build_physics(config)
-    writes.register_run(store, config, physics.level_name, physics.level_unit)
+    modality = get_modality(config.modality)
+    was_done = queries.run_status(store, key) == "done"
+    writes.register_run(store, config, modality.describe(config))
     try:
         models = train_models(config, checkpoint_dir, device, progress, fit_reconstructors=False)
         writes.write_thresholds(store, key, models.thresholds)
         done = queries.done_cells(store, key)
-        test_rows, _ = models.cohort.split("test")
-        example_ids = pick_examples(test_rows, models.cohort.labels, config.evaluation.n_examples)
+        sweep = Sweep(store, config, models, device, checkpoint_dir.parent / "reconstructions", progress)
         levels = sorted(config.physics.levels, reverse=True)
-        order = [CLEAN, *sorted(models.reconstructors, key=lambda n: models.reconstructors[n].trainable)]
-        _, train_images = models.cohort.split("recon_train")
+        order = [CLEAN, *sorted(models.reconstructors,
+                                key=lambda n: isinstance(models.reconstructors[n], TrainableModel))]
+        ran = 0
         for name in order:
-            cell_levels = [0.0] if name == CLEAN else levels
-            todo = [lv for lv in cell_levels if (name, float(lv)) not in done]
+            todo = [lv for lv in ([0.0] if name == CLEAN else levels) if (name, float(lv)) not in done]
             if not todo:
                 continue
-            if name != CLEAN and models.reconstructors[name].trainable:
-                models.reconstructors[name].fit(train_images, models.physics, checkpoint_dir, progress)
+            if name != CLEAN:
+                fit_reconstructor(models.reconstructors[name], models, checkpoint_dir, progress)
             for level in todo:
-                _run_cell(store, key, config, models, name, float(level), device, example_ids, progress,
-                          checkpoint_dir.parent / "reconstructions")
+                sweep.run_cell(name, float(level))
+                ran += 1
+        if ran or not was_done:
+            progress("finalising the run", 0, 1)
+            finalise_run(store, config, models.cohort.labels, models.thresholds, sweep.rows)
     except KeyboardInterrupt:
         writes.set_run_status(store, key, "interrupted", message="stopped by the user; run again to resume")
         raise

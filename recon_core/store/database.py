@@ -8,6 +8,7 @@ share one store.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import duckdb
 
+from recon_core.metrics.catalogue import IMAGE_COLUMNS
+
 SCHEMA_VERSION = 1
 
-OPTIONAL_METRICS = ("mse", "signal", "dice", "hd95")
-"""Per-image columns added to image_metrics after its first version: MRI-only or absent from older stores."""
+if not all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in IMAGE_COLUMNS):  # identifiers in DDL below
+    raise ValueError(f"metric catalogue: per-image metric names must be lower-case identifiers, got {IMAGE_COLUMNS}")
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
@@ -26,6 +29,9 @@ SCHEMA = [
         config_hash VARCHAR PRIMARY KEY, name VARCHAR, modality VARCHAR, config_json VARCHAR,
         level_name VARCHAR, level_unit VARCHAR, status VARCHAR,
         created_at TIMESTAMP, updated_at TIMESTAMP, seconds DOUBLE, message VARCHAR)""",
+    # what the modality says about drawing the run (level direction, headline metrics, unit), stored with it
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS higher_is_worse BOOLEAN",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS description_json VARCHAR",
     """CREATE TABLE IF NOT EXISTS cells (
         config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, status VARCHAR, n_images INTEGER,
         seconds DOUBLE, images_per_second DOUBLE, finished_at TIMESTAMP,
@@ -35,8 +41,9 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS image_metrics (
         config_hash VARCHAR, modality VARCHAR, reconstructor VARCHAR, level DOUBLE, image_id VARCHAR,
         subject_id VARCHAR, sex VARCHAR, age DOUBLE, age_band VARCHAR,
-        psnr DOUBLE, ssim DOUBLE, nmse DOUBLE,
         PRIMARY KEY (config_hash, reconstructor, level, image_id))""",
+    # one column per per-image metric of the catalogue; a store from before a metric existed gains it in place
+    *["ALTER TABLE image_metrics ADD COLUMN IF NOT EXISTS " + name + " DOUBLE" for name in IMAGE_COLUMNS],
     """CREATE TABLE IF NOT EXISTS image_scores (
         config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, image_id VARCHAR, label VARCHAR,
         score DOUBLE, target DOUBLE, PRIMARY KEY (config_hash, reconstructor, level, image_id, label))""",
@@ -48,12 +55,6 @@ SCHEMA = [
     # stores written before p/q-values existed gain the columns in place
     "ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS p_value DOUBLE",
     "ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS q_value DOUBLE",
-    # segmentation metrics per slice (MRI); NULL for X-ray images
-    "ALTER TABLE image_metrics ADD COLUMN IF NOT EXISTS dice DOUBLE",
-    "ALTER TABLE image_metrics ADD COLUMN IF NOT EXISTS hd95 DOUBLE",
-    # MSE and the reference's mean square per image: exact per-volume PSNR/NMSE of MRI patients
-    "ALTER TABLE image_metrics ADD COLUMN IF NOT EXISTS mse DOUBLE",
-    "ALTER TABLE image_metrics ADD COLUMN IF NOT EXISTS signal DOUBLE",
     """CREATE TABLE IF NOT EXISTS correlations (
         config_hash VARCHAR, x_metric VARCHAR, y_metric VARCHAR, attribute VARCHAR, estimate DOUBLE,
         ci_low DOUBLE, ci_high DOUBLE, n_cells INTEGER, PRIMARY KEY (config_hash, x_metric, y_metric, attribute))""",
@@ -75,11 +76,12 @@ class StoreBusyError(RuntimeError):
 
 
 class Store:
-    """A DuckDB file opened briefly for each read or write."""
+    """A DuckDB file opened briefly for each read or write; its schema is created once per Store object."""
 
     def __init__(self, path: str | Path, timeout: float = 60.0) -> None:
         self.path = Path(path)
         self.timeout = timeout
+        self._schema_ready = False
 
     def exists(self) -> bool:
         """Whether the file has been created (by a first write)."""
@@ -122,21 +124,29 @@ class Store:
                 time.sleep(pause)
                 pause = min(pause * 1.5, 0.5)
         try:
-            if not read_only:
+            if not read_only and not self._schema_ready:
                 for statement in SCHEMA:
                     con.execute(statement)
                 con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
                             [str(SCHEMA_VERSION)])
+                self._schema_ready = True
             yield con
         finally:
             con.close()
 
     def query(self, sql: str, params: list | None = None):
         """A read-only query as a DataFrame; None when the store file does not exist yet."""
+        return self.queries((sql, params))[0]
+
+    def queries(self, *statements: tuple[str, list | None]) -> list:
+        """Several read-only queries on one connection, each a DataFrame or None (no file yet, or no such table)."""
         if not self.exists():
-            return None
+            return [None] * len(statements)
+        out = []
         with self.connect(read_only=True) as con:
-            try:
-                return con.execute(sql, params or []).df()
-            except duckdb.CatalogException:
-                return None  # an older or half-created store: the table is not there yet
+            for sql, params in statements:
+                try:
+                    out.append(con.execute(sql, params or []).df())
+                except duckdb.CatalogException:
+                    out.append(None)  # an older or half-created store: the table is not there yet
+        return out

@@ -8,23 +8,32 @@ import json
 import numpy as np
 import pandas as pd
 
-from recon_core.store.database import OPTIONAL_METRICS, Store
+from recon_core.metrics.catalogue import BY_NAME, IMAGE_COLUMNS
+from recon_core.store.database import Store
 
 
 def _frame(result: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
     return result if result is not None else pd.DataFrame(columns=columns)
 
 
+RUN_COLUMNS = ["config_hash", "name", "modality", "status", "level_name", "level_unit", "created_at", "updated_at",
+               "seconds", "message", "higher_is_worse", "description_json", "cells_done"]
+
+
 def runs(store: Store) -> pd.DataFrame:
-    """Every run, newest first, with cell counts."""
-    return _frame(store.query(
-        """SELECT r.config_hash, r.name, r.modality, r.status, r.level_name, r.level_unit,
-                  r.created_at, r.updated_at, r.seconds, r.message,
-                  count(c.reconstructor) FILTER (WHERE c.status = 'done') AS cells_done
+    """Every run, newest first, with cell counts and what its modality stored about drawing it."""
+    frame = store.query(
+        """SELECT r.* EXCLUDE (config_json), count(c.reconstructor) FILTER (WHERE c.status = 'done') AS cells_done
            FROM runs r LEFT JOIN cells c USING (config_hash)
-           GROUP BY ALL ORDER BY r.created_at DESC"""),
-        ["config_hash", "name", "modality", "status", "level_name", "level_unit",
-         "created_at", "updated_at", "seconds", "message", "cells_done"])
+           GROUP BY ALL ORDER BY r.created_at DESC""")
+    # a store written before the description columns existed still reads (they are then missing)
+    return _frame(frame, RUN_COLUMNS).reindex(columns=RUN_COLUMNS)
+
+
+def run_status(store: Store, key: str) -> str | None:
+    """The status of one run ('running', 'done', 'failed', 'interrupted'), or None if it is not stored."""
+    df = store.query("SELECT status FROM runs WHERE config_hash = ?", [key])
+    return None if df is None or df.empty else str(df.iloc[0, 0])
 
 
 def run_config(store: Store, key: str) -> dict | None:
@@ -66,26 +75,33 @@ def aggregates(store: Store, key: str, metrics: list[str] | None = None) -> pd.D
                    "estimate", "ci_low", "ci_high", "n", "n_pos", "p_value", "q_value"])
 
 
+def added_tests(store: Store, key: str) -> pd.DataFrame:
+    """Every added-bias test of a run with its p-value (the input of the run's multiple-testing correction)."""
+    return _frame(store.query("""SELECT reconstructor, level, metric, label, attribute, grp, p_value FROM aggregates
+                                 WHERE config_hash = ? AND p_value IS NOT NULL""", [key]),
+                  ["reconstructor", "level", "metric", "label", "attribute", "grp", "p_value"])
+
+
 def image_rows(store: Store, key: str, reconstructor: str, level: float) -> pd.DataFrame:
-    """One cell's per-image rows, wide: metrics plus score:<label> and target:<label> columns."""
+    """One cell's per-image rows, wide: metrics plus score:<label> and target:<label> columns (one connection)."""
+    cell = [key, reconstructor, level]
     # every column the file has: a store written before a column was added still reads (the column is NaN)
-    metrics = store.query("""SELECT * EXCLUDE (config_hash, modality, reconstructor, level)
-                             FROM image_metrics WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
-                          [key, reconstructor, level])
-    scores = store.query("""SELECT image_id, label, score, target FROM image_scores
-                            WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
-                         [key, reconstructor, level])
+    metrics, scores, extra = store.queries(
+        ("""SELECT * EXCLUDE (config_hash, modality, reconstructor, level)
+            FROM image_metrics WHERE config_hash = ? AND reconstructor = ? AND level = ?""", cell),
+        ("""SELECT image_id, label, score, target FROM image_scores
+            WHERE config_hash = ? AND reconstructor = ? AND level = ?""", cell),
+        ("SELECT image_id, attribute, value FROM image_attributes WHERE config_hash = ?", [key]))
     if metrics is None or metrics.empty:
         return pd.DataFrame()
-    present = metrics.columns.drop(list(OPTIONAL_METRICS), errors="ignore")
-    metrics = metrics.reindex(columns=[*present, *OPTIONAL_METRICS])
-    for column in ("dice", "hd95"):  # segmentation columns only where there is segmentation (MRI)
-        if metrics[column].isna().all():
+    present = metrics.columns.drop(list(IMAGE_COLUMNS), errors="ignore")
+    metrics = metrics.reindex(columns=[*present, *IMAGE_COLUMNS])
+    for column in IMAGE_COLUMNS:  # segmentation columns only where there is segmentation (MRI)
+        if BY_NAME[column].kind == "segmentation" and metrics[column].isna().all():
             metrics = metrics.drop(columns=column)
     wide = scores.pivot(index="image_id", columns="label", values=["score", "target"])
     wide.columns = [f"{kind}:{label}" for kind, label in wide.columns]
     rows = metrics.merge(wide.reset_index(), on="image_id")
-    extra = store.query("SELECT image_id, attribute, value FROM image_attributes WHERE config_hash = ?", [key])
     if extra is not None and not extra.empty:
         rows = rows.merge(extra.pivot(index="image_id", columns="attribute", values="value").reset_index(),
                           on="image_id", how="left")

@@ -9,17 +9,33 @@ import numpy as np
 import pandas as pd
 
 from recon_core.config import StudyConfig
-from recon_core.store.database import OPTIONAL_METRICS, Store
+from recon_core.metrics.catalogue import IMAGE_COLUMNS
+from recon_core.store.database import Store
+
+_IMAGE_METRIC_INSERT = (
+    "INSERT INTO image_metrics (config_hash, modality, reconstructor, level, image_id, subject_id, sex, age, "
+    "age_band, " + ", ".join(IMAGE_COLUMNS) + ") SELECT ?, modality, ?, ?, image_id, subject_id, sex, age, age_band, "
+    + ", ".join(IMAGE_COLUMNS) + " FROM m ON CONFLICT DO NOTHING")
+"""Column names come from the metric catalogue (checked as identifiers by the schema); values are parameters."""
 
 
-def register_run(store: Store, config: StudyConfig, level_name: str, level_unit: str) -> str:
-    """Records a run (config JSON and hash) if new, marks it running; returns the hash."""
+def register_run(store: Store, config: StudyConfig, description: dict) -> str:
+    """Records a run (config JSON and hash, and its modality's description) if new, marks it running; returns the hash.
+
+    `description` is what the modality says about drawing the run: level axis and direction,
+    headline metrics, statistical unit (`Modality.describe`).
+    """
     key = config.config_hash()
+    level = description["level"]
     with store.connect() as con:
         con.execute(
-            """INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, 'running', now(), now(), NULL, NULL)
-               ON CONFLICT (config_hash) DO UPDATE SET status = 'running', updated_at = now(), message = NULL""",
-            [key, config.name, config.modality, json.dumps(config.to_dict(), sort_keys=True), level_name, level_unit])
+            """INSERT INTO runs (config_hash, name, modality, config_json, level_name, level_unit, status, created_at,
+                                 updated_at, higher_is_worse, description_json)
+               VALUES (?, ?, ?, ?, ?, ?, 'running', now(), now(), ?, ?)
+               ON CONFLICT (config_hash) DO UPDATE SET status = 'running', updated_at = now(), message = NULL,
+                   higher_is_worse = excluded.higher_is_worse, description_json = excluded.description_json""",
+            [key, config.name, config.modality, json.dumps(config.to_dict(), sort_keys=True), level["name"],
+             level["unit"], level["higher_is_worse"], json.dumps(description, sort_keys=True)])
     return key
 
 
@@ -45,16 +61,9 @@ def encode_pixels(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_q_values(store: Store, key: str) -> None:
-    """Recomputes the run's Benjamini–Hochberg q-values over every added-bias test stored so far."""
-    from recon_core.fairness.multiple_testing import q_values
-
+def write_q_values(store: Store, key: str, tests: pd.DataFrame) -> None:
+    """Stores the run's q-values (one row per test: reconstructor, level, metric, label, attribute, grp, q_value)."""
     with store.connect() as con:
-        tests = con.execute("""SELECT reconstructor, level, metric, label, attribute, grp, p_value FROM aggregates
-                               WHERE config_hash = ? AND p_value IS NOT NULL""", [key]).df()
-        if tests.empty:
-            return
-        tests["q_value"] = q_values(tests)
         con.execute("BEGIN TRANSACTION")
         con.register("q", tests)
         con.execute("""UPDATE aggregates AS a SET q_value = q.q_value FROM q
@@ -96,14 +105,9 @@ def write_cell_rows(store: Store, key: str, reconstructor: str, level: float, me
         con.execute("BEGIN TRANSACTION")
         con.register("s", scores)
         con.register("e", examples_df)
-        for column in OPTIONAL_METRICS:
-            if column not in metrics:
-                metrics = metrics.assign(**{column: np.nan})
-        con.register("m", metrics)
-        con.execute("""INSERT INTO image_metrics (config_hash, modality, reconstructor, level, image_id, subject_id,
-                       sex, age, age_band, psnr, ssim, nmse, mse, signal, dice, hd95)
-                       SELECT ?, modality, ?, ?, image_id, subject_id, sex, age, age_band, psnr, ssim, nmse, mse,
-                       signal, dice, hd95 FROM m ON CONFLICT DO NOTHING""", [key, reconstructor, level])
+        con.register("m", metrics.reindex(columns=[*metrics.columns.drop(list(IMAGE_COLUMNS), errors="ignore"),
+                                                   *IMAGE_COLUMNS]))
+        con.execute(_IMAGE_METRIC_INSERT, [key, reconstructor, level])
         con.execute("""INSERT INTO image_scores SELECT ?, ?, ?, image_id, label, score, target FROM s
                        ON CONFLICT DO NOTHING""", [key, reconstructor, level])
         con.execute("""INSERT INTO examples SELECT ?, ?, ?, image_id, kind, height, width, pixels FROM e

@@ -1,0 +1,1 @@
+"""Dashboard plumbing shared by the pages, one job a module (not pages: Streamlit lists only pages/*.py)."""

@@ -1,0 +1,144 @@
+"""The sidebar's shared selection: modality, run, reconstructors, levels, level in focus, subgroup attribute.
+
+The same keys on every results page, restored after a visit to a page that does not draw them,
+so a choice made on one page holds on the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+
+from pages.ui import data
+from recon_core.results import RunView
+from recon_core.store import CLEAN
+
+KEPT = "_kept_choices"
+"""Session slot that outlives widgets: Streamlit drops a widget's state on a page that does not draw it."""
+
+
+def _restore(key: str, options: list) -> None:
+    """Before drawing a shared widget: set it to the user's last choice on any page, if still valid.
+
+    Widget ids differ between pages, so a value left over from another page would be ignored;
+    setting it through the Session State API before the widget is drawn is what carries it over.
+    """
+    kept = st.session_state.setdefault(KEPT, {})
+    if key in kept:
+        value = kept[key]
+        if isinstance(value, list):
+            st.session_state[key] = [v for v in value if v in options]
+        elif value in options:
+            st.session_state[key] = value
+        else:
+            st.session_state.pop(key, None)  # a choice the newly picked run does not hold
+    elif key in st.session_state and not isinstance(st.session_state[key], list) \
+            and st.session_state[key] not in options:
+        del st.session_state[key]
+
+
+def _keep(key: str) -> None:
+    """Records a shared widget's value; also its on_change callback, so a change is kept before the rerun."""
+    st.session_state.setdefault(KEPT, {})[key] = st.session_state[key]
+
+
+def multiselect_growing(label: str, options: list, key: str, **kwargs) -> list:
+    """A sidebar multiselect that keeps the user's choice across pages and adds options that appear later.
+
+    While a build runs, new reconstructors and levels land; they join the selection unless the
+    user had already seen and removed them.
+    """
+    _restore(key, options)
+    seen_key = f"_{key}_seen"
+    seen = st.session_state.get(seen_key)
+    if key in st.session_state:
+        kept = [o for o in st.session_state[key] if o in options]
+        fresh = [o for o in options if seen is not None and o not in seen]
+        st.session_state[key] = kept + fresh
+    st.session_state[seen_key] = list(options)
+    value = st.sidebar.multiselect(label, options, default=None if key in st.session_state else options,
+                                   key=key, on_change=_keep, args=(key,), **kwargs)
+    _keep(key)
+    return value
+
+
+def attribute_label(attribute: str) -> str:
+    """'sex×age_band' → 'Sex × age band'."""
+    return " × ".join(part.replace("_", " ") for part in attribute.split("×")).capitalize()
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The sidebar's shared selection: what every results page shows."""
+
+    reconstructors: list[str]
+    levels: list[float]
+    level: float
+    attribute: str
+
+
+def sidebar_choices(agg: pd.DataFrame, run: RunView) -> Choices:
+    """Sidebar: reconstructors, levels on the curves, the level in focus (the most degraded at first), attribute."""
+    recons = [r for r in agg.reconstructor.unique() if r != CLEAN]
+    all_levels = run.mildest_first(agg.loc[agg.reconstructor != CLEAN, "level"].unique())
+    if not recons:
+        st.info("Only the clean baseline has landed so far; reconstructors follow.")
+        st.stop()
+    chosen = multiselect_growing("Reconstructors", recons, key="reconstructors")
+    levels = multiselect_growing("Levels on the curves", all_levels, key="levels", format_func=lambda v: f"{v:g}")
+    _restore("level", all_levels)
+    level = st.sidebar.select_slider("Level in focus", options=all_levels, key="level", on_change=_keep,
+                                     args=("level",), format_func=lambda v: f"{v:g} {run.level.unit}",
+                                     **({} if "level" in st.session_state else {"value": run.worst_level(all_levels)}))
+    _keep("level")
+    attributes = sorted((a for a in agg.attribute.unique() if a not in ("all", "")),
+                        key=lambda a: (a != "sex", "×" in a, a))
+    _restore("attribute", attributes)
+    attribute = st.sidebar.selectbox("Subgroups by", attributes, key="attribute", format_func=attribute_label,
+                                     on_change=_keep, args=("attribute",))
+    _keep("attribute")
+    if not chosen or not levels:
+        st.warning("Pick at least one reconstructor and one level in the sidebar.")
+        st.stop()
+    return Choices(chosen, levels, float(level), attribute)
+
+
+def pick_run(frame: pd.DataFrame) -> RunView | None:
+    """Sidebar: modality then run; the choice is kept across pages in session state."""
+    if frame.empty:
+        return None
+    titles = dict(zip(frame.modality, frame.title, strict=True))
+    modalities = sorted(titles)
+    _restore("modality", modalities)
+    modality = st.sidebar.selectbox("Modality", modalities, key="modality", on_change=_keep, args=("modality",),
+                                    format_func=titles.get)
+    _keep("modality")
+    options = frame[frame.modality == modality].reset_index(drop=True)
+    names = {r.config_hash: f"{r.name} · {r.config_hash[:8]} · {r.status}" for r in options.itertuples()}
+    _restore("run_key", list(names))
+    key = st.sidebar.selectbox("Study run", list(names), format_func=names.get, key="run_key", on_change=_keep,
+                               args=("run_key",))
+    _keep("run_key")
+    return data.run_view(key)
+
+
+def page_run() -> RunView:
+    """The sidebar's run for a results page; without any run the page points to Home and stops."""
+    run = pick_run(data.runs())
+    if run is None:
+        st.info("No results yet. Build the demo study on the Home page, or run `make demo`.")
+        st.page_link("pages/home.py", label="Go to Home", icon="🏠")
+        st.stop()
+    return run
+
+
+def reconstructed_cells(key: str) -> pd.DataFrame:
+    """A run's finished reconstructed cells; without any the page says so and stops."""
+    cells = data.cells(key)
+    cells = cells[(cells.status == "done") & (cells.reconstructor != CLEAN)]
+    if cells.empty or not data.thresholds(key):
+        st.info("No reconstructed cells have landed for this run yet.")
+        st.stop()
+    return cells

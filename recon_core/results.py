@@ -1,0 +1,160 @@
+"""The read model: stored runs as the dashboard pages, the HTML report and the CLI show them.
+
+Everything a view needs to know about a run comes from the store: its modality's description
+(level axis and direction, headline curves, group and gap metrics, unit of statistics) is
+stored with the run, so no view branches on a modality's name. Runs stored before the
+description existed get it from their modality object and their stored config.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recon_core.modalities import Headline, UnknownModalityError, get_modality
+from recon_core.physics.base import LevelAxis
+from recon_core.store import CLEAN, Store, queries
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One stored run as every view draws it."""
+
+    key: str
+    name: str
+    modality: str
+    title: str
+    status: str
+    message: str
+    cells_done: int
+    level: LevelAxis
+    unit: str
+    unit_text: str
+    curves: tuple[Headline, ...]
+    table_metrics: tuple[Headline, ...]
+    group_metrics: tuple[Headline, ...]
+    gap_metrics: tuple[Headline, ...]
+    added_metrics: tuple[str, ...]
+
+    @property
+    def level_label(self) -> str:
+        """'dose (photons/pixel)'."""
+        return f"{self.level.name} ({self.level.unit})"
+
+    @property
+    def quality(self) -> Headline:
+        """The headline image-quality metric (first curve)."""
+        return self.curves[0]
+
+    @property
+    def tasks(self) -> tuple[Headline, ...]:
+        """The headline task metrics (the other curves)."""
+        return self.curves[1:]
+
+    def worst_level(self, levels: Sequence[float]) -> float:
+        """The most degraded of `levels` (lowest dose, highest acceleration)."""
+        return self.level.worst_first(levels)[0]
+
+    def mildest_first(self, levels: Sequence[float]) -> list[float]:
+        """Levels from the mildest to the most degraded."""
+        return self.level.worst_first(levels)[::-1]
+
+
+def describe(store: Store, key: str, modality: str, stored: str | None) -> dict:
+    """A run's stored description, or (runs stored before it existed) its modality's description of its config."""
+    if isinstance(stored, str) and stored:
+        return json.loads(stored)
+    from recon_core.config_loader import from_dict
+
+    return get_modality(modality).describe(from_dict(queries.run_config(store, key)))
+
+
+def _headlines(items: list[dict]) -> tuple[Headline, ...]:
+    return tuple(Headline(**item) for item in items)
+
+
+def runs(store: Store) -> pd.DataFrame:
+    """Every stored run, newest first, with cell counts and its modality's title."""
+    table = queries.runs(store)
+    return table.assign(title=[modality_title(m) for m in table.modality])
+
+
+def run_view(store: Store, key: str) -> RunView:
+    """The view of one stored run (KeyError if the store holds no such run)."""
+    table = queries.runs(store)
+    if key not in set(table.config_hash):
+        raise KeyError(f"no run {key} in {store.path}")
+    row = table[table.config_hash == key].iloc[0]
+    info = describe(store, key, row.modality, row.description_json)
+    message = "" if row.message is None or row.message != row.message else str(row.message)
+    return RunView(row.config_hash, row["name"], row.modality, info["title"], str(row.status), message,
+                   int(row.cells_done), LevelAxis(**info["level"]), info["unit"], info["unit_text"],
+                   _headlines(info["curves"]), _headlines(info["table_metrics"]),
+                   _headlines(info["group_metrics"]), _headlines(info["gap_metrics"]),
+                   tuple(info["added_metrics"]))
+
+
+def modality_title(name: str) -> str:
+    """'X-ray (low-dose)' for 'xray'; the name itself for a modality this installation does not know."""
+    try:
+        return get_modality(name).title
+    except UnknownModalityError:
+        return name
+
+
+def overall(agg: pd.DataFrame, metric: str, label: str = "") -> pd.DataFrame:
+    """Rows of one metric over everyone (attribute 'all')."""
+    return agg[(agg.metric == metric) & (agg.label == label) & (agg.attribute == "all")]
+
+
+def by_group(agg: pd.DataFrame, metric: str, label: str, attribute: str) -> pd.DataFrame:
+    """Rows of one metric for the groups (or the gap) of one attribute."""
+    return agg[(agg.metric == metric) & (agg.label == label) & (agg.attribute == attribute)]
+
+
+def added(agg: pd.DataFrame, run: RunView, level: float, attribute: str) -> pd.DataFrame:
+    """The run's 'added by reconstruction' headline rows at one level: overall and the attribute's gaps."""
+    return agg[agg.metric.isin(run.added_metrics) & (agg.level == level) & agg.label.isin(["mean", ""])
+               & agg.attribute.isin(["all", attribute]) & agg.grp.isin(["all", ""])]
+
+
+def interval_text(estimate: float, low: float, high: float, signed: bool = False) -> str:
+    """'0.812 [0.790, 0.833]' (signed: '+0.012 [−0.004, +0.030]'); '—' where there is no estimate."""
+    if estimate is None or np.isnan(estimate):
+        return "—"
+    fmt = "{:+.3f}" if signed else "{:.3f}"
+    bounds = "" if low is None or np.isnan(low) else f" [{fmt.format(low)}, {fmt.format(high)}]"
+    return fmt.format(estimate) + bounds
+
+
+def headline_table(store: Store, run: RunView, attribute: str = "sex") -> pd.DataFrame:
+    """Per cell: headline quality and task metrics, the first gap by `attribute` and what reconstruction added.
+
+    Values are 'estimate [CI]' strings; columns are the metrics' human names. The clean road
+    comes first, then reconstructors, each from the mildest level to the most degraded.
+    """
+    gap = run.gap_metrics[0]
+    wanted = [(h.metric, h.label, "all", h.axis) for h in (*run.curves, *run.table_metrics)]
+    wanted += [(gap.metric, gap.label, attribute, f"{gap.title} ({attribute})")]
+    wanted += [(f"{h.metric}_added", h.label, "all", f"{h.axis} added") for h in run.tasks]
+    wanted += [(f"{gap.metric}_added", gap.label, attribute, f"{gap.title} added")]
+    agg = queries.aggregates(store, run.key, sorted({m for m, *_ in wanted}))
+    if agg.empty:
+        return pd.DataFrame()
+    cells = agg[["reconstructor", "level"]].drop_duplicates()
+    order = {lv: i for i, lv in enumerate(run.mildest_first(cells.level.unique()))}
+    cells = cells.assign(first=cells.reconstructor != CLEAN, rank=cells.level.map(order)).sort_values(
+        ["first", "reconstructor", "rank"]).drop(columns=["first", "rank"])
+    table = cells.reset_index(drop=True)
+    for metric, label, attr, title in wanted:
+        rows = agg[(agg.metric == metric) & (agg.label == label) & (agg.attribute == attr) & agg.grp.isin(["all", ""])]
+        if rows.empty:
+            continue
+        values = {(r.reconstructor, r.level): interval_text(r.estimate, r.ci_low, r.ci_high, metric.endswith("_added"))
+                  for r in rows.itertuples()}
+        table[title] = [values.get((r, lv), "—") for r, lv in zip(table.reconstructor, table.level, strict=True)]
+    return table

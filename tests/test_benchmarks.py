@@ -1,0 +1,41 @@
+"""Every benchmark runs at tiny size, so none can break unnoticed (their real-size runs are in README's notes)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks import bootstrap_speed, diffusion_steps, page_latency, sweep_throughput
+from tests.conftest import ROOT
+
+TINY = str(ROOT / "configs" / "tiny.yaml")
+
+
+def test_bootstrap_speed_agrees_with_scikit_learn():
+    assert bootstrap_speed.main(["--images", "300", "--resamples", "20"]) < 1e-6
+
+
+def test_sweep_throughput_times_every_reconstructor():
+    rows = sweep_throughput.main(["--config", TINY, "--images", "16", "--device", "cpu"])
+    assert [name for name, *_ in rows] == ["none", "tv", "unet", "gan", "diffusion"]
+    assert all(sweep > 0 and bare > 0 for _, sweep, bare in rows)
+
+
+def test_sweep_throughput_on_mri():
+    rows = sweep_throughput.main(["--config", str(ROOT / "configs" / "tiny-mri.yaml"), "--images", "24",
+                                  "--device", "cpu"])
+    assert [name for name, *_ in rows] == ["zero_filled", "tv", "unet"]
+
+
+def test_diffusion_steps_on_the_tiny_study(built_store):
+    _, _, cache = built_store
+    rows = diffusion_steps.main(["--config", TINY, "--images", "4", "--steps", "2", "3", "--cache", str(cache),
+                                 "--device", "cpu"])
+    assert [steps for steps, *_ in rows] == [2, 3] and all(np.isfinite(psnr) for *_, psnr in rows)
+
+
+def test_page_latency_on_the_tiny_store(built_store, monkeypatch):
+    store, _, cache = built_store
+    monkeypatch.setenv("TANDEM_CACHE", str(cache))
+    monkeypatch.setenv("TANDEM_STORE", str(store.path))  # the benchmark sets it; restored after the test
+    rows = page_latency.main(["--store", str(store.path), "--repeats", "1"])
+    assert len(rows) == 5 and all(median > 0 for _, _, median, _ in rows)

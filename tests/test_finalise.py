@@ -1,0 +1,81 @@
+"""Run-level finalisation: q-values and correlations once every cell is in; a run stopped before it finalises on resume.
+
+These runs reuse the tiny study's checkpoints (same config, same weights keys), so nothing trains.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import false_discovery_control
+
+from recon_core.runner import study
+from recon_core.store import Store, queries
+
+
+def test_a_run_stopped_before_finalisation_is_finalised_when_resumed(built_store, tiny_config, tmp_path, monkeypatch):
+    _, _, cache = built_store
+    store = Store(tmp_path / "resume.duckdb")
+    real = study.finalise_run
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "finalise_run", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
+    key = tiny_config.config_hash()
+    assert queries.run_status(store, key) == "interrupted"
+    assert (queries.cells(store, key).status == "done").all()  # every cell is in …
+    assert queries.aggregates(store, key).q_value.isna().all() and queries.correlations(store, key).empty  # … not these
+    rows_before = store.query("SELECT count(*) FROM image_metrics").iloc[0, 0]
+
+    cells_run = []
+    monkeypatch.setattr(study, "finalise_run", real)
+    monkeypatch.setattr(study.Sweep, "run_cell", lambda self, *a: cells_run.append(a))
+    study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
+    assert not cells_run  # nothing recomputed
+    assert queries.run_status(store, key) == "done"
+    assert store.query("SELECT count(*) FROM image_metrics").iloc[0, 0] == rows_before
+    tests = queries.aggregates(store, key)
+    tests = tests[tests.p_value.notna()]
+    assert tests.q_value.notna().all() and len(queries.correlations(store, key)) >= 3
+
+
+def test_q_values_are_one_benjamini_hochberg_family_per_metric_over_the_finished_run(built_store):
+    store, key, _ = built_store
+    tests = queries.aggregates(store, key)
+    tests = tests[tests.p_value.notna()]
+    for _, family in tests.groupby("metric"):
+        np.testing.assert_allclose(family.q_value, false_discovery_control(family.p_value.to_numpy(), method="bh"))
+
+
+def test_a_finished_run_is_not_finalised_again(built_store, tiny_config, monkeypatch):
+    store, _, cache = built_store
+    monkeypatch.setattr(study, "finalise_run", lambda *a, **k: pytest.fail("finalised a finished run again"))
+    study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
+
+
+def test_a_sweep_reads_each_cell_once_and_creates_the_schema_once(built_store, tiny_config, tmp_path, monkeypatch):
+    """Store reads per cell: the cell's rows (one connection) and the run's bookkeeping, not every cell again."""
+    _, _, cache = built_store
+    store = Store(tmp_path / "count.duckdb")
+    reads, statements = [], []
+    original_queries, original_connect = Store.queries, Store.connect
+
+    def counted_queries(self, *pairs):
+        reads.append(len(pairs))
+        return original_queries(self, *pairs)
+
+    def counted_connect(self, read_only=False):
+        if not read_only and not self._schema_ready:
+            statements.append("schema")
+        return original_connect(self, read_only)
+
+    monkeypatch.setattr(Store, "queries", counted_queries)
+    monkeypatch.setattr(Store, "connect", counted_connect)
+    study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
+    n_cells = len(queries.cells(store, tiny_config.config_hash()))
+    assert statements == ["schema"]  # the DDL ran on the first write only
+    assert len(reads) <= n_cells + 6, f"{len(reads)} read connections for {n_cells} cells"

@@ -1,0 +1,41 @@
+"""The read model: runs as every view draws them, from the store alone (older stores included)."""
+
+from __future__ import annotations
+
+from recon_core import results
+from recon_core.modalities import get_modality
+from recon_core.store import CLEAN, Store
+
+
+def test_a_run_view_carries_its_modality_description(built_store, mri_store):
+    store, key, _ = built_store
+    xray = results.run_view(store, key)
+    assert xray.title == "X-ray (low-dose)" and not xray.level.higher_is_worse
+    assert xray.worst_level([3000.0, 300.0]) == 300.0 and xray.mildest_first([300.0, 3000.0]) == [3000.0, 300.0]
+    assert [h.metric for h in xray.curves] == ["psnr", "auroc"] and xray.unit == "image"
+    store, key, _ = mri_store
+    mri = results.run_view(store, key)
+    assert mri.level.higher_is_worse and mri.worst_level([4.0, 8.0]) == 8.0 and mri.unit == "patient"
+    assert [h.metric for h in mri.curves] == ["psnr", "dice", "auroc"]
+    assert mri.gap_metrics[0].metric == "dice_gap"
+
+
+def test_a_run_stored_before_descriptions_existed_is_described_by_its_modality(built_store, tmp_path):
+    store, key, _ = built_store
+    copy = Store(tmp_path / "old.duckdb")
+    copy.path.write_bytes(store.path.read_bytes())
+    with copy.connect() as con:
+        con.execute("UPDATE runs SET description_json = NULL, higher_is_worse = NULL")
+    old = results.run_view(copy, key)
+    assert old == results.run_view(store, key)
+    assert old.curves == get_modality(old.modality).curves
+
+
+def test_headline_table_orders_cells_and_formats_intervals(built_store):
+    store, key, _ = built_store
+    table = results.headline_table(store, results.run_view(store, key))
+    assert table.reconstructor.iloc[0] == CLEAN and table["PSNR (dB)"].iloc[0] == "—"
+    unet = table[table.reconstructor == "unet"]
+    assert unet.level.tolist() == [3000.0, 300.0]
+    assert unet["mean AUROC"].str.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]").all()
+    assert unet["mean AUROC added"].str.match(r"[+-]\d\.\d{3} \[").all()
