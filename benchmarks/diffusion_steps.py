@@ -22,6 +22,8 @@ import torch
 
 from recon_core.config_loader import load_config
 from recon_core.device import pick_device
+from recon_core.diagnostics import scorer
+from recon_core.metrics.catalogue import SEGMENTATION, label
 from recon_core.metrics.image_quality import image_quality
 from recon_core.modalities import get_modality
 from recon_core.reconstructors import build_reconstructor
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> list[tuple[int, float, float]]:
     task_models = modality.task_models(config, cohort.labels, device)
     for model in task_models:
         model.load(checkpoints)
-    classifier = next(model for model in task_models if model.labels)
+    classifier = scorer(task_models)
     thresholds = np.array(list(operating_thresholds(modality, cohort, classifier).values()))
     clean_calls = classifier.evaluate(clean, None).scores >= thresholds
     full = config.reconstructors.diffusion.train_timesteps
@@ -74,11 +76,12 @@ def main(argv: list[str] | None = None) -> list[tuple[int, float, float]]:
         seconds = (time.perf_counter() - start) / len(ids)
         quality = image_quality(output, clean)
         answers = [model.evaluate(output, truth) for model in task_models]
-        calls = next(a.scores for a in answers if a.scores is not None) >= thresholds
+        calls = answers[task_models.index(classifier)].scores >= thresholds
         task = f"decisions as on clean {float((calls == clean_calls).mean()):.3f}"
-        dice = [a.metrics["dice"] for a in answers if "dice" in a.metrics]
-        if dice:
-            task += f", mean Dice {float(np.mean(dice[0])):.3f}"
+        for name in SEGMENTATION:
+            values = [a.metrics[name] for a in answers if name in a.metrics]
+            if values:
+                task += f", mean {label(name)} {float(np.nanmean(values[0])):.3f}"
         psnr = float(quality["psnr"].mean())
         print(f"{steps:>6}{seconds:>11.3f}{psnr:>9.2f}{float(quality['ssim'].mean()):>7.3f}  {task:<40}")
         out.append((steps, seconds, psnr))

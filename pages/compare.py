@@ -16,6 +16,7 @@ from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import page_run, reconstructed_cells, sidebar_choices
 from recon_core import paths
 from recon_core.cohorts import CohortError
+from recon_core.metrics.catalogue import label as metric_label
 from recon_core.metrics.image_quality import image_quality
 from recon_core.metrics.segmentation import dice
 from recon_core.models.checkpoints import CheckpointError
@@ -79,18 +80,13 @@ def outlines(prediction: np.ndarray | None) -> dict:
     return {"truth": first.mask_true, "prediction": prediction} if segmented else {}
 
 
-def returns_degraded(case) -> bool:
-    """A method whose output is the degraded image (none, zero-filled): shown once per level, as 'degraded'."""
-    return np.array_equal(case.reconstructed, case.degraded)
-
-
 panels = [("clean", first.clean, "image", outlines(first.mask_clean))]
 for lv in dict.fromkeys(lv for _, _, lv in roads):  # one degraded image per level, in order
-    at_level = [cases[name] for name, _, road_level in roads if road_level == lv]
-    panels.append((f"degraded ({lv:g})", at_level[0].degraded, "image",
-                   outlines(next((c.mask_recon for c in at_level if returns_degraded(c)), None))))
+    at_level = [(r, cases[name]) for name, r, road_level in roads if road_level == lv]
+    panels.append((f"degraded ({lv:g})", at_level[0][1].degraded, "image",
+                   outlines(next((c.mask_recon for r, c in at_level if r in run.returns_degraded), None))))
     panels += [(name, cases[name].reconstructed, "image", outlines(cases[name].mask_recon))
-               for name, _, road_level in roads if road_level == lv and not returns_degraded(cases[name])]
+               for name, r, road_level in roads if road_level == lv and r not in run.returns_degraded]
 errors = [(f"|{name} − clean|", np.abs(c.reconstructed - c.clean), "error") for name, c in cases.items()]
 grid = cached_plot("image_grid", panels + errors, columns=max(len(panels), len(errors)))
 chart(st, "compare-images", grid, width="stretch")
@@ -107,12 +103,14 @@ def slice_dice(prediction: np.ndarray | None) -> dict:
     return {"Dice": float(dice(torch.from_numpy(prediction[None, None]), truth_t)[0])}
 
 
-rows = [{"road": "clean", "PSNR (dB)": np.nan, "SSIM": np.nan, **slice_dice(first.mask_clean),
+QUALITY = {"psnr": 2, "ssim": 3}
+"""The image-quality metrics of the table, with their decimals."""
+rows = [{"road": "clean", **{metric_label(m): np.nan for m in QUALITY}, **slice_dice(first.mask_clean),
          **{lb: first.clean_scores[j] for j, lb in enumerate(first.labels)}}]
 for r, c in cases.items():
     quality = image_quality(torch.from_numpy(c.reconstructed[None, None]), clean_t)
-    rows.append({"road": r, "PSNR (dB)": float(quality["psnr"][0]), "SSIM": float(quality["ssim"][0]),
-                 **slice_dice(c.mask_recon), **{lb: c.recon_scores[j] for j, lb in enumerate(c.labels)}})
+    rows.append({"road": r, **{metric_label(m): float(quality[m][0]) for m in QUALITY}, **slice_dice(c.mask_recon),
+                 **{lb: c.recon_scores[j] for j, lb in enumerate(c.labels)}})
 table = pd.DataFrame(rows)
 truth = clean_rows.set_index("image_id").loc[image_id]
 
@@ -124,7 +122,7 @@ def mark(value: float, label: str) -> str:
 shown = table.copy()
 for label in first.labels:
     shown[label] = [mark(v, label) for v in table[label]]
-for column, digits in (("PSNR (dB)", 2), ("SSIM", 3)):  # the clean road is its own reference: no value
+for column, digits in ((metric_label(m), d) for m, d in QUALITY.items()):  # the clean road is its own reference
     shown[column] = ["—" if np.isnan(v) else f"{v:.{digits}f}" for v in table[column]]
 if segmented:
     shown["Dice"] = [f"{v:.3f}" for v in table["Dice"]]

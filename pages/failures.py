@@ -14,6 +14,7 @@ from recon_core import paths
 from recon_core.cohorts import CohortError
 from recon_core.explain.attributions import attribute
 from recon_core.fairness.flips import flip_rates, flip_table
+from recon_core.metrics import catalogue
 from recon_core.models.checkpoints import CheckpointError
 from recon_core.runner.replay import scores_table
 from recon_core.store import CLEAN
@@ -39,12 +40,11 @@ def cached_rates(key: str, reconstructor: str, level: float, version: str, attri
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def cached_dice_drops(key: str, reconstructor: str, level: float, version: str) -> pd.DataFrame:
-    """Segmentation tasks: images ranked by how much the segmenter's Dice fell from the clean image to its
-    reconstruction."""
-    clean = data.image_rows(key, CLEAN, 0.0)[["image_id", "dice"]].rename(columns={"dice": "dice_clean"})
+def cached_drops(key: str, reconstructor: str, level: float, version: str, metric: str) -> pd.DataFrame:
+    """Segmentation tasks: images ranked by how far the segmenter's `metric` (Dice) fell on reconstruction."""
+    clean = data.image_rows(key, CLEAN, 0.0)[["image_id", metric]].rename(columns={metric: "dice_clean"})
     recon = data.image_rows(key, reconstructor, level)
-    table = recon.merge(clean, on="image_id").rename(columns={"dice": "dice_recon"})
+    table = recon.merge(clean, on="image_id").rename(columns={metric: "dice_recon"})
     labels = [c.removeprefix("target:") for c in table if c.startswith("target:")]
     table = table.assign(dice_drop=table.dice_clean - table.dice_recon, label=labels[0] if labels else "")
     return table.sort_values(["dice_drop", "image_id"], ascending=[False, True]).reset_index(drop=True)
@@ -92,7 +92,8 @@ chart(st, "flip-rates", cached_plot("group_forest", shown,
                 width="stretch")
 st.dataframe(rates.rename(columns={"grp": "group"}), hide_index=True, width="stretch")
 
-segmented = "dice" in set(agg.metric)
+segmentation = next((m for m in catalogue.SEGMENTATION if m in set(agg.metric)), None)
+segmented = segmentation is not None
 rank = "flips"
 if segmented:
     st.caption(f"Decisions here are per image, at the operating threshold chosen per {run.unit}.")
@@ -103,7 +104,7 @@ groups = ["all", *sorted(table[attribute_name].astype(str).unique())]
 f1, f2 = st.columns(2)
 group = f1.selectbox("Group", groups, key="fail_group")
 if rank == "dice":
-    view = cached_dice_drops(key, recon, float(level), version)
+    view = cached_drops(key, recon, float(level), version, segmentation)
     columns = ["image_id", "label", "dice_clean", "dice_recon", "dice_drop", "sex", "age_band", "psnr"]
 else:
     only_flips = f2.toggle("Only lost or invented findings", value=True, key="fail_only")

@@ -16,8 +16,6 @@ ensure_routed("pages/fairness.py")
 
 GROUP_METRICS = [*catalogue.TASK, *catalogue.QUALITY, *catalogue.SEGMENTATION]
 """Per-group metrics in the order the picker offers them: task first, then quality and segmentation."""
-GAPS = ["eo_gap_added", "eodd_added", "auroc_gap_added", "fnr_gap_added", "ece_gap_added", "dice_gap_added",
-        "dice_skewed_error_ratio_added"]
 
 
 def download(frame: pd.DataFrame, name: str, key: str) -> None:
@@ -29,14 +27,13 @@ st.title("Fairness")
 run = page_run()
 key = run.key
 agg = data.aggregates(key)
-if "ppv" not in set(agg.metric):
-    st.info("This run has no per-group fairness results yet (cells are still landing, or it was stored by an "
-            "older version: rebuild it to get them).")
+if not (agg.attribute != "all").any():
+    st.info("This run has no per-group results yet: its cells are still landing.")
     st.stop()
 
 choice = sidebar_choices(agg, run)
 level, attribute = choice.level, choice.attribute
-labels = sorted(set(agg.loc[agg.metric == "tpr", "label"]) - {"mean"})
+labels = sorted(set(agg.loc[agg.metric.isin(catalogue.TASK), "label"]) - {"mean"})
 c1, c2, c3 = st.columns(3)
 recon = c1.selectbox("Reconstructor", choice.reconstructors, key="fair_recon")
 present = set(agg.metric)
@@ -61,7 +58,8 @@ forest = sel[["reconstructor", "level", "grp", "estimate", "ci_low", "ci_high", 
 download(forest, f"{metric}-by-{attribute}", "dl_forest")
 
 st.subheader("Bias added by reconstruction across the sweep")
-offered = [g for g in [f"{h.metric}_added" for h in run.gap_metrics] + GAPS if g in present]
+offered = [f"{g}_added" for g in (*(h.metric for h in run.gap_metrics), *catalogue.FAIRNESS_GAPS)
+           if f"{g}_added" in present]
 gap = st.radio("Gap", list(dict.fromkeys(offered)), format_func=catalogue.label, horizontal=True, key="fair_gap")
 gap_label = (label or "mean") if catalogue.source(gap).per_label else ""
 grid = agg[(agg.metric == gap) & (agg.label == gap_label) & (agg.attribute == attribute)]

@@ -9,7 +9,6 @@ from pages.ui.routing import ensure_routed
 from recon_core import builds, paths
 
 ensure_routed("pages/home.py")
-LOG = paths.cache_dir() / "build.log"
 
 
 def build_status() -> None:
@@ -47,9 +46,9 @@ if data.runs().empty:
             "about a quarter of an hour on a laptop CPU; curves appear on **Overview** as each cell lands.")
 if running is None:
     if st.button("Build the demo study", type="primary"):
-        builds.start_build("demo", data.store().path, paths.progress_path(), LOG)
+        builds.start_build("demo", data.store().path, paths.progress_path(), paths.build_log())
         st.rerun()
-    failure = builds.failed_log(LOG)
+    failure = builds.failed_log(paths.build_log())
     if failure:
         with st.expander("The last build from this page failed — its log", expanded=False):
             st.code(failure)

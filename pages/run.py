@@ -170,7 +170,7 @@ if config is not None:
         if not path.exists():  # a dataset described on this page: its config is written where the run can read it
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        builds.start_build("sweep", data.store().path, paths.progress_path(), paths.cache_dir() / "build.log", path)
+        builds.start_build("sweep", data.store().path, paths.progress_path(), paths.build_log(), path)
         st.rerun()
     if busy:
         st.caption("A build is running; start another when it ends.")

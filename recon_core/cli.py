@@ -160,10 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     from recon_core.diagnostics.thresholds import ThresholdError
     from recon_core.models.checkpoints import CheckpointError
     from recon_core.physics import PhysicsError
-    from recon_core.reconstructors import UnknownReconstructorError
+    from recon_core.registry import UnknownNameError
     try:
         return args.func(args)
-    except (ConfigError, CohortError, PhysicsError, CheckpointError, UnknownReconstructorError,
+    except (ConfigError, CohortError, PhysicsError, CheckpointError, UnknownNameError,
             ThresholdError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

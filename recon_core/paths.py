@@ -24,3 +24,8 @@ def checkpoint_dir() -> Path:
 def progress_path() -> Path:
     """Progress of the current CLI build, polled by the dashboard."""
     return cache_dir() / "progress.json"
+
+
+def build_log() -> Path:
+    """The output of the last build started from the dashboard."""
+    return cache_dir() / "build.log"

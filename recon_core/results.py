@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
-from recon_core.modalities import Headline, UnknownModalityError, get_modality
+from recon_core.config import ConfigError, parse_config
+from recon_core.modalities import Headline, get_modality
 from recon_core.physics.base import LevelAxis
+from recon_core.registry import UnknownNameError
 from recon_core.store import CLEAN, Store, queries
 
 
@@ -39,6 +41,8 @@ class RunView:
     group_metrics: tuple[Headline, ...]
     gap_metrics: tuple[Headline, ...]
     added_metrics: tuple[str, ...]
+    returns_degraded: tuple[str, ...]
+    """Reconstructors whose output is the degraded image itself (none, zero_filled): shown once, as 'degraded'."""
 
     @property
     def level_label(self) -> str:
@@ -64,13 +68,30 @@ class RunView:
         return self.level.worst_first(levels)[::-1]
 
 
-def describe(store: Store, key: str, modality: str, stored: str | None) -> dict:
-    """A run's stored description, or (runs stored before it existed) its modality's description of its config."""
-    if isinstance(stored, str) and stored:
-        return json.loads(stored)
-    from recon_core.config_loader import from_dict
+PLAIN = {"unit": "image", "unit_text": "test images",
+         "curves": [asdict(Headline("psnr", "", "Image quality: PSNR", "PSNR (dB)")),
+                    asdict(Headline("auroc", "mean", "Task: mean AUROC", "mean AUROC"))],
+         "table_metrics": [], "group_metrics": [asdict(Headline("tpr", "mean", "Sensitivity (TPR)", "TPR"))],
+         "gap_metrics": [asdict(Headline("eo_gap", "mean", "Equal-opportunity gap", "max − min TPR"))],
+         "added_metrics": ["auroc_added", "eo_gap_added"], "returns_degraded": []}
+"""How a run of a modality this installation does not know is drawn: its stored rows, PSNR and AUROC."""
 
-    return get_modality(modality).describe(from_dict(queries.run_config(store, key)))
+
+def describe(store: Store, row: pd.Series) -> dict:
+    """A run's stored description; for a run stored before descriptions existed, its modality's description.
+
+    Such a run is described from its stored config read for its types only, so a config that no
+    longer passes today's checks (a removed reconstructor, say) still shows; a modality this
+    installation does not know is drawn plainly, with the stored level name and unit.
+    """
+    if isinstance(row.description_json, str) and row.description_json:
+        return json.loads(row.description_json)
+    try:
+        return get_modality(row.modality).describe(parse_config(queries.run_config(store, row.config_hash)))
+    except (UnknownNameError, ConfigError):
+        level = {"name": row.level_name, "unit": row.level_unit, "minimum": 0.0, "minimum_included": False,
+                 "higher_is_worse": False, "note": ""}
+        return PLAIN | {"modality": row.modality, "title": str(row.modality), "level": level}
 
 
 def _headlines(items: list[dict]) -> tuple[Headline, ...]:
@@ -89,20 +110,20 @@ def run_view(store: Store, key: str) -> RunView:
     if key not in set(table.config_hash):
         raise KeyError(f"no run {key} in {store.path}")
     row = table[table.config_hash == key].iloc[0]
-    info = describe(store, key, row.modality, row.description_json)
+    info = describe(store, row)
     message = "" if row.message is None or row.message != row.message else str(row.message)
     return RunView(row.config_hash, row["name"], row.modality, info["title"], str(row.status), message,
                    int(row.cells_done), LevelAxis(**info["level"]), info["unit"], info["unit_text"],
                    _headlines(info["curves"]), _headlines(info["table_metrics"]),
                    _headlines(info["group_metrics"]), _headlines(info["gap_metrics"]),
-                   tuple(info["added_metrics"]))
+                   tuple(info["added_metrics"]), tuple(info["returns_degraded"]))
 
 
 def modality_title(name: str) -> str:
     """'X-ray (low-dose)' for 'xray'; the name itself for a modality this installation does not know."""
     try:
         return get_modality(name).title
-    except UnknownModalityError:
+    except UnknownNameError:
         return name
 
 

@@ -79,3 +79,32 @@ def test_a_sweep_reads_each_cell_once_and_creates_the_schema_once(built_store, t
     n_cells = len(queries.cells(store, tiny_config.config_hash()))
     assert statements == ["schema"]  # the DDL ran on the first write only
     assert len(reads) <= n_cells + 6, f"{len(reads)} read connections for {n_cells} cells"
+
+
+def test_a_failed_run_keeps_the_statistics_of_its_finished_cells_and_completes_on_resume(
+        built_store, tiny_config, tmp_path, monkeypatch):
+    _, _, cache = built_store
+    store = Store(tmp_path / "failed.duckdb")
+    real = study.Sweep.run_cell
+    calls = []
+
+    def failing(self, name, level):
+        calls.append((name, level))
+        if len(calls) == 6:
+            raise RuntimeError("the GPU fell off the bus")
+        return real(self, name, level)
+
+    monkeypatch.setattr(study.Sweep, "run_cell", failing)
+    with pytest.raises(RuntimeError):
+        study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
+    key = tiny_config.config_hash()
+    runs = queries.runs(store)
+    assert runs.status.tolist() == ["failed"] and "the GPU fell off the bus" in runs.message.iloc[0]
+    tests = queries.aggregates(store, key)
+    tests = tests[tests.p_value.notna()]
+    assert len(tests) and tests.q_value.notna().all()  # the five finished cells keep their q-values …
+    assert queries.correlations(store, key).n_cells.eq(4).all()  # … and correlations over their 4 reconstructions
+    monkeypatch.setattr(study.Sweep, "run_cell", real)
+    study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
+    assert queries.run_status(store, key) == "done"
+    assert queries.correlations(store, key).n_cells.eq(10).all()

@@ -37,6 +37,7 @@ class ScoreGapLoss(Loss):
     def __call__(self, output: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
         women = torch.from_numpy((batch.rows.sex == "F").to_numpy(copy=True)).to(output.device)
         self.seen.append(set(batch.rows.sex))
+        self.frozen_state = (self.classifier.training, any(p.requires_grad for p in self.classifier.parameters()))
         scores = torch.sigmoid(self.classifier(output))[:, 0]
         return (scores[women].mean() - scores[~women].mean()).abs()
 
@@ -45,9 +46,11 @@ class FairUNet(UNetDenoiser):
     """A U-Net trained with MSE + a score-gap term through the frozen classifier it is given."""
 
     name = "fair_unet"
+    uses = ("classifier",)
 
     def weights_key(self) -> str:
-        return stable_hash("fair_unet", super().weights_key())
+        classifier = Classifier(self.config, ("finding",), self.device).weights_key()
+        return stable_hash("fair_unet", super().weights_key(), classifier)
 
     def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
         cfg = self.config.reconstructors.unet
@@ -78,7 +81,8 @@ def test_a_reconstructor_trains_through_a_frozen_classifier_on_batches_with_rows
     recon.fit(split(physics=ProjectionDose(seed=0)), tmp_path, frozen={"classifier": classifier})
     assert all(seen == {"F", "M"} for seen in recon.gap.seen) and len(recon.gap.seen) == 6  # sex is never constant
     assert all(torch.equal(v, frozen_before[k]) for k, v in classifier.net.state_dict().items())  # not trained
-    assert not any(p.requires_grad for p in classifier.net.parameters()) and not classifier.net.training
+    assert recon.gap.frozen_state == (False, False)  # during training: eval mode, no gradients …
+    assert all(p.requires_grad for p in classifier.net.parameters()) and classifier.net.training  # … then restored
     assert not all(torch.equal(v, start[k]) for k, v in recon.net.state_dict().items())  # the reconstructor learnt
     assert recon.checkpoint_path(tmp_path).exists()
 
@@ -97,6 +101,11 @@ def test_the_group_term_carries_gradient_to_every_reconstructor_parameter_and_no
     assert all(g is not None and float(g.abs().sum()) > 0 for g in grads.values()), \
         [n for n, g in grads.items() if g is None or float(g.abs().sum()) == 0]
     assert all(p.grad is None for p in classifier.net.parameters())
+
+
+def test_a_model_that_uses_a_frozen_model_says_so_when_it_is_missing(config, tmp_path):
+    with pytest.raises(ValueError, match=r"fair_unet: its training needs the frozen model\(s\) \['classifier'\]"):
+        FairUNet(config, CPU).fit(split(physics=ProjectionDose(seed=0)), tmp_path, frozen={})
 
 
 def test_a_second_fit_loads_and_trains_nothing(config, tmp_path):

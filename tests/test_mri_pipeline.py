@@ -30,7 +30,8 @@ def test_every_mri_cell_lands_with_dice_and_patient_level_aggregates(mri_store):
     for metric in ("dice", "dice_gap", "dice_skewed_error_ratio", "dice_added", "dice_gap_added", "hd95"):
         assert metric in set(agg.metric), metric
     run = queries.runs(store).iloc[0]
-    assert run.modality == mri.MRI.name and run.level_name == "acceleration" and bool(run.higher_is_worse)
+    assert run.modality == mri.MRI.name and run.level_name == "acceleration"
+    assert '"higher_is_worse": true' in run.description_json  # the direction is stored with the run
 
 
 def test_zero_filled_quality_falls_with_acceleration(mri_store):

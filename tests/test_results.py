@@ -25,7 +25,7 @@ def test_a_run_stored_before_descriptions_existed_is_described_by_its_modality(b
     copy = Store(tmp_path / "old.duckdb")
     copy.path.write_bytes(store.path.read_bytes())
     with copy.connect() as con:
-        con.execute("UPDATE runs SET description_json = NULL, higher_is_worse = NULL")
+        con.execute("UPDATE runs SET description_json = NULL")
     old = results.run_view(copy, key)
     assert old == results.run_view(store, key)
     assert old.curves == get_modality(old.modality).curves

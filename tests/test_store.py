@@ -111,3 +111,12 @@ def test_a_store_written_before_the_volume_columns_still_reads(tmp_path):
     rows = queries.image_rows(store, key, "none", 100.0)
     assert len(rows) == 5 and rows.mse.isna().all() and rows.signal.isna().all()
     assert rows.psnr.notna().all()
+
+
+def test_a_store_file_removed_while_its_object_lives_is_made_again(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    writes.register_run(store, StudyConfig(), XRAY.describe(StudyConfig()))
+    for path in tmp_path.glob("s.duckdb*"):
+        path.unlink()
+    writes.register_run(store, StudyConfig(), XRAY.describe(StudyConfig()))  # the schema is made again
+    assert len(queries.runs(store)) == 1

@@ -48,7 +48,8 @@ def model(tmp_path_factory):
     classifier.fit(SplitData(train.subjects, train.images, train.labels), tmp_path_factory.mktemp("ckpt"))
     val = make_cohort(101, 600)
     j = val.labels.index(LABEL)
-    threshold = choose_thresholds(val.targets(val.subjects)[:, j:j + 1], predict(classifier, val.images)[:, j:j + 1],
+    targets = val.subjects[list(val.labels)].to_numpy(dtype=float)
+    threshold = choose_thresholds(targets[:, j:j + 1], predict(classifier, val.images)[:, j:j + 1],
                                   (LABEL,))
     return classifier, threshold
 

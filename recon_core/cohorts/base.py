@@ -60,10 +60,6 @@ class Cohort:
             raise CohortError(f"{self.source}: this cohort has no segmentation masks")
         return self.masks[(self.subjects["split"] == name).to_numpy()]
 
-    def targets(self, rows: pd.DataFrame) -> np.ndarray:
-        """(N, L) float array of labels (NaN where unknown)."""
-        return rows[list(self.labels)].to_numpy(dtype=np.float32)
-
 
 def assign_splits(subject_ids: np.ndarray, fractions: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
     """Assigns each unique subject one split by a seeded permutation, in the given proportions."""

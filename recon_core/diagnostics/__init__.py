@@ -2,7 +2,8 @@
 
 from recon_core.diagnostics.classifier import Classifier
 from recon_core.diagnostics.segmenter import Segmenter
-from recon_core.diagnostics.task import TaskModel, TaskOutput
+from recon_core.diagnostics.task import TaskModel, TaskOutput, scorer
 from recon_core.diagnostics.thresholds import ThresholdError, choose_thresholds
 
-__all__ = ["Classifier", "Segmenter", "TaskModel", "TaskOutput", "ThresholdError", "choose_thresholds"]
+__all__ = ["Classifier", "Segmenter", "TaskModel", "TaskOutput", "ThresholdError", "choose_thresholds",
+           "scorer"]

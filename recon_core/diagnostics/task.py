@@ -8,6 +8,7 @@ The runner stores both kinds the same way for every road, clean or reconstructed
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,3 +35,15 @@ class TaskModel(TrainableModel):
     @abstractmethod
     def evaluate(self, images: torch.Tensor, truth: torch.Tensor | None) -> TaskOutput:
         """Its answer for (B, 1, H, W) images; `truth` holds the true (B, 1, H, W) masks where the cohort has them."""
+
+
+def scorer(models: Sequence[TaskModel]) -> TaskModel:
+    """The one task model that scores labelled findings (its decisions use the operating thresholds).
+
+    Every modality has exactly one; anything else is a modality defined wrongly, said in words.
+    """
+    scoring = [model for model in models if model.labels]
+    if len(scoring) != 1:
+        raise ValueError(f"task models {[m.name for m in models]}: exactly one must score labelled findings, "
+                         f"found {len(scoring)}")
+    return scoring[0]

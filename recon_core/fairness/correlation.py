@@ -42,8 +42,8 @@ def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _cell_samples(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[str, float],
-                  attributes: Sequence[str], weights: np.ndarray) -> dict[str, np.ndarray]:
-    present = [m for m in ("psnr", "ssim", "dice") if m in rows]
+                  attributes: Sequence[str], weights: np.ndarray, means: Sequence[str]) -> dict[str, np.ndarray]:
+    present = [m for m in means if m in rows]
     out = {m: bs.mean(rows[m].to_numpy(float), weights, np.ones(len(rows), bool)) for m in present}
     targets = rows[[f"target:{lb}" for lb in labels]].to_numpy(float)
     scores = rows[[f"score:{lb}" for lb in labels]].to_numpy(float)
@@ -64,8 +64,13 @@ def _cell_samples(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[st
 
 def quality_task_correlations(cells: dict[tuple[str, float], pd.DataFrame], labels: Sequence[str],
                               thresholds: dict[str, float], attributes: Sequence[str] = ("sex", "age_band"),
-                              n_resamples: int = 1000, ci_level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """ρ(PSNR, mean AUROC), ρ(SSIM, mean AUROC) and, per attribute, ρ(PSNR gap, EO gap) across cells.
+                              n_resamples: int = 1000, ci_level: float = 0.95, seed: int = 0,
+                              quality: Sequence[str] = ("psnr", "ssim"),
+                              tasks: Sequence[str] = ("auroc",)) -> pd.DataFrame:
+    """ρ(quality, task) for each quality and task metric, and per attribute ρ(PSNR gap, EO gap), across cells.
+
+    `tasks` are 'auroc' (mean over labels, from the scores) or per-image columns averaged per cell
+    (Dice); the modality names them (its headline curves).
 
     `cells` maps (reconstructor, level) to that cell's stored per-image rows (the same images in each).
     Needs at least three cells; returns an empty table otherwise.
@@ -75,11 +80,10 @@ def quality_task_correlations(cells: dict[tuple[str, float], pd.DataFrame], labe
     first = next(iter(cells.values()))
     n = len(first)
     weights = bs.resample_weights(n, n_resamples, numpy_rng(seed, "bootstrap", n))
+    means = [*quality, *(t for t in tasks if t != "auroc")]
     per_cell = [_cell_samples(rows.sort_values("image_id").reset_index(drop=True), labels, thresholds,
-                              attributes, weights) for rows in cells.values()]
-    pairs = [("psnr", "auroc", "all"), ("ssim", "auroc", "all")]
-    if "dice" in per_cell[0]:  # MRI: does image quality predict segmentation?
-        pairs += [("psnr", "dice", "all"), ("ssim", "dice", "all")]
+                              attributes, weights, means) for rows in cells.values()]
+    pairs = [(q, t, "all") for t in tasks for q in quality if q in per_cell[0] and t in per_cell[0]]
     pairs += [(f"psnr_gap:{a}", f"eo_gap:{a}", a) for a in attributes]
     out = []
     for x_key, y_key, attribute in pairs:

@@ -64,6 +64,8 @@ BY_NAME = {m.name: m for m in CATALOGUE}
 NAMED_GAPS = {"eo_gap": ("Equal-opportunity gap", "tpr"), "eodd": ("Equalized-odds gap", "tpr"),
               "dice_skewed_error_ratio": ("Dice skewed error ratio", "dice")}
 """Gaps with names of their own: (label, the metric they are a gap of)."""
+FAIRNESS_GAPS = ("eo_gap", "eodd", "auroc_gap", "fnr_gap", "ece_gap", "dice_gap", "dice_skewed_error_ratio")
+"""The gaps whose 'added by reconstruction' value the Fairness page offers (one per question, no synonyms)."""
 _DERIVED = ((r"^worst_(.+)$", "worst group by {}"), (r"^(.+)_added$", "{} added"), (r"^(.+)_gap$", "{} gap"),
             (r"^(.+)_ratio$", "{} ratio (min / max)"), (r"^(.+)_diff$", "{} difference"))
 

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from monai.metrics import PSNRMetric, SSIMMetric
 
+from recon_core.metrics.catalogue import BY_NAME, IMAGE_COLUMNS
+
 DATA_RANGE = 1.0
 
 _psnr = PSNRMetric(max_val=DATA_RANGE, reduction="none")
@@ -33,7 +35,8 @@ def nmse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((prediction - target) ** 2).sum(dims) / (target ** 2).sum(dims).clamp_min(1e-12)
 
 
-QUALITY_METRICS = ("psnr", "ssim", "nmse", "mse", "signal")
+QUALITY_METRICS = tuple(name for name in IMAGE_COLUMNS if BY_NAME[name].kind in ("quality", "helper"))
+"""What `image_quality` measures, as the catalogue lists them (NaN on the clean road)."""
 
 
 def image_quality(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:

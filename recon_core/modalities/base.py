@@ -20,6 +20,7 @@ from recon_core.cohorts.base import CohortSource
 from recon_core.config import ConfigError, StudyConfig
 from recon_core.diagnostics.task import TaskModel
 from recon_core.physics.base import Acquisition, LevelAxis
+from recon_core.reconstructors.registry import REGISTRY
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class Modality(ABC):
     """Fairness gaps, the first one the default."""
     added_metrics: ClassVar[tuple[str, ...]]
     """'Added by reconstruction' metrics of the headline tables."""
+    correlated_quality: ClassVar[tuple[str, ...]] = ("psnr", "ssim")
+    """Image-quality metrics whose ranking of the cells is set against the headline tasks' (run finalisation)."""
 
     def validate(self, config: StudyConfig) -> None:
         """The config's physics model, levels, cohort source, anatomy and labels fit the modality (else ConfigError)."""
@@ -105,9 +108,14 @@ class Modality(ABC):
         return rows
 
     def describe(self, config: StudyConfig) -> dict:
-        """What is stored with each run so that pages, report and CLI can draw it without this code."""
+        """What is stored with each run so that pages, report and CLI can draw it without this code.
+
+        Also names the run's reconstructors whose output is the degraded image (shown once, not twice).
+        """
         axis = self.axis(config)
-        return {"modality": self.name, "title": self.title, "unit": self.unit, "unit_text": self.unit_text,
+        known = [name for name in config.reconstructors.names if name in REGISTRY.names()]
+        return {"returns_degraded": [name for name in known if REGISTRY.load(name).returns_degraded],
+                "modality": self.name, "title": self.title, "unit": self.unit, "unit_text": self.unit_text,
                 "level": asdict(axis), "curves": [asdict(h) for h in self.curves],
                 "table_metrics": [asdict(h) for h in self.table_metrics],
                 "group_metrics": [asdict(h) for h in self.group_metrics],

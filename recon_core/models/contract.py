@@ -12,7 +12,8 @@ the clean image for a reconstructor.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,11 +67,21 @@ def adam(module: torch.nn.Module, learning_rate: float, steps: int, schedule: st
     return optimiser, torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
 
 
-def freeze(model: TrainableModel) -> TrainableModel:
-    """A model handed to another's training: eval mode, no gradients for its parameters."""
-    model.net.eval()
-    model.net.requires_grad_(False)
-    return model
+@contextmanager
+def frozen_for_training(models: Mapping[str, TrainableModel]) -> Iterator[Mapping[str, TrainableModel]]:
+    """Models handed to another's training: in eval mode with no gradients for their parameters, restored after."""
+    saved = [(model.net, model.net.training, [p.requires_grad for p in model.net.parameters()])
+             for model in models.values()]
+    for net, _, _ in saved:
+        net.eval()
+        net.requires_grad_(False)
+    try:
+        yield models
+    finally:
+        for net, training, flags in saved:
+            net.train(training)
+            for parameter, flag in zip(net.parameters(), flags, strict=True):
+                parameter.requires_grad_(flag)
 
 
 def run_training(plan: TrainingPlan, progress: Progress, stage: str) -> None:
@@ -102,6 +113,8 @@ class TrainableModel(ABC):
     """Names its checkpoint file `<name>-<weights key>.pt`."""
     net: torch.nn.Module
     arch: dict
+    uses: tuple[str, ...] = ()
+    """The other models its training takes, frozen, by name (e.g. 'classifier'); its weights key includes theirs."""
 
     def __init__(self, config: StudyConfig, device: torch.device) -> None:
         self.config = config
@@ -111,7 +124,7 @@ class TrainableModel(ABC):
     def weights_key(self) -> str:
         """The hash of everything that determines the weights (config parts, seed, a user file's SHA-256).
 
-        A model whose training uses a frozen model puts that model's weights key into its own.
+        A model whose training uses frozen models (`uses`) puts their weights keys into its own.
         """
 
     @abstractmethod
@@ -129,10 +142,18 @@ class TrainableModel(ABC):
 
     def fit(self, data: SplitData, checkpoint_dir: Path, progress: Progress = silent,
             frozen: Mapping[str, TrainableModel] | None = None) -> None:
-        """Loads the weights the key names, or trains on `data` (with `frozen` models, never updated) and saves them."""
+        """Loads the weights the key names, or trains on `data` and saves them.
+
+        Of the `frozen` models at hand, training receives the ones this model `uses`, frozen for the
+        duration (never updated, no gradients for their parameters) and left as they were after.
+        """
         if self.checkpoint_path(checkpoint_dir).exists():
             self.load(checkpoint_dir)
             return
-        frozen = {name: freeze(model) for name, model in (frozen or {}).items()}
-        run_training(self.training_plan(data, frozen), progress, f"training {self.name}")
+        available = frozen or {}
+        missing = [name for name in self.uses if name not in available]
+        if missing:
+            raise ValueError(f"{self.name}: its training needs the frozen model(s) {missing}; given {list(available)}")
+        with frozen_for_training({name: available[name] for name in self.uses}) as handed:
+            run_training(self.training_plan(data, handed), progress, f"training {self.name}")
         save_checkpoint(self.checkpoint_path(checkpoint_dir), self.net, self.arch)

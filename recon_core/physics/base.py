@@ -28,14 +28,17 @@ class LevelAxis:
     minimum: float
     minimum_included: bool
     higher_is_worse: bool
+    note: str = ""
+    """What the minimum means, said in errors: '1× = fully sampled'."""
 
     def problem(self, level: object) -> str | None:
-        """Why a level is impossible on this axis ('must be > 0 photons'), or None when it is fine."""
+        """Why a level is impossible on this axis ('must be > 0 photons/pixel'), or None when it is fine."""
         ok = isinstance(level, (int, float)) and not isinstance(level, bool) and (
             level >= self.minimum if self.minimum_included else level > self.minimum)
         if ok:
             return None
-        return f"must be {'≥' if self.minimum_included else '>'} {self.minimum:g} {self.unit}"
+        return (f"must be {'≥' if self.minimum_included else '>'} {self.minimum:g} {self.unit}"
+                + (f" ({self.note})" if self.note else ""))
 
     def worst_first(self, levels: Sequence[float]) -> list[float]:
         """Levels from the most degraded to the mildest."""

@@ -46,7 +46,8 @@ class KspaceUndersampling(Acquisition):
     """
 
     name = "mri_kspace"
-    axis = LevelAxis("acceleration", "×", minimum=1.0, minimum_included=True, higher_is_worse=True)
+    axis = LevelAxis("acceleration", "×", minimum=1.0, minimum_included=True, higher_is_worse=True,
+                     note="1× = fully sampled")
     measures_kspace = True
 
     def __init__(self, seed: int, mask_kind: str = "radial", centre_fraction: float = 0.08,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recon_core.diagnostics.task import TaskModel
+from recon_core.diagnostics.task import TaskModel, scorer
 from recon_core.metrics.image_quality import QUALITY_METRICS, image_quality
 from recon_core.models.batches import SplitData
 from recon_core.physics.base import Acquisition
@@ -81,6 +81,7 @@ def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Ac
     cache = None
     if reconstructor is not None and reconstructor.cache_outputs and cache_root is not None:
         cache = ReconstructionCache(cache_root, reconstructor.name, reconstructor.cache_key(), level)
+    scoring = list(task_models).index(scorer(task_models))
     start = time.perf_counter()
     ids = data.rows["image_id"].tolist()
     wanted = set(example_ids)
@@ -103,8 +104,7 @@ def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Ac
         answers = [model.evaluate(output, truth) for model in task_models]
         for answer in answers:
             quality |= answer.metrics
-            if answer.scores is not None:
-                score_parts.append(answer.scores)
+        score_parts.append(answers[scoring].scores)
         metric_parts.append(quality)
         predicted = next((a.masks for a in answers if a.masks is not None), None)
         for j, image_id in enumerate(batch_ids):

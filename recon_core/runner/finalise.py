@@ -15,14 +15,16 @@ import pandas as pd
 from recon_core.config import StudyConfig
 from recon_core.fairness.correlation import quality_task_correlations
 from recon_core.fairness.multiple_testing import q_values
+from recon_core.modalities import Modality
 from recon_core.store import CLEAN, Store, queries, writes
 
 
-def finalise_run(store: Store, config: StudyConfig, labels: tuple[str, ...], thresholds: dict[str, float],
-                 unit_rows: Callable[[str, float], pd.DataFrame]) -> None:
+def finalise_run(store: Store, config: StudyConfig, modality: Modality, labels: tuple[str, ...],
+                 thresholds: dict[str, float], unit_rows: Callable[[str, float], pd.DataFrame]) -> None:
     """q-values of every added-bias test and the quality–task correlations of the run's finished cells.
 
-    `unit_rows(reconstructor, level)` gives a cell's stored rows per statistical unit.
+    `unit_rows(reconstructor, level)` gives a cell's stored rows per statistical unit; the
+    correlated metrics are the modality's (its quality metrics against its headline tasks).
     """
     key = config.config_hash()
     tests = queries.added_tests(store, key)
@@ -32,6 +34,7 @@ def finalise_run(store: Store, config: StudyConfig, labels: tuple[str, ...], thr
     ev = config.evaluation
     table = quality_task_correlations({cell: unit_rows(*cell) for cell in finished}, labels, thresholds,
                                       [a for a in ev.attributes if "×" not in a], n_resamples=ev.n_bootstrap,
-                                      ci_level=ev.ci_level, seed=config.seed)
+                                      ci_level=ev.ci_level, seed=config.seed, quality=modality.correlated_quality,
+                                      tasks=[h.metric for h in modality.curves[1:]])
     if not table.empty:
         writes.replace_correlations(store, key, table)

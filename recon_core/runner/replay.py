@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from recon_core.config import StudyConfig
+from recon_core.diagnostics import scorer
 from recon_core.modalities import get_modality
 from recon_core.models.contract import TrainableModel
 from recon_core.reconstructors import Reconstructor, build_reconstructor
@@ -52,7 +53,7 @@ class CaseReplayer:
         self.task_models = modality.task_models(config, self.labels, device)
         for model in self.task_models:
             model.load(checkpoint_dir)
-        self.classifier = next(model for model in self.task_models if model.labels)
+        self.classifier = scorer(self.task_models)
         self._reconstructors: dict[str, Reconstructor] = {}
 
     def reconstructor(self, name: str) -> Reconstructor:
@@ -78,9 +79,9 @@ class CaseReplayer:
         output = self.reconstructor(reconstructor).reconstruct(degraded, self.physics, level, measurement, [image_id])
         both = torch.cat([clean, output])
         truth_t = None if truth is None else torch.from_numpy(np.stack([truth, truth])[:, None])
-        answers = [model.evaluate(both, truth_t) for model in self.task_models]
-        scores = next(a.scores for a in answers if a.scores is not None)
-        masks = next((list(a.masks) for a in answers if a.masks is not None), [None, None])
+        answers = {model.name: model.evaluate(both, truth_t) for model in self.task_models}
+        scores = answers[self.classifier.name].scores
+        masks = next((list(a.masks) for a in answers.values() if a.masks is not None), [None, None])
         mask_true = None if truth is None else truth.astype(np.float32)
         return Case(image_id, self.labels, clean[0, 0].cpu().numpy(), degraded[0, 0].cpu().numpy(),
                     output[0, 0].cpu().numpy(), scores[0], scores[1], mask_true, *masks)

@@ -8,6 +8,7 @@ span the run (q-values, quality–task correlations) are computed once every cel
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 
 from recon_core.cohorts import Cohort
 from recon_core.config import StudyConfig
-from recon_core.diagnostics import TaskModel, choose_thresholds
+from recon_core.diagnostics import TaskModel, choose_thresholds, scorer
 from recon_core.fairness import summarise_cell
 from recon_core.modalities import Modality, get_modality
 from recon_core.models.batches import SplitData
@@ -44,7 +45,7 @@ class TrainedModels:
     @property
     def classifier(self) -> TaskModel:
         """The task model that scores labelled findings (its decisions use the thresholds)."""
-        return next(model for model in self.task_models if model.labels)
+        return scorer(self.task_models)
 
 
 def split_data(cohort: Cohort, split: str, physics: Acquisition | None = None) -> SplitData:
@@ -143,19 +144,22 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
     """Trains, sweeps, stores and finalises a study; returns its config hash. Finished cells are skipped.
 
     A run whose cells were all done before and whose finalisation completed is left as it is; a
-    run stopped between its last cell and its finalisation is finalised on the next call.
+    run stopped between its last cell and its finalisation is finalised on the next call. A run
+    that fails is marked failed and its finished cells are still finalised (q-values and
+    correlations over what is in), then finalised again when it is resumed.
     """
     start = time.perf_counter()
     key = config.config_hash()
     modality = get_modality(config.modality)
     was_done = queries.run_status(store, key) == "done"
     writes.register_run(store, config, modality.describe(config))
+    sweep = None
     try:
         models = train_models(config, checkpoint_dir, device, progress, fit_reconstructors=False)
         writes.write_thresholds(store, key, models.thresholds)
         done = queries.done_cells(store, key)
         sweep = Sweep(store, config, models, device, checkpoint_dir.parent / "reconstructions", progress)
-        levels = sorted(config.physics.levels, reverse=True)
+        levels = models.physics.axis.worst_first(config.physics.levels)[::-1]  # the mildest level first
         order = [CLEAN, *sorted(models.reconstructors,
                                 key=lambda n: isinstance(models.reconstructors[n], TrainableModel))]
         ran = 0
@@ -170,12 +174,18 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
                 ran += 1
         if ran or not was_done:
             progress("finalising the run", 0, 1)
-            finalise_run(store, config, models.cohort.labels, models.thresholds, sweep.rows)
+            finalise_run(store, config, modality, models.cohort.labels, models.thresholds, sweep.rows)
     except KeyboardInterrupt:
         writes.set_run_status(store, key, "interrupted", message="stopped by the user; run again to resume")
         raise
     except Exception as exc:
         writes.set_run_status(store, key, "failed", message=f"{type(exc).__name__}: {exc}")
+        if sweep is not None:
+            # best effort: the cells that did finish keep their q-values and correlations; the error
+            # that stopped the run is the one raised, whatever happens here
+            with contextlib.suppress(Exception):
+                finalise_run(store, config, modality, sweep.models.cohort.labels, sweep.models.thresholds,
+                             sweep.rows)
         raise
     writes.set_run_status(store, key, "done", seconds=time.perf_counter() - start)
     progress("done", 1, 1)

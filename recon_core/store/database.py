@@ -29,8 +29,7 @@ SCHEMA = [
         config_hash VARCHAR PRIMARY KEY, name VARCHAR, modality VARCHAR, config_json VARCHAR,
         level_name VARCHAR, level_unit VARCHAR, status VARCHAR,
         created_at TIMESTAMP, updated_at TIMESTAMP, seconds DOUBLE, message VARCHAR)""",
-    # what the modality says about drawing the run (level direction, headline metrics, unit), stored with it
-    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS higher_is_worse BOOLEAN",
+    # what the modality says about drawing the run (level axis and direction, headline metrics, unit)
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS description_json VARCHAR",
     """CREATE TABLE IF NOT EXISTS cells (
         config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, status VARCHAR, n_images INTEGER,
@@ -76,7 +75,7 @@ class StoreBusyError(RuntimeError):
 
 
 class Store:
-    """A DuckDB file opened briefly for each read or write; its schema is created once per Store object."""
+    """A DuckDB file opened briefly for each read or write; its schema is created on a Store's first write."""
 
     def __init__(self, path: str | Path, timeout: float = 60.0) -> None:
         self.path = Path(path)
@@ -110,6 +109,7 @@ class Store:
         """A connection, retried with backoff while another process holds the lock."""
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._schema_ready = self._schema_ready and self.path.exists()  # a file removed meanwhile is new
         deadline, pause = time.monotonic() + self.timeout, 0.02
         while True:
             try:
@@ -124,7 +124,7 @@ class Store:
                 time.sleep(pause)
                 pause = min(pause * 1.5, 0.5)
         try:
-            if not read_only and not self._schema_ready:
+            if not read_only and not self._schema_ready:  # (connecting made the file if it was gone)
                 for statement in SCHEMA:
                     con.execute(statement)
                 con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",

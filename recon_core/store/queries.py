@@ -17,7 +17,7 @@ def _frame(result: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
 
 
 RUN_COLUMNS = ["config_hash", "name", "modality", "status", "level_name", "level_unit", "created_at", "updated_at",
-               "seconds", "message", "higher_is_worse", "description_json", "cells_done"]
+               "seconds", "message", "description_json", "cells_done"]
 
 
 def runs(store: Store) -> pd.DataFrame:

@@ -30,12 +30,12 @@ def register_run(store: Store, config: StudyConfig, description: dict) -> str:
     with store.connect() as con:
         con.execute(
             """INSERT INTO runs (config_hash, name, modality, config_json, level_name, level_unit, status, created_at,
-                                 updated_at, higher_is_worse, description_json)
-               VALUES (?, ?, ?, ?, ?, ?, 'running', now(), now(), ?, ?)
+                                 updated_at, description_json)
+               VALUES (?, ?, ?, ?, ?, ?, 'running', now(), now(), ?)
                ON CONFLICT (config_hash) DO UPDATE SET status = 'running', updated_at = now(), message = NULL,
-                   higher_is_worse = excluded.higher_is_worse, description_json = excluded.description_json""",
+                   description_json = excluded.description_json""",
             [key, config.name, config.modality, json.dumps(config.to_dict(), sort_keys=True), level["name"],
-             level["unit"], level["higher_is_worse"], json.dumps(description, sort_keys=True)])
+             level["unit"], json.dumps(description, sort_keys=True)])
     return key
 
 
