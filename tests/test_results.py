@@ -39,3 +39,14 @@ def test_headline_table_orders_cells_and_formats_intervals(built_store):
     assert unet.level.tolist() == [3000.0, 300.0]
     assert unet["mean AUROC"].str.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]").all()
     assert unet["mean AUROC added"].str.match(r"[+-]\d\.\d{3} \[").all()
+
+
+def test_a_run_of_a_modality_this_installation_lacks_is_drawn_plainly(built_store, tmp_path):
+    store, key, _ = built_store
+    copy = Store(tmp_path / "foreign.duckdb")
+    copy.path.write_bytes(store.path.read_bytes())
+    with copy.connect() as con:
+        con.execute("UPDATE runs SET description_json = NULL, modality = 'ct'")
+    view = results.run_view(copy, key)
+    assert view.title == "ct" and view.level.name == "dose" and [h.metric for h in view.curves] == ["psnr", "auroc"]
+    assert results.modality_title("ct") == "ct"
