@@ -88,7 +88,7 @@ def describe(store: Store, row: pd.Series) -> dict:
         return json.loads(row.description_json)
     try:
         return get_modality(row.modality).describe(parse_config(queries.run_config(store, row.config_hash)))
-    except (UnknownNameError, ConfigError):
+    except (UnknownNameError, ConfigError, KeyError):  # KeyError: a physics model or source no longer known
         level = {"name": row.level_name, "unit": row.level_unit, "minimum": 0.0, "minimum_included": False,
                  "higher_is_worse": False, "note": ""}
         return PLAIN | {"modality": row.modality, "title": str(row.modality), "level": level}

@@ -20,12 +20,18 @@ def test_a_run_view_carries_its_modality_description(built_store, mri_store):
     assert mri.gap_metrics[0].metric == "dice_gap"
 
 
-def test_a_run_stored_before_descriptions_existed_is_described_by_its_modality(built_store, tmp_path):
-    store, key, _ = built_store
-    copy = Store(tmp_path / "old.duckdb")
+def altered_copy(store: Store, folder, update: str) -> Store:
+    """A copy of a store file with one UPDATE of its runs applied (a store written elsewhere or earlier)."""
+    copy = Store(folder / "copy.duckdb")
     copy.path.write_bytes(store.path.read_bytes())
     with copy.connect() as con:
-        con.execute("UPDATE runs SET description_json = NULL")
+        con.execute(update)
+    return copy
+
+
+def test_a_run_stored_before_descriptions_existed_is_described_by_its_modality(built_store, tmp_path):
+    store, key, _ = built_store
+    copy = altered_copy(store, tmp_path, "UPDATE runs SET description_json = NULL")
     old = results.run_view(copy, key)
     assert old == results.run_view(store, key)
     assert old.curves == get_modality(old.modality).curves
@@ -41,12 +47,19 @@ def test_headline_table_orders_cells_and_formats_intervals(built_store):
     assert unet["mean AUROC added"].str.match(r"[+-]\d\.\d{3} \[").all()
 
 
+def test_an_old_run_whose_physics_model_is_gone_is_drawn_plainly(built_store, tmp_path):
+    store, key, _ = built_store
+    update = ("UPDATE runs SET description_json = NULL, "
+              "config_json = replace(config_json, '\"model\": \"projection\"', '\"model\": \"retired\"')")
+    copy = altered_copy(store, tmp_path, update)
+    assert "retired" in str(copy.query("SELECT config_json FROM runs").iloc[0, 0])
+    view = results.run_view(copy, key)
+    assert view.level.name == "dose" and view.title == view.modality  # drawn plainly: the title is the name
+
+
 def test_a_run_of_a_modality_this_installation_lacks_is_drawn_plainly(built_store, tmp_path):
     store, key, _ = built_store
-    copy = Store(tmp_path / "foreign.duckdb")
-    copy.path.write_bytes(store.path.read_bytes())
-    with copy.connect() as con:
-        con.execute("UPDATE runs SET description_json = NULL, modality = 'ct'")
-    view = results.run_view(copy, key)
+    view = results.run_view(altered_copy(store, tmp_path, "UPDATE runs SET description_json = NULL, modality = 'ct'"),
+                            key)
     assert view.title == "ct" and view.level.name == "dose" and [h.metric for h in view.curves] == ["psnr", "auroc"]
     assert results.modality_title("ct") == "ct"
