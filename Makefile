@@ -16,7 +16,10 @@ install: $(STAMP)
 run: install  ## start the dashboard (Home offers to build the demo study)
 	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT)
 
-test: install  ## lint, then the test suite
+test: install  ## lint, then the test suite (the browser tests need Debian's chromium: no silent skips)
+	@command -v chromium >/dev/null 2>&1 || [ -n "$$TANDEM_SKIP_BROWSER" ] || { \
+	  echo "make test: the browser tests need Debian's chromium. Install it: sudo apt-get install -y chromium"; \
+	  echo "           (or run TANDEM_SKIP_BROWSER=1 make test to skip those tests knowingly)"; exit 1; } >&2
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from pages.ui.sidebar import scoped
 from recon_core import results
 from recon_core.modalities import available_modalities
 from recon_core.store import CLEAN, Store, queries
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
     at.run()
     at.switch_page("pages/overview.py").run()
     at.selectbox(key="modality").set_value(args.modality).run()  # kept across pages from here on
-    key = at.selectbox(key="run_key").value
+    key = at.selectbox(key=scoped("run_key", args.modality)).value
     cells = queries.cells(Store(args.store), key)
     cells = cells[cells.reconstructor != CLEAN]
     levels = sorted(cells.level.unique())
@@ -69,19 +70,19 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
 
     values = alternate(levels[1], levels[-2], args.repeats)
     measure("Overview: change level", "pages/overview.py",
-            lambda a: a.select_slider(key="level").set_value(next(values)).run())
+            lambda a: a.select_slider(key=scoped("level", key)).set_value(next(values)).run())
     chosen = alternate(recons[-1:], recons, args.repeats)
     measure("Overview: change reconstructors", "pages/overview.py",
-            lambda a: a.multiselect(key="reconstructors").set_value(next(chosen)).run())
+            lambda a: a.multiselect(key=scoped("reconstructors", key)).set_value(next(chosen)).run())
     attributes = alternate("age_band", "sex", args.repeats)
     measure("Overview: change attribute", "pages/overview.py",
-            lambda a: a.selectbox(key="attribute").set_value(next(attributes)).run())
+            lambda a: a.selectbox(key=scoped("attribute", key)).set_value(next(attributes)).run())
     metrics = alternate(metric, "tpr", args.repeats)
     measure("Fairness: change metric", "pages/fairness.py",
-            lambda a: a.selectbox(key="fair_metric").set_value(next(metrics)).run())
+            lambda a: a.selectbox(key=scoped("fair_metric", key)).set_value(next(metrics)).run())
     groups = alternate("age_band", "sex", args.repeats)
     measure("Failure cases: change grouping", "pages/failures.py",
-            lambda a: a.selectbox(key="attribute").set_value(next(groups)).run())
+            lambda a: a.selectbox(key=scoped("attribute", key)).set_value(next(groups)).run())
     print(f"{'interaction':<34}{'open page ms':>14}{'median ms':>11}{'max ms':>9}   ({args.repeats} repeats)")
     for name, opening, median, worst in rows:
         print(f"{name:<34}{opening:>14.0f}{median:>11.0f}{worst:>9.0f}")

@@ -13,7 +13,7 @@ import torch
 from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
-from pages.ui.sidebar import page_run, reconstructed_cells, sidebar_choices
+from pages.ui.sidebar import page_run, reconstructed_cells, scoped, sidebar_choices
 from recon_core import paths
 from recon_core.cohorts import CohortError
 from recon_core.metrics.catalogue import label as metric_label
@@ -39,18 +39,20 @@ choice = sidebar_choices(data.aggregates(key), run)
 clean_rows = data.image_rows(key, CLEAN, 0.0)
 test_ids = clean_rows.image_id.tolist()
 examples = sorted(data.examples(key, CLEAN, 0.0).image_id.unique())
-image_id = st.selectbox("Test image", test_ids, index=test_ids.index(examples[0]) if examples else 0,
-                        key="cmp_image")
+image_key = scoped("cmp_image", key)
+image_id = st.selectbox("Test image", test_ids, key=image_key,
+                        **({} if image_key in st.session_state or not examples
+                           else {"index": test_ids.index(examples[0])}))
 across_levels = st.radio("Side by side", ["reconstructors at the level in focus", "one reconstructor across levels"],
                          horizontal=True, key="cmp_mode") == "one reconstructor across levels"
 if across_levels:
-    left, right = st.columns([1, 2])
-    recon = left.selectbox("Reconstructor", choice.reconstructors, key="cmp_recon")
+    recon = st.selectbox("Reconstructor", choice.reconstructors, key=scoped("cmp_recon", key))
     focus = run.mildest_first(choice.levels)
-    picked = right.multiselect("Levels", focus, default=[focus[0], focus[-1]] if len(focus) > 1 else focus,
-                               format_func=lambda v: f"{v:g} {run.level.unit}", key="cmp_levels")
-    roads = [(f"{recon} at {lv:g}", recon, float(lv)) for lv in picked]
-    st.caption("Levels from the sidebar's curve levels; the image and its noise seed stay the same.")
+    picked = st.multiselect("Levels", focus, default=[focus[0], focus[-1]] if len(focus) > 1 else focus,
+                            format_func=lambda v: f"{v:g} {run.level.unit}", key=scoped("cmp_levels", key))
+    roads = [(f"{recon} at {lv:g}", recon, float(lv)) for lv in run.mildest_first(picked)]
+    st.caption("Levels from the sidebar's curve levels, mildest first, one row each; the image and its noise "
+               "seed stay the same.")
 else:
     roads = [(r, r, choice.level) for r in choice.reconstructors]
     st.caption("Reconstructors and the level come from the sidebar.")
@@ -80,17 +82,40 @@ def outlines(prediction: np.ndarray | None) -> dict:
     return {"truth": first.mask_true, "prediction": prediction} if segmented else {}
 
 
-panels = [("clean", first.clean, "image", outlines(first.mask_clean))]
-for lv in dict.fromkeys(lv for _, _, lv in roads):  # one degraded image per level, in order
-    at_level = [(r, cases[name]) for name, r, road_level in roads if road_level == lv]
-    panels.append((f"degraded ({lv:g})", at_level[0][1].degraded, "image",
-                   outlines(next((c.mask_recon for r, c in at_level if r in run.returns_degraded), None))))
-    panels += [(name, cases[name].reconstructed, "image", outlines(cases[name].mask_recon))
-               for name, r, road_level in roads if road_level == lv and r not in run.returns_degraded]
-errors = [(f"|{name} − clean|", np.abs(c.reconstructed - c.clean), "error") for name, c in cases.items()]
-grid = cached_plot("image_grid", panels + errors, columns=max(len(panels), len(errors)))
+COLUMNS = 4  # at most this many images a row: thumbnails stay readable, titles never overlap
+
+
+def error_panel(name: str, case) -> tuple:
+    return (f"|{name} − clean|", np.abs(case.reconstructed - case.clean), "error")
+
+
+def degraded_panel(lv: float, at_level: list) -> tuple:
+    """The degraded image of one level, with the outline of a method that returns it unchanged."""
+    return (f"degraded ({lv:g})", at_level[0][1].degraded, "image",
+            outlines(next((c.mask_recon for r, c in at_level if r in run.returns_degraded), None)))
+
+
+def rows_of(panels: list[tuple]) -> list[tuple]:
+    """Pads a run of panels to whole rows, so the next run starts on a row of its own."""
+    return panels + [("", None, "blank")] * (-len(panels) % COLUMNS)
+
+
+clean_panel = ("clean", first.clean, "image", outlines(first.mask_clean))
+if across_levels:  # one row per level: degraded, reconstructed, error; the clean image heads the first row
+    panels = rows_of([clean_panel])
+    for name, r, lv in roads:
+        case = cases[name]
+        shown = [] if r in run.returns_degraded else [(name, case.reconstructed, "image", outlines(case.mask_recon))]
+        panels += rows_of([degraded_panel(lv, [(r, case)]), *shown, error_panel(name, case)])
+else:  # clean, degraded, then each reconstruction; their error maps in the rows below
+    at_level = [(r, cases[name]) for name, r, _ in roads]
+    images = [clean_panel, degraded_panel(choice.level, at_level)]
+    images += [(name, cases[name].reconstructed, "image", outlines(cases[name].mask_recon))
+               for name, r, _ in roads if r not in run.returns_degraded]
+    panels = rows_of(images) + [error_panel(name, c) for name, c in cases.items()]
+grid = cached_plot("image_grid", panels, columns=COLUMNS)
 chart(st, "compare-images", grid, width="stretch")
-st.caption("Zoom or pan one image and the others follow. Error maps share one scale (0–0.25).")
+st.caption("Zoom or pan one image and the others follow. Error maps share one scale, 0 (black) to 0.25.")
 
 thresholds = data.thresholds(key)
 clean_t = torch.from_numpy(first.clean[None, None])
@@ -103,8 +128,7 @@ def slice_dice(prediction: np.ndarray | None) -> dict:
     return {"Dice": float(dice(torch.from_numpy(prediction[None, None]), truth_t)[0])}
 
 
-QUALITY = {"psnr": 2, "ssim": 3}
-"""The image-quality metrics of the table, with their decimals."""
+QUALITY = {"psnr": 2, "ssim": 3}  # the image-quality metrics of the table, with their decimals
 rows = [{"road": "clean", **{metric_label(m): np.nan for m in QUALITY}, **slice_dice(first.mask_clean),
          **{lb: first.clean_scores[j] for j, lb in enumerate(first.labels)}}]
 for r, c in cases.items():

@@ -9,10 +9,10 @@ import streamlit as st
 from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
-from pages.ui.sidebar import page_run, reconstructed_cells, sidebar_choices
+from pages.ui.sidebar import page_run, reconstructed_cells, scoped, sidebar_choices
 from recon_core import paths
 from recon_core.cohorts import CohortError
-from recon_core.explain.attributions import attribute
+from recon_core.explain.attributions import attribute, methods_for
 from recon_core.fairness.flips import flip_rates, flip_table
 from recon_core.metrics import catalogue
 from recon_core.models.checkpoints import CheckpointError
@@ -23,6 +23,8 @@ ensure_routed("pages/failures.py")
 KIND_TEXT = {"lost": "finding lost (new false negative)", "invented": "finding invented (new false positive)",
              "recovered": "missed on clean, found on reconstruction", "corrected": "false alarm removed",
              "unchanged": "same decision"}
+METHOD_TEXT = {"integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM"}
+METHOD_SHORT = {"integrated_gradients": "IG", "grad_cam": "Grad-CAM"}
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -52,14 +54,15 @@ def cached_drops(key: str, reconstructor: str, level: float, version: str, metri
 
 @st.cache_data(show_spinner="Replaying the case and computing attributions…", max_entries=64)
 def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstructor: str, level: float,
-                label: str, method: str) -> dict:
+                label: str, method: str, explained: str) -> dict:
+    """The replayed case and the attributions of the task model `explained` (the one whose answer changed)."""
     import torch
 
     r = data.get_replayer(config_json, checkpoint_dir)
     case = r.case(image_id, reconstructor, level)
-    j = case.labels.index(label)
-    maps = attribute(r.classifier.net, torch.from_numpy(np.stack([case.clean, case.reconstructed])[:, None]), j, method)
-    return {"case": case, "maps": maps}
+    model = next(m for m in r.task_models if m.name == explained)
+    images = torch.from_numpy(np.stack([case.clean, case.reconstructed])[:, None])
+    return {"case": case, "maps": attribute(model, images, label if model.labels else None, method)}
 
 
 st.title("Failure cases")
@@ -72,14 +75,14 @@ agg = data.aggregates(key)
 choice = sidebar_choices(agg, run)
 level = choice.level
 c1, c2 = st.columns(2)
-recon = c1.selectbox("Reconstructor", choice.reconstructors, key="fail_recon")
+recon = c1.selectbox("Reconstructor", choice.reconstructors, key=scoped("fail_recon", key))
 if not ((cells.reconstructor == recon) & (cells.level == level)).any():
     st.warning(f"The store holds no results for {recon} at {level:g} {run.level.unit}; pick another level in "
                "the sidebar.")
     st.stop()
 table = cached_flips(key, recon, float(level), version)
 labels = sorted(table.label.unique())
-label = c2.selectbox("Finding", ["all", *labels], key="fail_label")
+label = c2.selectbox("Finding", ["all", *labels], key=scoped("fail_label", key))
 attribute_name = choice.attribute if all(p in table for p in choice.attribute.split("×")) else "sex"
 
 st.subheader(f"How often findings change, by {attribute_name} — {recon} at {level:g} {run.level.unit}")
@@ -88,8 +91,8 @@ rates = cached_rates(key, recon, float(level), version, attribute_name, None if 
                      int(config.get("seed", 0)))
 shown = rates[rates.attribute != "all"].rename(columns={"kind": "reconstructor", "rate": "estimate", "of": "n"})
 chart(st, "flip-rates", cached_plot("group_forest", shown,
-                            "Share of present findings lost / absent findings invented (95 % CI)", "rate"),
-                width="stretch")
+                                    "Share of present findings lost / absent findings invented (95 % CI)", "rate"),
+      width="stretch")
 st.dataframe(rates.rename(columns={"grp": "group"}), hide_index=True, width="stretch")
 
 segmentation = next((m for m in catalogue.SEGMENTATION if m in set(agg.metric)), None)
@@ -102,7 +105,7 @@ if segmented:
 st.subheader("Cases, largest Dice drop first" if rank == "dice" else "Cases, flips first")
 groups = ["all", *sorted(table[attribute_name].astype(str).unique())]
 f1, f2 = st.columns(2)
-group = f1.selectbox("Group", groups, key="fail_group")
+group = f1.selectbox("Group", groups, key=scoped("fail_group", key))
 if rank == "dice":
     view = cached_drops(key, recon, float(level), version, segmentation)
     columns = ["image_id", "label", "dice_clean", "dice_recon", "dice_drop", "sex", "age_band", "psnr"]
@@ -124,22 +127,36 @@ if view.empty:
 
 st.subheader("Why did the decision change?")
 options = view.head(200)
+# A case is picked by its id (image and finding), so a changed filter never swaps the case shown.
+case_ids = [f"{i} · {lb}" for i, lb in zip(options.image_id, options.label, strict=True)]
+by_id = dict(zip(case_ids, range(len(options)), strict=True))
 
 
-def describe(i: int) -> str:
+def describe(case_id: str) -> str:
+    i = by_id[case_id]
     if rank == "dice":
         return f"{options.image_id.iloc[i]} · Dice {options.dice_clean.iloc[i]:.2f} → {options.dice_recon.iloc[i]:.2f}"
     return f"{options.image_id.iloc[i]} · {options.label.iloc[i]} · {KIND_TEXT[options.kind.iloc[i]]}"
 
 
-pick = st.selectbox("Case", range(len(options)), key="fail_case", format_func=describe)
-row = options.iloc[pick]
-method = st.radio("Attribution", ["integrated_gradients", "grad_cam"], horizontal=True, key="fail_method",
-                  format_func=lambda m: {"integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM"}[m])
-config_json = data.run_config_json(key)
+case_key = scoped("fail_case", key)
+if st.session_state.get(case_key) not in by_id:  # the case left the list: start from its first case
+    st.session_state.pop(case_key, None)
+row = options.iloc[by_id[st.selectbox("Case", case_ids, key=case_key, format_func=describe)]]
+config_json, checkpoint_dir = data.run_config_json(key), str(paths.checkpoint_dir())
 try:
-    result = cached_case(config_json, str(paths.checkpoint_dir()), row.image_id, recon, float(level), row.label,
-                         method)
+    replayer = data.get_replayer(config_json, checkpoint_dir)
+except (CheckpointError, CohortError) as exc:
+    st.warning(f"This case cannot be replayed here: {exc}")
+    st.stop()
+# A Dice drop is the segmenter's answer changing; a decision flip is the classifier's.
+explained = next(m for m in replayer.task_models if not m.labels) if rank == "dice" else replayer.classifier
+methods = methods_for(explained)
+method = st.radio("Attribution", methods, horizontal=True, key=scoped("fail_method", explained.name),
+                  format_func=METHOD_TEXT.get)
+try:
+    result = cached_case(config_json, checkpoint_dir, row.image_id, recon, float(level), row.label, method,
+                         explained.name)
 except (CheckpointError, CohortError) as exc:
     st.warning(f"This case cannot be replayed here: {exc}")
     st.stop()
@@ -147,13 +164,18 @@ case, maps = result["case"], result["maps"]
 error = np.abs(case.reconstructed - case.clean)
 lines_clean = {"truth": case.mask_true, "prediction": case.mask_clean} if segmented else {}
 lines_recon = {"truth": case.mask_true, "prediction": case.mask_recon} if segmented else {}
+short = METHOD_SHORT[method]
 panels = [("clean", case.clean, "image", lines_clean), (f"degraded ({level:g})", case.degraded, "image"),
           (recon, case.reconstructed, "image", lines_recon), (f"|{recon} − clean|", error, "error"),
-          (f"{method} on clean", maps[0], "map"), (f"{method} on {recon}", maps[1], "map"),
-          ("difference of maps", np.abs(maps[1] - maps[0]), "map")]
+          (f"{short} · clean", maps[0], "map"), (f"{short} · {recon}", maps[1], "map"),
+          (f"|Δ {short}|", np.abs(maps[1] - maps[0]), "map")]
 chart(st, "case-attributions", cached_plot("image_grid", panels, columns=4), width="stretch")
-target = row.get("target", row.get(f"target:{row.label}"))
-truth_text = "present" if target == 1 else "absent"
-st.caption(f"Attribution for **{row.label}**; each map is scaled to its own maximum. Truth: {truth_text}."
-           + (" Green: true outline; red: the segmenter's." if segmented else ""))
+if explained.labels:
+    target = row.get("target", row.get(f"target:{row.label}"))
+    st.caption(f"{METHOD_TEXT[method]} of the classifier's evidence for **{row.label}** (truth: "
+               f"{'present' if target == 1 else 'absent'}); each map is scaled to its own maximum."
+               + (" Green: true outline; red: the segmenter's." if segmented else ""))
+else:
+    st.caption(f"{METHOD_TEXT[method]} of the segmenter's evidence (its mean tumour probability on the slice); "
+               "each map is scaled to its own maximum. Green: true outline; red: the segmenter's.")
 st.dataframe(scores_table(case).style.format({"clean": "{:.2f}", "reconstructed": "{:.2f}"}), hide_index=True)

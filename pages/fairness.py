@@ -8,14 +8,15 @@ import streamlit as st
 from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
-from pages.ui.sidebar import page_run, sidebar_choices
+from pages.ui.sidebar import attribute_label, page_run, scoped, sidebar_choices
+from recon_core import results
 from recon_core.metrics import catalogue
 from recon_core.store import CLEAN
 
 ensure_routed("pages/fairness.py")
 
+# Per-group metrics the picker offers after the run's own headline group metrics (Dice first on MRI).
 GROUP_METRICS = [*catalogue.TASK, *catalogue.QUALITY, *catalogue.SEGMENTATION]
-"""Per-group metrics in the order the picker offers them: task first, then quality and segmentation."""
 
 
 def download(frame: pd.DataFrame, name: str, key: str) -> None:
@@ -35,12 +36,12 @@ choice = sidebar_choices(agg, run)
 level, attribute = choice.level, choice.attribute
 labels = sorted(set(agg.loc[agg.metric.isin(catalogue.TASK), "label"]) - {"mean"})
 c1, c2, c3 = st.columns(3)
-recon = c1.selectbox("Reconstructor", choice.reconstructors, key="fair_recon")
+recon = c1.selectbox("Reconstructor", choice.reconstructors, key=scoped("fair_recon", key))
 present = set(agg.metric)
-metric = c2.selectbox("Metric", [m for m in GROUP_METRICS if m in present], format_func=catalogue.label,
-                      key="fair_metric")
+offered_metrics = dict.fromkeys(m for m in (*(g.metric for g in run.group_metrics), *GROUP_METRICS) if m in present)
+metric = c2.selectbox("Metric", list(offered_metrics), format_func=catalogue.label, key=scoped("fair_metric", key))
 per_label = catalogue.BY_NAME[metric].per_label
-label = c3.selectbox("Finding", ["mean", *labels], key="fair_label") if per_label else ""
+label = c3.selectbox("Finding", ["mean", *labels], key=scoped("fair_label", key)) if per_label else ""
 against_clean = catalogue.BY_NAME[metric].kind != "quality"  # quality is measured against the clean image
 
 st.subheader(f"{catalogue.label(metric)} by {attribute}: clean images vs {recon} at {level:g}")
@@ -49,7 +50,8 @@ sel = agg[(agg.metric == metric) & (agg.label == label) & (agg.attribute == attr
 if not ((agg.reconstructor == recon) & (agg.level == level)).any():
     st.warning(f"The store holds no results for {recon} at {level:g} {run.level.unit}; pick another level in "
                "the sidebar.")
-chart(st, "group-metric", cached_plot("group_forest", sel, "", catalogue.label(metric)), width="stretch")
+chart(st, "group-metric", cached_plot("group_forest", sel, "", catalogue.label(metric), colours=run.colours),
+      width="stretch")
 too_small = sel[sel.estimate.isna()]
 if len(too_small):
     st.caption("No estimate (group too small or a single class): "
@@ -60,12 +62,21 @@ download(forest, f"{metric}-by-{attribute}", "dl_forest")
 st.subheader("Bias added by reconstruction across the sweep")
 offered = [f"{g}_added" for g in (*(h.metric for h in run.gap_metrics), *catalogue.FAIRNESS_GAPS)
            if f"{g}_added" in present]
-gap = st.radio("Gap", list(dict.fromkeys(offered)), format_func=catalogue.label, horizontal=True, key="fair_gap")
+gap = st.radio("Gap", list(dict.fromkeys(offered)), format_func=catalogue.label, horizontal=True,
+               key=scoped("fair_gap", key))
 gap_label = (label or "mean") if catalogue.source(gap).per_label else ""
 grid = agg[(agg.metric == gap) & (agg.label == gap_label) & (agg.attribute == attribute)]
-heat = cached_plot("added_heatmap", grid, f"{catalogue.label(gap)} by {attribute} (reconstructed − clean, paired); "
-                   "★ q < 0.05 after Benjamini–Hochberg", higher_is_worse=run.level.higher_is_worse)
+collapsed = results.collapsed_cells(agg, gap, gap_label, attribute)
+heat = cached_plot("added_heatmap", grid, f"{catalogue.label(gap)} by {attribute_label(attribute).lower()} "
+                   "(reconstructed − clean, paired); ★ q < 0.05 after Benjamini–Hochberg",
+                   higher_is_worse=run.level.higher_is_worse, level_label=run.level_label, flagged=collapsed)
 chart(st, "added-bias", heat, width="stretch")
+st.caption("Colour: blue where reconstruction narrows the gap, red where it widens it; the colour range is set "
+           "by the widest interval, so pale cells are small next to their uncertainty.")
+if collapsed:
+    st.warning("⚠ In " + ", ".join(f"{r} at {lv:g}" for r, lv in sorted(collapsed)) + " every group's rate "
+               "at the fixed threshold is the same bound (0 or 1): the threshold calls everyone, or no one. "
+               "A gap that shrinks there is a collapse of the decision, not a fairer model.")
 inherent = agg[(agg.reconstructor == CLEAN) & (agg.metric == gap.removesuffix("_added"))
                & (agg.label == gap_label) & (agg.attribute == attribute)]
 if len(inherent):
@@ -75,7 +86,7 @@ if len(inherent):
 if grid.q_value.isna().all() and run.status != "done":
     st.caption("q-values are computed once the run has finished (one Benjamini–Hochberg family per metric).")
 table = grid[["reconstructor", "level", "estimate", "ci_low", "ci_high", "p_value", "q_value"]].sort_values(
-    ["reconstructor", "level"], ascending=[True, not run.level.higher_is_worse])
+    ["reconstructor", "level"], ascending=[True, run.level.higher_is_worse])  # mildest first
 st.dataframe(table.style.format({"level": "{:g}", "estimate": "{:+.3f}", "ci_low": "{:+.3f}", "ci_high": "{:+.3f}",
                                  "p_value": "{:.3f}", "q_value": "{:.3f}"}), hide_index=True, width="stretch")
 download(table, f"{gap}-by-{attribute}", "dl_added")
@@ -87,12 +98,13 @@ psnr = overall[(overall.metric == quality.metric) & (overall.label == quality.la
     ["reconstructor", "level", "estimate"]].rename(columns={"estimate": "x"})
 tasks = {h.metric: h for h in run.tasks if h.metric in present}
 left, right = st.columns([3, 2])
-task = tasks[left.radio("Task", list(tasks), format_func=lambda t: tasks[t].axis, horizontal=True, key="fair_task")]
+task = tasks[left.radio("Task", list(tasks), format_func=lambda t: tasks[t].axis, horizontal=True,
+                        key=scoped("fair_task", key))]
 scores = overall[(overall.metric == task.metric) & (overall.label == task.label)][
     ["reconstructor", "level", "estimate", "ci_low", "ci_high"]].rename(
     columns={"estimate": "y", "ci_low": "y_low", "ci_high": "y_high"})
 scatter = cached_plot("quality_vs_task", psnr.merge(scores, on=["reconstructor", "level"]), quality.axis,
-                      task.axis, f"Each cell: {quality.axis} against {task.axis}")
+                      task.axis, f"Each cell: {quality.axis} against {task.axis}", colours=run.colours)
 chart(left, f"{quality.metric}-vs-{task.metric}", scatter, width="stretch")
 corr = data.correlations(key)
 if corr.empty:

@@ -26,6 +26,7 @@ def build_status() -> None:
     shown = table[["name", "title", "status", "cells_done", "level_name", "created_at", "seconds", "message",
                    "config_hash"]].rename(columns={"title": "modality", "cells_done": "cells done",
                                                    "level_name": "level"})
+    shown = shown.assign(message=shown.message.fillna(""))  # a run without a message shows nothing, not "None"
     st.dataframe(shown, hide_index=True, width="stretch")
     st.page_link("pages/overview.py", label="Open the Overview", icon="📈")
 

@@ -9,7 +9,7 @@ import streamlit as st
 from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
-from pages.ui.sidebar import attribute_label, page_run, sidebar_choices
+from pages.ui.sidebar import attribute_label, page_run, scoped, sidebar_choices
 from recon_core import results
 from recon_core.metrics.catalogue import label as metric_label
 from recon_core.report import build_report
@@ -57,7 +57,8 @@ for column, curve in zip(st.columns(len(run.curves)), run.curves, strict=True):
     base = results.overall(clean, curve.metric, curve.label)
     chart(column, f"{curve.metric}-vs-level",
           cached_plot("metric_vs_level", results.overall(view, curve.metric, curve.label), curve.metric, curve.title,
-                      curve.axis, run.level_label, base.iloc[0] if len(base) else None, higher_is_worse=worse),
+                      curve.axis, run.level_label, base.iloc[0] if len(base) else None, higher_is_worse=worse,
+                      colours=run.colours),
           width="stretch")
 st.caption(f"Shaded bands and brackets are 95 % bootstrap intervals over {run.unit_text}. "
            "Dashed lines are the same diagnostic models on the clean images. Each chart's camera icon saves a PNG.")
@@ -69,7 +70,7 @@ forests = st.columns(len(run.group_metrics) + 1)
 for column, metric in zip(forests, run.group_metrics, strict=False):
     rows = results.by_group(at_level, metric.metric, metric.label, attribute)
     chart(column, f"{metric.metric}-by-group", cached_plot("group_forest", rows, f"{metric.title} by {attr_text}",
-                                                          metric.axis), width="stretch")
+                                                          metric.axis, colours=run.colours), width="stretch")
 gaps = at_level[at_level.metric.isin([g.metric for g in run.gap_metrics]) & at_level.label.isin(["", "mean"])
                 & (at_level.attribute == attribute)]
 chart(forests[-1], "fairness-gaps", cached_plot("gap_bars", gaps, f"Fairness gaps by {attr_text} at {level:g}"),
@@ -78,7 +79,8 @@ for column, gap in zip(st.columns(len(run.gap_metrics)), run.gap_metrics, strict
     curve = results.by_group(view, gap.metric, gap.label, attribute)
     base = results.by_group(clean, gap.metric, gap.label, attribute)
     figure = cached_plot("metric_vs_level", curve, gap.metric, f"{gap.title} by {attr_text}", gap.axis,
-                         run.level_label, base.iloc[0] if len(base) else None, higher_is_worse=worse)
+                         run.level_label, base.iloc[0] if len(base) else None, higher_is_worse=worse,
+                         colours=run.colours)
     chart(column, f"{gap.metric}-curve", figure, width="stretch")
 
 added = results.added(at_level, run, level, attribute)
@@ -107,9 +109,7 @@ if clean_examples.empty:
     st.info("No example images stored for this run.")
     st.stop()
 image_ids = sorted(clean_examples.image_id.unique())
-if st.session_state.get("example") not in image_ids:
-    st.session_state.pop("example", None)
-image_id = st.selectbox("Test image", image_ids, key="example")
+image_id = st.selectbox("Test image", image_ids, key=scoped("example", key))
 mine = clean_examples[clean_examples.image_id == image_id].set_index("kind").pixels
 
 

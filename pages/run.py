@@ -166,7 +166,13 @@ if config is not None:
                f"{config.cohort.image_size} px from a {config.cohort.source} cohort; reconstructors "
                f"{', '.join(config.reconstructors.names)} at levels {levels}. Finished cells are reused.")
     busy = builds.running_build(paths.progress_path()) is not None
-    if st.button("Start", type="primary", disabled=busy, key="run_start"):
+    stored = data.runs()
+    done = bool((stored[stored.config_hash == config.config_hash()].status == "done").any())
+    if done:
+        st.info("This config's run is finished: its results are on Overview. Change the config to run another "
+                "study (a changed level, reconstructor or setting is a new run).")
+        st.page_link("pages/overview.py", label="Open the Overview", icon="📈")
+    if st.button("Start", type="primary", disabled=busy or done, key="run_start"):
         if not path.exists():  # a dataset described on this page: its config is written where the run can read it
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

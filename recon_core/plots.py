@@ -1,30 +1,81 @@
-"""Plotly figures of stored results; used by the dashboard and by exports (no streamlit here)."""
+"""Plotly figures of stored results; used by the dashboard and by exports (no streamlit here).
+
+Conventions every figure keeps, so a chart never says something the store does not:
+- a reconstructor has one colour everywhere (`reconstructor_colours`, from the run's own list,
+  the clean road gray), whatever subset is selected;
+- points sit at their stored x: forest plots dodge reconstructors vertically on a numeric y axis
+  whose ticks name the groups;
+- error maps start at black (zero error) and carry a colour bar. Inferno's own first colour,
+  #000004, is one of the placeholder colours Streamlit's chart theme replaces with its palette,
+  so the scale below starts at #000000 instead.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
+from plotly.colors import qualitative, sequential
 from plotly.subplots import make_subplots
 
-COLOURS = qualitative.Safe
+CLEAN_COLOUR = "rgb(136, 136, 136)"
+"""The clean road (the diagnostic model on clean images): gray on every chart."""
+PALETTE = [c for c in qualitative.Safe if c != CLEAN_COLOUR] + qualitative.Dark2
+"""Colours of reconstructors, in the order the run lists them (colour-blind safe first)."""
+ERROR_SCALE = [[i / (len(sequential.Inferno) - 1), c] for i, c in enumerate(["#000000", *sequential.Inferno[1:]])]
+"""Inferno from black: zero error is black on every page and export (see the module docstring)."""
+ERROR_MAX = 0.25
+"""Error maps share one scale, 0 to this absolute error (images are in [0, 1])."""
+MARGIN = dict(l=70, r=20, t=60, b=60)
+"""Room for tick labels and axis titles: a figure exported as HTML keeps them uncut."""
+
+
+def reconstructor_colours(names: Sequence[str], clean: str = "clean") -> dict[str, str]:
+    """One colour per reconstructor of a run, by its position in the run's list; the clean road gray."""
+    colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(dict.fromkeys(n for n in names if n != clean))}
+    return {clean: CLEAN_COLOUR} | colours
+
+
+def _by_reconstructor(frame: pd.DataFrame, colours: Mapping[str, str] | None) -> list[tuple[str, pd.DataFrame]]:
+    """`frame`'s rows per reconstructor, in the run's order (the order of `colours`), so legends agree."""
+    groups = [(str(name), rows) for name, rows in frame.groupby("reconstructor", sort=False, observed=True)]
+    order = {name: i for i, name in enumerate(colours or {})}
+    return sorted(groups, key=lambda group: order.get(group[0], len(order)))
+
+
+def _colour(name: str, colours: Mapping[str, str] | None, fallback: int) -> str:
+    """`name`'s colour in `colours`; a name outside them (a failure kind, say) takes the palette in order."""
+    if colours and name in colours:
+        return colours[name]
+    return PALETTE[fallback % len(PALETTE)]
 
 
 def _rgba(colour: str, alpha: float) -> str:
-    r, g, b = (int(c) for c in colour[colour.index("(") + 1:-1].split(","))
+    if colour.startswith("#"):
+        r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    else:
+        r, g, b = (int(c) for c in colour[colour.index("(") + 1:-1].split(","))
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def _axes(fig: go.Figure) -> None:
+    """Tick labels and titles keep their room in any export: automatic margins on top of `MARGIN`."""
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+
+
 def metric_vs_level(agg: pd.DataFrame, metric: str, title: str, y_label: str, level_label: str,
-                    baseline: pd.Series | None = None, higher_is_worse: bool = False) -> go.Figure:
+                    baseline: pd.Series | None = None, higher_is_worse: bool = False,
+                    colours: Mapping[str, str] | None = None) -> go.Figure:
     """One line per reconstructor with a shaded CI band; x = level on a log axis, most degraded to the right.
 
     `agg` holds rows of one metric (attribute 'all'); `baseline` is the clean-image row, drawn dashed.
     """
     fig = go.Figure()
-    for i, (recon, rows) in enumerate(agg.sort_values("level").groupby("reconstructor", sort=False)):
-        colour = COLOURS[i % len(COLOURS)]
+    for i, (recon, rows) in enumerate(_by_reconstructor(agg.sort_values("level"), colours)):
+        colour = _colour(recon, colours, i)
         x = rows["level"].to_numpy()
         fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
                                  y=np.concatenate([rows.ci_high.to_numpy(), rows.ci_low.to_numpy()[::-1]]),
@@ -36,66 +87,98 @@ def metric_vs_level(agg: pd.DataFrame, metric: str, title: str, y_label: str, le
                                  hovertemplate=f"{recon}<br>{level_label} %{{x:g}}<br>{y_label} %{{y:.3f}}"
                                                " [%{customdata[0]:.3f}, %{customdata[1]:.3f}]<extra></extra>"))
     if baseline is not None and not np.isnan(baseline.estimate):
-        fig.add_hline(y=baseline.estimate, line_dash="dash", line_color="gray",
+        fig.add_hline(y=baseline.estimate, line_dash="dash", line_color=CLEAN_COLOUR,
                       annotation_text=f"clean images {baseline.estimate:.3f}", annotation_position="top left")
     ticks = sorted(agg["level"].unique())
     fig.update_xaxes(type="log", autorange=True if higher_is_worse else "reversed",
                      title=f"{level_label}, more degraded to the right",
                      tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     fig.update_yaxes(title=y_label)
-    fig.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=50, b=10), legend_title="reconstructor")
+    fig.update_layout(title=title, height=380, margin=MARGIN, legend_title="reconstructor")
+    _axes(fig)
     return fig
 
 
-def group_forest(agg: pd.DataFrame, title: str, x_label: str) -> go.Figure:
-    """Per-group estimates with CI whiskers, one colour per reconstructor (rows: metric of one attribute)."""
+DODGE = 0.6
+"""Forest plots: the reconstructors of one group spread over this share of the space between groups."""
+
+
+def group_forest(agg: pd.DataFrame, title: str, x_label: str, colours: Mapping[str, str] | None = None) -> go.Figure:
+    """Per-group estimates with CI whiskers, one colour per reconstructor (rows: metric of one attribute).
+
+    Groups are rows from the top; each reconstructor sits at its own small vertical offset within
+    the row, so points never overlap and x stays exactly the stored estimate. (Plotly's own
+    `scattermode='group'` offsets along x for a horizontal layout: it moved points off their values.)
+    """
+    groups = list(dict.fromkeys(str(g) for g in agg.grp))
+    traces = _by_reconstructor(agg, colours)
+    step = DODGE / len(traces) if len(traces) > 1 else 0.0
     fig = go.Figure()
-    for i, (recon, rows) in enumerate(agg.groupby("reconstructor", sort=False)):
+    for k, (recon, rows) in enumerate(traces):
+        offset = (k - (len(traces) - 1) / 2) * step
         fig.add_trace(go.Scatter(
-            x=rows.estimate, y=rows.grp, mode="markers", name=recon,
-            marker=dict(color=COLOURS[i % len(COLOURS)], size=10),
+            x=rows.estimate, y=[groups.index(str(g)) + offset for g in rows.grp], mode="markers", name=recon,
+            marker=dict(color=_colour(recon, colours, k), size=10),
             error_x=dict(type="data", symmetric=False, array=rows.ci_high - rows.estimate,
                          arrayminus=rows.estimate - rows.ci_low),
-            customdata=np.stack([rows.n, rows.ci_low, rows.ci_high], axis=1),
-            hovertemplate=f"{recon} · %{{y}}: %{{x:.3f}} [%{{customdata[1]:.3f}}, %{{customdata[2]:.3f}}]"
-                          " · n=%{customdata[0]}<extra></extra>"))
-    fig.update_layout(title=title, height=300, margin=dict(l=10, r=10, t=50, b=10), scattermode="group",
-                      xaxis_title=x_label, legend_title="reconstructor")
+            customdata=np.stack([rows.grp.astype(str), rows.n, rows.ci_low, rows.ci_high], axis=1),
+            hovertemplate=f"{recon} · %{{customdata[0]}}: %{{x:.3f}} [%{{customdata[2]:.3f}}, %{{customdata[3]:.3f}}]"
+                          " · n=%{customdata[1]}<extra></extra>"))
+    fig.update_yaxes(tickvals=list(range(len(groups))), ticktext=groups, range=[len(groups) - 0.5, -0.5],
+                     zeroline=False, showgrid=False)
+    fig.update_layout(title=title, height=max(300, 140 + 60 * len(groups)), margin=MARGIN, xaxis_title=x_label,
+                      legend_title="reconstructor")
+    _axes(fig)
     return fig
 
 
 def gap_bars(agg: pd.DataFrame, title: str) -> go.Figure:
-    """Gap metrics (rows: metric × reconstructor) as bars with CI whiskers."""
+    """Gap metrics (rows: metric × reconstructor) as bars with CI whiskers, one colour per metric."""
     fig = go.Figure()
-    for metric, rows in agg.groupby("metric", sort=False):
-        fig.add_trace(go.Bar(x=rows.reconstructor, y=rows.estimate, name=metric,
+    for metric, rows in agg.groupby("metric", sort=False, observed=True):
+        fig.add_trace(go.Bar(x=rows.reconstructor.astype(str), y=rows.estimate, name=str(metric),
                              error_y=dict(type="data", symmetric=False, array=rows.ci_high - rows.estimate,
                                           arrayminus=rows.estimate - rows.ci_low)))
     fig.add_hline(y=0, line_color="gray")
-    fig.update_layout(title=title, barmode="group", height=300, margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_layout(title=title, barmode="group", height=320, margin=MARGIN, legend_title="gap")
+    _axes(fig)
     return fig
 
 
 OUTLINE_COLOURS = {"truth": "#00c853", "prediction": "#ff1744"}
+SCALES = {"image": ("Gray", 1.0, ""), "error": (ERROR_SCALE, ERROR_MAX, "|error|"),
+          "map": ("Viridis", 1.0, "attribution")}
+"""Panel kind → (colour scale, top of the scale, colour-bar title); every scale starts at 0."""
 
 
 def image_grid(panels: list[tuple], columns: int) -> go.Figure:
-    """Images side by side with shared (synchronised) zoom.
+    """Images side by side with shared (synchronised) zoom, and a colour bar for error and attribution maps.
 
     Each panel is (title, pixels, kind) or (title, pixels, kind, outlines) where outlines maps
     'truth' / 'prediction' to a binary mask drawn as a contour (green truth, red prediction).
-    kind 'image': gray in [0, 1]; 'error': absolute error, inferno, 0–0.25; 'map': attribution, viridis, 0–1.
+    kind 'image': gray in [0, 1]; 'error': absolute error, inferno from black, 0–0.25; 'map':
+    attribution, viridis, 0–1; 'blank': an empty cell (pixels None) that keeps rows aligned.
     """
     rows = int(np.ceil(len(panels) / columns))
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[p[0] for p in panels],
                         shared_xaxes="all", shared_yaxes="all", horizontal_spacing=0.02, vertical_spacing=0.08)
-    shown_legend = set()
+    shown_legend, bars = set(), {}
     for k, (title, pixels, kind, *rest) in enumerate(panels):
         r, c = divmod(k, columns)
-        error = kind == "error"
-        scale = {"error": "Inferno", "map": "Viridis"}.get(kind, "Gray")
-        fig.add_trace(go.Heatmap(z=pixels[::-1], colorscale=scale,
-                                 zmin=0, zmax=0.25 if error else 1, showscale=False,
+        if kind == "blank":
+            fig.update_xaxes(visible=False, row=r + 1, col=c + 1)
+            fig.update_yaxes(visible=False, row=r + 1, col=c + 1)
+            continue
+        scale, top, bar_title = SCALES[kind]
+        bar = None
+        if bar_title and kind not in bars:  # one bar per kind, beside the first row that holds it
+            domain = fig.get_subplot(r + 1, c + 1).yaxis.domain
+            beside = sum(b["y"] == (domain[0] + domain[1]) / 2 for b in bars.values())  # bars of the same row
+            bar = dict(title=bar_title, y=(domain[0] + domain[1]) / 2, len=domain[1] - domain[0],
+                       x=1.01 + 0.07 * beside, thickness=12)
+            bars[kind] = bar
+        fig.add_trace(go.Heatmap(z=pixels[::-1], colorscale=scale, zmin=0, zmax=top, showscale=bar is not None,
+                                 colorbar=bar,
                                  hovertemplate=f"{title}<br>x %{{x}} y %{{y}}: %{{z:.3f}}<extra></extra>"),
                       row=r + 1, col=c + 1)
         for name, mask in (rest[0] if rest else {}).items():
@@ -110,37 +193,52 @@ def image_grid(panels: list[tuple], columns: int) -> go.Figure:
             shown_legend.add(name)
     fig.update_xaxes(showticklabels=False, constrain="domain")
     fig.update_yaxes(showticklabels=False, scaleanchor="x", constrain="domain")
-    fig.update_layout(height=260 * rows + 40, margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=260 * rows + 40, margin=dict(l=5, r=75 if bars else 5, t=40, b=5),
+                      legend=dict(orientation="h", y=-0.02))
     return fig
 
 
-def added_heatmap(frame: pd.DataFrame, title: str, alpha: float = 0.05, higher_is_worse: bool = False) -> go.Figure:
-    """Reconstructor × level grid of an added-bias metric, the most degraded level on the right; ★ marks q < alpha."""
-    grid = frame.pivot_table(index="reconstructor", columns="level", values="estimate")
-    q = frame.pivot_table(index="reconstructor", columns="level", values="q_value").reindex_like(grid)
+def added_heatmap(frame: pd.DataFrame, title: str, alpha: float = 0.05, higher_is_worse: bool = False,
+                  level_label: str = "level", flagged: frozenset = frozenset()) -> go.Figure:
+    """Reconstructor × level grid of an added-bias metric, the most degraded level on the right.
+
+    ★ marks q < alpha; ⚠ marks a `flagged` (reconstructor, level) cell, one where every group's
+    rate sits at the same bound (0 or 1), so a smaller gap there is no sign of fairness. The colour
+    range is set by the widest interval bound (at least ±0.1), not by the largest estimate, so
+    small cells with wide intervals stay pale instead of looking saturated.
+    """
+    grid = frame.pivot_table(index="reconstructor", columns="level", values="estimate", observed=True)
+    q = frame.pivot_table(index="reconstructor", columns="level", values="q_value", observed=True).reindex_like(grid)
     levels = sorted(grid.columns, reverse=not higher_is_worse)
     grid, q = grid[levels], q[levels]
     text = [[("" if np.isnan(v) else f"{v:+.3f}") + (" ★" if (qq == qq and qq < alpha) else "")
-             for v, qq in zip(row_v, row_q, strict=True)] for row_v, row_q in zip(grid.values, q.values, strict=True)]
-    limit = float(np.nanmax(np.abs(grid.values))) if np.isfinite(grid.values).any() else 1.0
-    fig = go.Figure(go.Heatmap(z=grid.values, x=[f"{lv:g}" for lv in levels], y=list(grid.index), text=text,
-                               texttemplate="%{text}", colorscale="RdBu_r", zmid=0, zmin=-limit, zmax=limit,
-                               colorbar=dict(title="added"),
+             + (" ⚠" if (str(recon), float(lv)) in flagged else "")
+             for lv, v, qq in zip(levels, row_v, row_q, strict=True)]
+            for recon, row_v, row_q in zip(grid.index, grid.values, q.values, strict=True)]
+    bounds = np.abs(frame[["estimate", "ci_low", "ci_high"]].to_numpy(dtype=float))
+    limit = max(0.1, float(np.nanmax(bounds))) if np.isfinite(bounds).any() else 1.0
+    fig = go.Figure(go.Heatmap(z=grid.values, x=[f"{lv:g}" for lv in levels], y=[str(r) for r in grid.index],
+                               text=text, texttemplate="%{text}", colorscale="RdBu_r", zmid=0, zmin=-limit,
+                               zmax=limit, colorbar=dict(title="added"),
                                hovertemplate="%{y} at %{x}: %{text}<extra></extra>"))
-    fig.update_xaxes(type="category", title="level (more degraded to the right)")
-    fig.update_layout(title=title, height=120 + 60 * len(grid.index), margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_xaxes(type="category", title=f"{level_label}, more degraded to the right")
+    fig.update_layout(title=title, height=160 + 60 * len(grid.index), margin=MARGIN)
+    _axes(fig)
     return fig
 
 
-def quality_vs_task(cells: pd.DataFrame, x_label: str, y_label: str, title: str) -> go.Figure:
+def quality_vs_task(cells: pd.DataFrame, x_label: str, y_label: str, title: str,
+                    colours: Mapping[str, str] | None = None) -> go.Figure:
     """One point per (reconstructor, level) cell: image quality against the task metric."""
     fig = go.Figure()
-    for i, (recon, rows) in enumerate(cells.groupby("reconstructor", sort=False)):
+    for i, (recon, rows) in enumerate(_by_reconstructor(cells, colours)):
         fig.add_trace(go.Scatter(x=rows.x, y=rows.y, mode="markers+text", name=recon,
                                  text=[f"{lv:g}" for lv in rows.level], textposition="top center",
-                                 marker=dict(size=10, color=COLOURS[i % len(COLOURS)]),
+                                 marker=dict(size=10, color=_colour(recon, colours, i)),
                                  error_y=dict(type="data", symmetric=False, array=rows.y_high - rows.y,
                                               arrayminus=rows.y - rows.y_low)))
-    fig.update_layout(title=title, height=360, xaxis_title=x_label, yaxis_title=y_label,
-                      margin=dict(l=10, r=10, t=50, b=10), legend_title="reconstructor")
+    fig.update_layout(title=title, height=380, xaxis_title=x_label, yaxis_title=y_label, margin=MARGIN,
+                      legend_title="reconstructor")
+    _axes(fig)
     return fig

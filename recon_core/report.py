@@ -66,25 +66,47 @@ def _examples(store: Store, run: results.RunView, reconstructors: Sequence[str],
     return parts
 
 
-def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: Sequence[float],
-                 attribute: str = "sex", level: float | None = None) -> str:
-    """HTML for the chosen reconstructors and levels: curves, fairness, correlations, examples."""
-    run = results.run_view(store, key)
-    agg = queries.aggregates(store, key)
+def report_figures(agg: pd.DataFrame, run: results.RunView, reconstructors: Sequence[str],
+                   levels: Sequence[float], attribute: str = "sex") -> list:
+    """The report's charts from a run's aggregates: its headline curves and first gap's added-bias grid."""
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
     clean = agg[agg.reconstructor == CLEAN]
-    level = run.worst_level(levels) if level is None else level
     worse = run.level.higher_is_worse
     figures = []
     for curve in run.curves:
         base = results.overall(clean, curve.metric, curve.label)
         figures.append(plots.metric_vs_level(results.overall(view, curve.metric, curve.label), curve.metric,
                                              curve.title, curve.axis, run.level_label,
-                                             base.iloc[0] if len(base) else None, higher_is_worse=worse))
+                                             base.iloc[0] if len(base) else None, higher_is_worse=worse,
+                                             colours=run.colours))
     gap = run.gap_metrics[0]
-    figures.append(plots.added_heatmap(results.by_group(view, f"{gap.metric}_added", gap.label, attribute),
+    added = f"{gap.metric}_added"
+    figures.append(plots.added_heatmap(results.by_group(view, added, gap.label, attribute),
                                        f"{gap.title} added, by {attribute}; ★ q < 0.05 (Benjamini–Hochberg)",
-                                       higher_is_worse=worse))
+                                       higher_is_worse=worse, level_label=run.level_label,
+                                       flagged=results.collapsed_cells(view, added, gap.label, attribute)))
+    return figures
+
+
+def _correlations(store: Store, key: str) -> str:
+    """The quality–task correlation table; a pair with a constant side says so instead of NaN."""
+    corr = queries.correlations(store, key)
+    if corr.empty:
+        return "<p>Fewer than three cells, or not finished yet.</p>"
+    shown = corr.assign(rho=[results.interval_text(e, lo, hi, signed=True) if e == e else "— (a side is constant)"
+                             for e, lo, hi in zip(corr.estimate, corr.ci_low, corr.ci_high, strict=True)])
+    return _table(shown[["x_metric", "y_metric", "attribute", "rho", "n_cells"]].rename(
+        columns={"rho": "Spearman ρ [95 % CI]"}))
+
+
+def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: Sequence[float],
+                 attribute: str = "sex", level: float | None = None) -> str:
+    """HTML for the chosen reconstructors and levels: curves, fairness, correlations, examples."""
+    run = results.run_view(store, key)
+    agg = queries.aggregates(store, key)
+    view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
+    level = run.worst_level(levels) if level is None else level
+    figures = report_figures(agg, run, reconstructors, levels, attribute)
     charts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
               for i, fig in enumerate(figures)]
     headline = results.headline_table(store, run, attribute)
@@ -94,7 +116,6 @@ def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: 
                                       for r, lv in zip(headline.reconstructor, headline.level, strict=True)])
     added = results.added(view, run, level, attribute)
     added = added.assign(metric=[metric_label(m) for m in added.metric])
-    corr = queries.correlations(store, key)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Tandem report: {html.escape(run.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 .row{{display:flex;gap:8px;flex-wrap:wrap}} figure{{margin:0;text-align:center}}
@@ -111,7 +132,7 @@ Intervals are 95 % paired bootstrap intervals over {html.escape(run.unit_text)};
 <h2>Added by reconstruction at {level:g} {html.escape(run.level.unit)}</h2>
 {_table(added[["reconstructor", "metric", "attribute", "estimate", "ci_low", "ci_high", "p_value", "q_value"]])}
 <h2>Does image quality predict the task?</h2>
-{_table(corr.drop(columns="config_hash")) if len(corr) else "<p>Fewer than three cells, or not finished yet.</p>"}
+{_correlations(store, key)}
 <h2>Example images at {level:g} {html.escape(run.level.unit)}</h2>
 {''.join(_examples(store, run, reconstructors, level))}
 </body></html>"""

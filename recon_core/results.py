@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from recon_core import plots
 from recon_core.config import ConfigError, parse_config
+from recon_core.metrics import catalogue
 from recon_core.modalities import Headline, get_modality
 from recon_core.physics.base import LevelAxis
 from recon_core.registry import UnknownNameError
@@ -43,6 +45,13 @@ class RunView:
     added_metrics: tuple[str, ...]
     returns_degraded: tuple[str, ...]
     """Reconstructors whose output is the degraded image itself (none, zero_filled): shown once, as 'degraded'."""
+    reconstructors: tuple[str, ...] = ()
+    """The run's reconstructors in its config's order: the order their colours are given in."""
+
+    @property
+    def colours(self) -> dict[str, str]:
+        """One colour per reconstructor of this run (the clean road gray), the same on every chart and export."""
+        return plots.reconstructor_colours(self.reconstructors, CLEAN)
 
     @property
     def level_label(self) -> str:
@@ -85,13 +94,18 @@ def describe(store: Store, row: pd.Series) -> dict:
     installation does not know is drawn plainly, with the stored level name and unit.
     """
     if isinstance(row.description_json, str) and row.description_json:
-        return json.loads(row.description_json)
+        info = json.loads(row.description_json)
+        if "reconstructors" not in info:  # stored before descriptions named them
+            stored = queries.run_config(store, row.config_hash) or {}
+            info["reconstructors"] = list(stored.get("reconstructors", {}).get("names", []))
+        return info
     try:
         return get_modality(row.modality).describe(parse_config(queries.run_config(store, row.config_hash)))
     except (UnknownNameError, ConfigError, KeyError):  # KeyError: a physics model or source no longer known
         level = {"name": row.level_name, "unit": row.level_unit, "minimum": 0.0, "minimum_included": False,
                  "higher_is_worse": False, "note": ""}
-        return PLAIN | {"modality": row.modality, "title": str(row.modality), "level": level}
+        names = list((queries.run_config(store, row.config_hash) or {}).get("reconstructors", {}).get("names", []))
+        return PLAIN | {"modality": row.modality, "title": str(row.modality), "level": level, "reconstructors": names}
 
 
 def _headlines(items: list[dict]) -> tuple[Headline, ...]:
@@ -116,7 +130,7 @@ def run_view(store: Store, key: str) -> RunView:
                    int(row.cells_done), LevelAxis(**info["level"]), info["unit"], info["unit_text"],
                    _headlines(info["curves"]), _headlines(info["table_metrics"]),
                    _headlines(info["group_metrics"]), _headlines(info["gap_metrics"]),
-                   tuple(info["added_metrics"]), tuple(info["returns_degraded"]))
+                   tuple(info["added_metrics"]), tuple(info["returns_degraded"]), tuple(info["reconstructors"]))
 
 
 def modality_title(name: str) -> str:
@@ -141,6 +155,28 @@ def added(agg: pd.DataFrame, run: RunView, level: float, attribute: str) -> pd.D
     """The run's 'added by reconstruction' headline rows at one level: overall and the attribute's gaps."""
     return agg[agg.metric.isin(run.added_metrics) & (agg.level == level) & agg.label.isin(["mean", ""])
                & agg.attribute.isin(["all", attribute]) & agg.grp.isin(["all", ""])]
+
+
+THRESHOLD_RATES = frozenset({"tpr", "fpr", "fnr", "ppv"})
+"""Rates at a fixed threshold: they can collapse to 0 or 1 for everyone when the scores shift."""
+
+
+def collapsed_cells(agg: pd.DataFrame, gap: str, label: str, attribute: str) -> frozenset[tuple[str, float]]:
+    """(reconstructor, level) cells where a rate behind `gap` is the same bound (0 or 1) in every group.
+
+    There a gap of zero says nothing about fairness: the fixed threshold calls everyone positive
+    (or no one), so a gap that shrinks there is a collapse, not a repair. `gap` may end in `_added`.
+    """
+    base = gap.removesuffix("_added")
+    rates = ("tpr", "fpr") if base == "eodd" else (catalogue.source(base).name,)
+    rows = agg[agg.metric.isin([r for r in rates if r in THRESHOLD_RATES]) & (agg.label == label)
+               & (agg.attribute == attribute) & ~agg.grp.isin(["all", ""]) & (agg.reconstructor != CLEAN)]
+    flagged = set()
+    for (recon, level, _), cell in rows.groupby(["reconstructor", "level", "metric"], observed=True):
+        values = cell.estimate.to_numpy(dtype=float)
+        if len(values) > 1 and np.isfinite(values).all() and np.ptp(values) == 0 and values[0] in (0.0, 1.0):
+            flagged.add((str(recon), float(level)))
+    return frozenset(flagged)
 
 
 def interval_text(estimate: float, low: float, high: float, signed: bool = False) -> str:

@@ -9,6 +9,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pages.ui.sidebar import scoped
 from recon_core.modalities.mri import MRI
 from recon_core.store import queries
 from tests.conftest import ROOT
@@ -48,14 +49,14 @@ def test_home_lists_the_built_run(built_store, monkeypatch):
 
 @pytest.mark.parametrize("attribute", ["sex", "age_band"])
 def test_overview_draws_curves_groups_and_examples(built_store, monkeypatch, attribute):
-    store, _, cache = built_store
+    store, key, cache = built_store
     at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
     charts = at.get("plotly_chart")
     assert len(charts) == 7  # PSNR, AUROC, TPR by group, gaps, EO and EODD gap curves, example images
-    at.selectbox(key="attribute").set_value(attribute).run()
-    at.select_slider(key="level").set_value(3000.0).run()
+    at.selectbox(key=scoped("attribute", key)).set_value(attribute).run()
+    at.select_slider(key=scoped("level", key)).set_value(3000.0).run()
     assert not at.exception
-    at.multiselect(key="reconstructors").set_value(["unet"]).run()
+    at.multiselect(key=scoped("reconstructors", key)).set_value(["unet"]).run()
     assert not at.exception
     assert "Added by reconstruction" in next(h.value for h in at.subheader)
     assert any(b.label.startswith("Download a report") for b in at.get("download_button"))
@@ -90,7 +91,7 @@ def test_fairness_on_empty_store_says_so(tmp_path, monkeypatch):
 
 
 def test_fairness_page_draws_groups_added_bias_and_correlations(built_store, monkeypatch):
-    store, _, cache = built_store
+    store, key, cache = built_store
     at = run_page("pages/fairness.py", str(store.path), monkeypatch, str(cache))
     assert len(at.get("plotly_chart")) == 3  # forest, added-bias heat map, PSNR vs AUROC
     buttons = at.get("download_button")
@@ -98,30 +99,30 @@ def test_fairness_page_draws_groups_added_bias_and_correlations(built_store, mon
     assert sum(b.label == "Interactive HTML" for b in buttons) == len(at.get("plotly_chart")) == 3
     assert {"p_value", "q_value"} <= set(at.dataframe[0].value.columns)
     assert "Spearman" in " ".join(at.dataframe[1].value.columns)
-    assert at.selectbox(key="attribute").value == "sex"
+    assert at.selectbox(key=scoped("attribute", key)).value == "sex"
     for attribute in ("age_band", "sex×age_band"):
-        at.selectbox(key="attribute").set_value(attribute).run()
+        at.selectbox(key=scoped("attribute", key)).set_value(attribute).run()
         assert not at.exception
     for metric in ("fnr", "ece", "psnr"):
-        at.selectbox(key="fair_metric").set_value(metric).run()
+        at.selectbox(key=scoped("fair_metric", key)).set_value(metric).run()
         assert not at.exception
-    at.radio(key="fair_gap").set_value("eodd_added").run()
-    at.selectbox(key="fair_recon").set_value("tv").run()
+    at.radio(key=scoped("fair_gap", key)).set_value("eodd_added").run()
+    at.selectbox(key=scoped("fair_recon", key)).set_value("tv").run()
     assert not at.exception
 
 
 def test_failure_cases_page_ranks_flips_and_explains_a_case(built_store, monkeypatch):
-    store, _, cache = built_store
+    store, key, cache = built_store
     at = run_page("pages/failures.py", str(store.path), monkeypatch, str(cache))
-    at.selectbox(key="fail_recon").set_value("none").run()
-    at.select_slider(key="level").set_value(300.0).run()
+    at.selectbox(key=scoped("fail_recon", key)).set_value("none").run()
+    at.select_slider(key=scoped("level", key)).set_value(300.0).run()
     at.toggle(key="fail_only").set_value(False).run()  # every case, so one is always there to explain
     assert not at.exception
     rates = at.dataframe[0].value
     assert {"lost", "invented"} == set(rates.kind) and {"all", "sex"} == set(rates.attribute)
     assert len(at.get("plotly_chart")) == 2  # flip rates by group, the case's images and attributions
-    at.radio(key="fail_method").set_value("grad_cam").run()
-    at.selectbox(key="attribute").set_value("age_band").run()
+    at.radio(key=scoped("fail_method", "classifier")).set_value("grad_cam").run()
+    at.selectbox(key=scoped("attribute", key)).set_value("age_band").run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 2
     assert {"all", "age_band"} == set(at.dataframe[0].value.attribute)
@@ -136,39 +137,39 @@ def test_failure_cases_page_without_checkpoints_explains_why(built_store, monkey
 
 
 def test_compare_page_replays_reconstructors_side_by_side(built_store, monkeypatch):
-    store, _, cache = built_store
+    store, key, cache = built_store
     at = run_page("pages/compare.py", str(store.path), monkeypatch, str(cache))
     assert len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value
-    assert table.road.tolist() == ["clean", "diffusion", "gan", "none", "tv", "unet"]
+    assert table.road.tolist() == ["clean", "none", "tv", "unet", "gan", "diffusion"]  # the run's order
     assert table["PSNR (dB)"].iloc[1:].notna().all()
-    at.select_slider(key="level").set_value(3000.0).run()
-    at.multiselect(key="reconstructors").set_value(["unet"]).run()
+    at.select_slider(key=scoped("level", key)).set_value(3000.0).run()
+    at.multiselect(key=scoped("reconstructors", key)).set_value(["unet"]).run()
     assert not at.exception and at.dataframe[0].value.road.tolist() == ["clean", "unet"]
     at.radio(key="cmp_mode").set_value("one reconstructor across levels").run()
     assert not at.exception
     assert at.dataframe[0].value.road.tolist() == ["clean", "unet at 3000", "unet at 300"]
     spec = at.get("plotly_chart")[0].proto.spec
     assert "degraded (3000)" in spec and "degraded (300)" in spec  # each level's own degraded image
-    at.multiselect(key="cmp_levels").set_value([300.0]).run()
+    at.multiselect(key=scoped("cmp_levels", key)).set_value([300.0]).run()
     assert at.dataframe[0].value.road.tolist() == ["clean", "unet at 300"]
 
 
 def test_sidebar_choices_hold_across_pages_and_a_visit_home(built_store, monkeypatch):
-    store, _, cache = built_store
+    store, key, cache = built_store
     at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
-    at.multiselect(key="reconstructors").set_value(["tv", "unet"]).run()
-    at.select_slider(key="level").set_value(3000.0).run()
-    at.selectbox(key="attribute").set_value("age_band").run()
+    at.multiselect(key=scoped("reconstructors", key)).set_value(["tv", "unet"]).run()
+    at.select_slider(key=scoped("level", key)).set_value(3000.0).run()
+    at.selectbox(key=scoped("attribute", key)).set_value("age_band").run()
     for page in ("pages/home.py", "pages/fairness.py", "pages/compare.py", "pages/failures.py",
                  "pages/run.py", "pages/overview.py"):
         at.switch_page(page).run()
         assert not at.exception, page
         if page in ("pages/home.py", "pages/run.py"):
             continue  # no sidebar choices drawn there; they must come back on the next results page
-        assert at.multiselect(key="reconstructors").value == ["tv", "unet"], page
-        assert at.select_slider(key="level").value == 3000.0, page
-        assert at.selectbox(key="attribute").value == "age_band", page
+        assert at.multiselect(key=scoped("reconstructors", key)).value == ["tv", "unet"], page
+        assert at.select_slider(key=scoped("level", key)).value == 3000.0, page
+        assert at.selectbox(key=scoped("attribute", key)).value == "age_band", page
     at.switch_page("pages/compare.py").run()
     assert at.dataframe[0].value.road.tolist() == ["clean", "tv", "unet"]
 
@@ -184,9 +185,9 @@ def test_a_level_the_store_does_not_hold_for_a_reconstructor_gets_a_message(buil
     for page, pick in (("pages/fairness.py", "fair_recon"), ("pages/failures.py", "fail_recon"),
                        ("pages/compare.py", None)):
         at = run_page(page, str(partial), monkeypatch, str(cache))
-        at.select_slider(key="level").set_value(300.0).run()
+        at.select_slider(key=scoped("level", key)).set_value(300.0).run()
         if pick:
-            at.selectbox(key=pick).set_value("tv").run()
+            at.selectbox(key=scoped(pick, key)).set_value("tv").run()
         assert not at.exception, page
         assert any("holds no results for" in w.value and "tv" in w.value for w in at.warning), page
 
@@ -275,30 +276,32 @@ def test_run_page_describes_a_dataset_folder_without_yaml_and_starts_it(tmp_path
 
 
 def test_overview_with_mri_selected_shows_dice_acceleration_and_outlines(mri_store, monkeypatch):
-    store, _, cache = mri_store
+    store, key, cache = mri_store
     at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
     assert at.selectbox(key="modality").value == MRI.name
-    assert at.select_slider(key="level").value == 8.0  # the most undersampled level is in focus first
+    assert at.select_slider(key=scoped("level", key)).value == 8.0  # the most undersampled level is in focus first
     charts = at.get("plotly_chart")
     assert len(charts) == 10  # PSNR, Dice, grade AUROC; Dice by group and gap; TPR and gaps; 2 gap curves; examples
     assert any("Subgroups by sex at 8 ×" in h.value for h in at.header)
     table = at.dataframe[0].value
     assert {"Tumour Dice added", "Tumour Dice gap added"} <= set(table.metric)  # human names, not ids
     assert any("Green: the true outline" in c.value for c in at.caption)
-    at.select_slider(key="level").set_value(4.0).run()
-    at.selectbox(key="attribute").set_value("age_band").run()
+    at.select_slider(key=scoped("level", key)).set_value(4.0).run()
+    at.selectbox(key=scoped("attribute", key)).set_value("age_band").run()
     assert not at.exception
 
 
 def test_mri_pages_fairness_compare_and_failures(mri_store, monkeypatch):
-    store, _, cache = mri_store
+    store, key, cache = mri_store
     at = run_page("pages/fairness.py", str(store.path), monkeypatch, str(cache))
-    at.selectbox(key="fair_metric").set_value("dice").run()
-    at.radio(key="fair_gap").set_value("dice_gap_added").run()
+    assert at.selectbox(key=scoped("fair_metric", key)).value == "dice"  # MRI's own defaults: Dice and its gap
+    assert at.radio(key=scoped("fair_gap", key)).value == "dice_gap_added"
+    at.selectbox(key=scoped("fair_metric", key)).set_value("dice").run()
+    at.radio(key=scoped("fair_gap", key)).set_value("dice_gap_added").run()
     assert not at.exception
-    assert at.radio(key="fair_task").value == "dice"  # PSNR against Dice first on MRI
-    at.radio(key="fair_task").set_value("auroc").run()
-    at.selectbox(key="fair_metric").set_value("psnr_volume").run()  # per-volume quality, by group
+    assert at.radio(key=scoped("fair_task", key)).value == "dice"  # PSNR against Dice first on MRI
+    at.radio(key=scoped("fair_task", key)).set_value("auroc").run()
+    at.selectbox(key=scoped("fair_metric", key)).set_value("psnr_volume").run()  # per-volume quality, by group
     assert not at.exception and "Volume PSNR" in at.subheader[0].value
     at.switch_page("pages/compare.py").run()
     assert not at.exception and "Dice" in at.dataframe[0].value.columns
@@ -306,3 +309,6 @@ def test_mri_pages_fairness_compare_and_failures(mri_store, monkeypatch):
     assert not at.exception
     assert at.radio(key="fail_rank").value == "dice"
     assert len(at.get("plotly_chart")) == 2
+    # a Dice drop is the segmenter's answer changing: its attributions explain it, not the grade classifier's
+    assert any("segmenter's evidence" in c.value for c in at.caption)
+    assert at.radio(key=scoped("fail_method", "segmenter")).options == ["Integrated Gradients"]

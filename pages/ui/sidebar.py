@@ -1,7 +1,9 @@
 """The sidebar's shared selection: modality, run, reconstructors, levels, level in focus, subgroup attribute.
 
 The same keys on every results page, restored after a visit to a page that does not draw them,
-so a choice made on one page holds on the next.
+so a choice made on one page holds on the next. Every picker whose options belong to a run is
+keyed by that run (`scoped`), and the run picker by its modality: a picker never shows a value
+of another run or modality, and coming back to a run brings back its choices.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from recon_core.store import CLEAN
 
 KEPT = "_kept_choices"
 """Session slot that outlives widgets: Streamlit drops a widget's state on a page that does not draw it."""
+
+
+def scoped(name: str, scope: str) -> str:
+    """The widget key of picker `name` for one run (or modality): 'level@0249daec050eee7a'."""
+    return f"{name}@{scope}"
 
 
 def _restore(key: str, options: list) -> None:
@@ -80,47 +87,67 @@ class Choices:
 
 
 def sidebar_choices(agg: pd.DataFrame, run: RunView) -> Choices:
-    """Sidebar: reconstructors, levels on the curves, the level in focus (the most degraded at first), attribute."""
-    recons = [r for r in agg.reconstructor.unique() if r != CLEAN]
+    """Sidebar: reconstructors, levels on the curves, the level in focus (the most degraded at first), attribute.
+
+    Reconstructors are offered in the run's own order (the order their colours follow).
+    """
+    present = set(agg.reconstructor.unique()) - {CLEAN}
+    recons = [r for r in run.reconstructors if r in present] + sorted(present - set(run.reconstructors))
     all_levels = run.mildest_first(agg.loc[agg.reconstructor != CLEAN, "level"].unique())
     if not recons:
         st.info("Only the clean baseline has landed so far; reconstructors follow.")
         st.stop()
-    chosen = multiselect_growing("Reconstructors", recons, key="reconstructors")
-    levels = multiselect_growing("Levels on the curves", all_levels, key="levels", format_func=lambda v: f"{v:g}")
-    _restore("level", all_levels)
-    level = st.sidebar.select_slider("Level in focus", options=all_levels, key="level", on_change=_keep,
-                                     args=("level",), format_func=lambda v: f"{v:g} {run.level.unit}",
-                                     **({} if "level" in st.session_state else {"value": run.worst_level(all_levels)}))
-    _keep("level")
+    chosen = multiselect_growing("Reconstructors", recons, key=scoped("reconstructors", run.key))
+    levels = multiselect_growing("Levels on the curves", all_levels, key=scoped("levels", run.key),
+                                 format_func=lambda v: f"{v:g}")
+    level_key, attribute_key = scoped("level", run.key), scoped("attribute", run.key)
+    _restore(level_key, all_levels)
+    level = st.sidebar.select_slider("Level in focus", options=all_levels, key=level_key, on_change=_keep,
+                                     args=(level_key,), format_func=lambda v: f"{v:g} {run.level.unit}",
+                                     **({} if level_key in st.session_state
+                                        else {"value": run.worst_level(all_levels)}))
+    _keep(level_key)
     attributes = sorted((a for a in agg.attribute.unique() if a not in ("all", "")),
                         key=lambda a: (a != "sex", "×" in a, a))
-    _restore("attribute", attributes)
-    attribute = st.sidebar.selectbox("Subgroups by", attributes, key="attribute", format_func=attribute_label,
-                                     on_change=_keep, args=("attribute",))
-    _keep("attribute")
+    _restore(attribute_key, attributes)
+    attribute = st.sidebar.selectbox("Subgroups by", attributes, key=attribute_key, format_func=attribute_label,
+                                     on_change=_keep, args=(attribute_key,))
+    _keep(attribute_key)
     if not chosen or not levels:
         st.warning("Pick at least one reconstructor and one level in the sidebar.")
         st.stop()
     return Choices(chosen, levels, float(level), attribute)
 
 
+def _default(key: str, options: list, value: object) -> dict:
+    """`index=` for a widget's first draw only: Streamlit warns when a default meets a value set in state."""
+    return {} if key in st.session_state else {"index": options.index(value)}
+
+
+def _first_choice(frame: pd.DataFrame) -> pd.Series:
+    """The run a fresh session opens on: the newest finished run, else the newest (runs come newest first)."""
+    done = frame[frame.status == "done"]
+    return (done if len(done) else frame).iloc[0]
+
+
 def pick_run(frame: pd.DataFrame) -> RunView | None:
-    """Sidebar: modality then run; the choice is kept across pages in session state."""
+    """Sidebar: modality then run (the newest finished at first); the choice is kept across pages."""
     if frame.empty:
         return None
     titles = dict(zip(frame.modality, frame.title, strict=True))
     modalities = sorted(titles)
     _restore("modality", modalities)
     modality = st.sidebar.selectbox("Modality", modalities, key="modality", on_change=_keep, args=("modality",),
-                                    format_func=titles.get)
+                                    format_func=titles.get, **_default("modality", modalities,
+                                                                       _first_choice(frame).modality))
     _keep("modality")
     options = frame[frame.modality == modality].reset_index(drop=True)
     names = {r.config_hash: f"{r.name} · {r.config_hash[:8]} · {r.status}" for r in options.itertuples()}
-    _restore("run_key", list(names))
-    key = st.sidebar.selectbox("Study run", list(names), format_func=names.get, key="run_key", on_change=_keep,
-                               args=("run_key",))
-    _keep("run_key")
+    run_key = scoped("run_key", modality)
+    _restore(run_key, list(names))
+    key = st.sidebar.selectbox("Study run", list(names), format_func=names.get, key=run_key, on_change=_keep,
+                               args=(run_key,), **_default(run_key, list(names), _first_choice(options).config_hash))
+    _keep(run_key)
     return data.run_view(key)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from monai.networks.nets import DenseNet, DenseNet121
@@ -55,6 +55,11 @@ class Classifier(TaskModel):
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """(B, L) probabilities for (B, 1, H, W) images, on the images' device."""
         return torch.sigmoid(self.net(images.to(self.device))).to(images.device)
+
+    def evidence(self, label: str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The logit of finding `label` (the first finding when None)."""
+        j = self.labels.index(label) if label is not None else 0
+        return lambda images: self.net(images)[:, j]
 
     def evaluate(self, images: torch.Tensor, truth: torch.Tensor | None) -> TaskOutput:
         return TaskOutput(scores=self.predict(images).cpu().numpy())

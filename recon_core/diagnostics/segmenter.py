@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -49,6 +49,10 @@ class Segmenter(TaskModel):
         """(B, 1, H, W) uint8 masks (argmax of background/tumour) on the images' device."""
         logits = self.net(images.to(self.device))
         return logits.argmax(1, keepdim=True).to(torch.uint8).to(images.device)
+
+    def evidence(self, label: str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The mean tumour probability of each slice (`label` is ignored: one structure is segmented)."""
+        return lambda images: torch.softmax(self.net(images), 1)[:, 1].mean((-2, -1))
 
     def evaluate(self, images: torch.Tensor, truth: torch.Tensor | None) -> TaskOutput:
         """Predicted masks, and Dice and HD95 per slice against the true masks."""

@@ -8,7 +8,7 @@ The runner stores both kinds the same way for every road, clean or reconstructed
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +35,13 @@ class TaskModel(TrainableModel):
     @abstractmethod
     def evaluate(self, images: torch.Tensor, truth: torch.Tensor | None) -> TaskOutput:
         """Its answer for (B, 1, H, W) images; `truth` holds the true (B, 1, H, W) masks where the cohort has them."""
+
+    @abstractmethod
+    def evidence(self, label: str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A differentiable (B,) score of what its answer on (B, 1, H, W) images rests on: what attributions explain.
+
+        A classifier gives the logit of finding `label`; a segmenter the mean tumour probability.
+        """
 
 
 def scorer(models: Sequence[TaskModel]) -> TaskModel:

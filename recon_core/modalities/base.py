@@ -115,6 +115,7 @@ class Modality(ABC):
         axis = self.axis(config)
         known = [name for name in config.reconstructors.names if name in REGISTRY.names()]
         return {"returns_degraded": [name for name in known if REGISTRY.load(name).returns_degraded],
+                "reconstructors": list(config.reconstructors.names),
                 "modality": self.name, "title": self.title, "unit": self.unit, "unit_text": self.unit_text,
                 "level": asdict(axis), "curves": [asdict(h) for h in self.curves],
                 "table_metrics": [asdict(h) for h in self.table_metrics],
