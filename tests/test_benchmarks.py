@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
+import math
+import os
+import shutil
 
-from benchmarks import bootstrap_speed, diffusion_steps, page_latency, sweep_throughput
+import numpy as np
+import pytest
+
+from benchmarks import bootstrap_speed, browser_latency, diffusion_steps, page_latency, sweep_throughput
 from tests.conftest import ROOT
 
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -39,3 +44,12 @@ def test_page_latency_on_the_tiny_store(built_store, monkeypatch):
     monkeypatch.setenv("TANDEM_STORE", str(store.path))  # the benchmark sets it; restored after the test
     rows = page_latency.main(["--store", str(store.path), "--repeats", "1"])
     assert len(rows) == 5 and all(median > 0 for _, _, median, _ in rows)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and not os.environ.get("CI"),
+                    reason="Debian's chromium is not installed (in CI this fails instead)")
+def test_browser_latency_times_every_interaction(built_store):
+    store, _, cache = built_store
+    rows = browser_latency.main(["--store", str(store.path), "--cache", str(cache), "--repeats", "1"])
+    assert len(rows) == len(browser_latency.INTERACTIONS)
+    assert all(math.isfinite(ms) and ms > 0 for _, *times in rows for ms in times), rows
