@@ -7,17 +7,20 @@ Conventions every figure keeps, so a chart never says something the store does n
   whose ticks name the groups;
 - error maps start at black (zero error) and carry a colour bar. Inferno's own first colour,
   #000004, is one of the placeholder colours Streamlit's chart theme replaces with its palette,
-  so the scale below starts at #000000 instead.
+  so the scale below starts at #000000 instead (and panels are painted server-side as PNG).
 """
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative, sequential
+from PIL import Image
+from plotly.colors import qualitative, sample_colorscale, sequential
 from plotly.subplots import make_subplots
 
 CLEAN_COLOUR = "rgb(136, 136, 136)"
@@ -146,9 +149,34 @@ def gap_bars(agg: pd.DataFrame, title: str) -> go.Figure:
 
 
 OUTLINE_COLOURS = {"truth": "#00c853", "prediction": "#ff1744"}
-SCALES = {"image": ("Gray", 1.0, ""), "error": (ERROR_SCALE, ERROR_MAX, "|error|"),
-          "map": ("Viridis", 1.0, "attribution")}
+SCALES = {"image": ([[0.0, "#000000"], [1.0, "#ffffff"]], 1.0, ""), "error": (ERROR_SCALE, ERROR_MAX, "|error|"),
+          "map": (sequential.Viridis, 1.0, "attribution")}
 """Panel kind → (colour scale, top of the scale, colour-bar title); every scale starts at 0."""
+
+
+def _lookup(scale: list) -> np.ndarray:
+    """(256, 3) uint8 colours of a plotly colour scale, for painting a panel's pixels server-side."""
+    colours = sample_colorscale(scale, list(np.linspace(0, 1, 256)))
+    return np.array([[round(float(c)) for c in rgb[rgb.index("(") + 1:-1].split(",")] for rgb in colours],
+                    dtype=np.uint8)
+
+
+LOOKUPS = {kind: _lookup(scale) for kind, (scale, _, _) in SCALES.items()}
+
+
+def panel_png(pixels: np.ndarray, kind: str) -> str:
+    """A panel's pixels painted with its kind's colour scale (0 → the scale's first colour), as a PNG data URI.
+
+    Images go to the browser as PNG, not as heat-map arrays: a 128 px float panel is ~87 kB of
+    JSON and is recoloured by plotly.js on every draw; its PNG is a few kB and is drawn as is.
+    """
+    _, top, _ = SCALES[kind]
+    index = np.clip(np.nan_to_num(np.asarray(pixels, dtype=np.float64)) / top * 255, 0, 255).round().astype(np.uint8)
+    painted = Image.fromarray(index)  # one byte a pixel, the scale as the PNG's palette
+    painted.putpalette(LOOKUPS[kind].tobytes())
+    buffer = io.BytesIO()
+    painted.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def image_grid(panels: list[tuple], columns: int) -> go.Figure:
@@ -158,6 +186,7 @@ def image_grid(panels: list[tuple], columns: int) -> go.Figure:
     'truth' / 'prediction' to a binary mask drawn as a contour (green truth, red prediction).
     kind 'image': gray in [0, 1]; 'error': absolute error, inferno from black, 0–0.25; 'map':
     attribution, viridis, 0–1; 'blank': an empty cell (pixels None) that keeps rows aligned.
+    Pixels are sent as PNG images (`panel_png`); a colour bar is an invisible marker trace's.
     """
     rows = int(np.ceil(len(panels) / columns))
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[p[0] for p in panels],
@@ -169,33 +198,33 @@ def image_grid(panels: list[tuple], columns: int) -> go.Figure:
             fig.update_xaxes(visible=False, row=r + 1, col=c + 1)
             fig.update_yaxes(visible=False, row=r + 1, col=c + 1)
             continue
+        fig.add_trace(go.Image(source=panel_png(pixels, kind), hoverinfo="x+y", name=title), row=r + 1, col=c + 1)
         scale, top, bar_title = SCALES[kind]
-        bar = None
         if bar_title and kind not in bars:  # one bar per kind, beside the first row that holds it
             domain = fig.get_subplot(r + 1, c + 1).yaxis.domain
-            beside = sum(b["y"] == (domain[0] + domain[1]) / 2 for b in bars.values())  # bars of the same row
-            bar = dict(title=bar_title, y=(domain[0] + domain[1]) / 2, len=domain[1] - domain[0],
-                       x=1.01 + 0.07 * beside, thickness=12)
-            bars[kind] = bar
-        fig.add_trace(go.Heatmap(z=pixels[::-1], colorscale=scale, zmin=0, zmax=top, showscale=bar is not None,
-                                 colorbar=bar,
-                                 hovertemplate=f"{title}<br>x %{{x}} y %{{y}}: %{{z:.3f}}<extra></extra>"),
-                      row=r + 1, col=c + 1)
+            middle = (domain[0] + domain[1]) / 2
+            beside = sum(b["y"] == middle for b in bars.values())  # bars of the same row
+            bars[kind] = dict(title=bar_title, y=middle, len=domain[1] - domain[0], x=1.01 + 0.07 * beside,
+                              thickness=12)
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+                                     marker=dict(color=[0.0], colorscale=scale, cmin=0, cmax=top, showscale=True,
+                                                 colorbar=bars[kind])), row=r + 1, col=c + 1)
         for name, mask in (rest[0] if rest else {}).items():
             if mask is None or not np.any(mask):
                 continue
             colour = OUTLINE_COLOURS[name]
-            fig.add_trace(go.Contour(z=np.asarray(mask, dtype=np.uint8)[::-1], showscale=False, hoverinfo="skip",
+            fig.add_trace(go.Contour(z=np.asarray(mask, dtype=np.uint8), showscale=False, hoverinfo="skip",
                                      contours=dict(start=0.5, end=0.5, size=1, coloring="none"),
                                      line=dict(color=colour, width=2), name=f"tumour: {name}",
                                      showlegend=name not in shown_legend, legendgroup=name),
                           row=r + 1, col=c + 1)
             shown_legend.add(name)
-    fig.update_xaxes(showticklabels=False, constrain="domain")
-    fig.update_yaxes(showticklabels=False, scaleanchor="x", constrain="domain")
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, scaleanchor="x", constrain="domain",
+                     autorange="reversed")
     fig.update_annotations(font_size=12)
     fig.update_layout(height=260 * rows + 40, margin=dict(l=5, r=75 if bars else 5, t=40, b=5),
-                      legend=dict(orientation="h", y=-0.02))
+                      legend=dict(orientation="h", y=-0.02), plot_bgcolor="rgba(0,0,0,0)")
     return fig
 
 

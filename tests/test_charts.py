@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import io
 import json
 import re
 import shutil
@@ -17,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image as PILImage
 from streamlit.testing.v1 import AppTest
 
 from pages.ui.sidebar import scoped
@@ -112,14 +114,30 @@ def test_overview_forests_errors_and_colours_read_back_from_the_store(built_stor
     assert_error_maps_start_black(figs)
 
 
+def decoded(source: str) -> PILImage.Image:
+    """A panel's PNG as the browser gets it."""
+    return PILImage.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1])))
+
+
 def assert_error_maps_start_black(figs: list[dict]) -> None:
-    """Each error map starts at black, one carries a colour bar, and no colour is a Streamlit placeholder."""
-    errors = [t for f in figs for t in f["data"] if t.get("type") == "heatmap" and t.get("zmax") == plots.ERROR_MAX]
+    """Each error map's colours start at black, a colour bar says so, and no colour is a Streamlit placeholder."""
+    errors = [t for f in figs for t in f["data"] if t.get("type") == "image" and t["name"].endswith(" − clean|")]
     assert errors, "no error maps drawn"
-    assert all(t["colorscale"][0] == [0.0, "#000000"] and t["zmin"] == 0 for t in errors)
-    assert any(t.get("showscale") and t["colorbar"]["title"]["text"] == "|error|" for t in errors)
+    for trace in errors:
+        png = decoded(trace["source"])
+        assert png.mode == "P" and tuple(png.getpalette()[:3]) == (0, 0, 0)  # zero error is black
+    bars = [t["marker"] for f in figs for t in f["data"] if (t.get("marker") or {}).get("showscale")]
+    error_bars = [m for m in bars if m["colorbar"]["title"]["text"] == "|error|"]
+    assert error_bars and all(m["colorscale"][0] == [0.0, "#000000"] and m["cmin"] == 0 for m in error_bars)
     for fig in figs:
         assert not PLACEHOLDER.search(json.dumps(fig["data"])), "a colour Streamlit's theme would replace"
+
+
+def test_error_panels_are_painted_from_black_to_the_scale_top():
+    png = decoded(plots.panel_png(np.array([[0.0, plots.ERROR_MAX], [2.0, -1.0]]), "error")).convert("RGB")
+    pixels = np.asarray(png)
+    assert tuple(pixels[0, 0]) == (0, 0, 0) and tuple(pixels[1, 1]) == (0, 0, 0)  # zero (and below) is black
+    assert tuple(pixels[0, 1]) == tuple(pixels[1, 0]) == (252, 255, 164)  # the top and above: Inferno's last colour
 
 
 def test_compare_and_failure_pages_error_maps_and_colours(built_store, monkeypatch):
