@@ -312,3 +312,14 @@ def test_mri_pages_fairness_compare_and_failures(mri_store, monkeypatch):
     # a Dice drop is the segmenter's answer changing: its attributions explain it, not the grade classifier's
     assert any("segmenter's evidence" in c.value for c in at.caption)
     assert at.radio(key=scoped("fail_method", "segmenter")).options == ["Integrated Gradients"]
+
+
+def test_run_page_offers_no_start_for_a_finished_config(built_store, monkeypatch):
+    store, _, cache = built_store
+    at = run_page("pages/run.py", str(store.path), monkeypatch, str(cache))
+    at.selectbox(key="run_config").set_value("tiny.yaml").run()
+    assert not at.exception
+    assert at.button(key="run_start").disabled
+    assert any("run is finished" in i.value for i in at.info)
+    at.selectbox(key="run_config").set_value("tiny-mri.yaml").run()  # not in this store: it can start
+    assert not at.button(key="run_start").disabled
