@@ -28,6 +28,7 @@ from recon_core.store import CLEAN, Store, queries
 from tests.conftest import ROOT
 
 APP = str(ROOT / "app.py")
+XRAY, MRI = "xray", "mri"
 PLACEHOLDER = re.compile(r"#0000(0[1-9]|[1-3]\d|40)\b", re.I)
 """Streamlit's chart theme replaces these colours with its own palette (Inferno's first colour is one of them)."""
 
@@ -197,11 +198,11 @@ def both_modalities(built_store, mri_store, tmp_path_factory):
 def test_switching_modality_never_shows_a_label_of_the_other(both_modalities, monkeypatch, page):
     store, xray, mri, cache = both_modalities
     at = start(str(store.path), str(cache), monkeypatch, page)
-    at.selectbox(key="modality").set_value("xray").run()
-    assert at.selectbox(key=scoped("run_key", "xray")).value == xray
+    at.selectbox(key="modality").set_value(XRAY).run()
+    assert at.selectbox(key=scoped("run_key", XRAY)).value == xray
     xray_ids = set(queries.image_rows(store, xray, CLEAN, 0.0).image_id)
     mri_ids = set(queries.image_rows(store, mri, CLEAN, 0.0).image_id)
-    for modality, key, ids, other in (("mri", mri, mri_ids, xray_ids), ("xray", xray, xray_ids, mri_ids)):
+    for modality, key, ids, other in ((MRI, mri, mri_ids, xray_ids), (XRAY, xray, xray_ids, mri_ids)):
         at.selectbox(key="modality").set_value(modality).run()
         assert not at.exception, at.exception
         assert at.selectbox(key=scoped("run_key", modality)).value == key
