@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +15,7 @@ from recon_core.cohorts import CohortError
 from recon_core.cohorts.csv_xray import read_manifest
 from recon_core.config import ConfigError, CsvSourceConfig, StudyConfig
 from recon_core.config_loader import from_dict, load_config
+from recon_core.confinement import OutsideRootsError, confine, extra_roots
 
 ensure_routed("pages/run.py")
 ROOT = builds.ROOT
@@ -23,17 +23,15 @@ ROOT = builds.ROOT
 
 def allowed_roots() -> list[Path]:
     """Folders the server may read configs from: configs/ plus $TANDEM_DATA_ROOTS (colon-separated)."""
-    extra = [Path(p).expanduser().resolve() for p in os.environ.get("TANDEM_DATA_ROOTS", "").split(":") if p]
-    return [(ROOT / "configs").resolve(), *extra]
+    return [(ROOT / "configs").resolve(), *extra_roots()]
 
 
 def check_path(text: str, suffixes: tuple[str, ...] | None = (".yaml", ".yml")) -> Path:
-    """A path inside an allowed folder (and with one of `suffixes`); anything else is refused unread."""
-    path = Path(text).expanduser()
-    path = (ROOT / path if not path.is_absolute() else path).resolve()
-    if not any(path.is_relative_to(root) for root in allowed_roots()):
-        raise ConfigError(f"{path} is outside the folders this server may read "
-                          f"({', '.join(map(str, allowed_roots()))}); set TANDEM_DATA_ROOTS to allow another")
+    """A path resolved inside an allowed folder (and with one of `suffixes`); anything else is refused unread."""
+    try:
+        path = confine(text, allowed_roots(), base=ROOT)
+    except OutsideRootsError as exc:
+        raise ConfigError(str(exc)) from None
     if suffixes is not None and path.suffix not in suffixes:
         raise ConfigError(f"{path}: a study config is a .yaml file")
     return path
@@ -49,6 +47,15 @@ def progress_panel() -> None:
     st.session_state["run_seen"] = True
     st.progress(progress.fraction, text=progress.text("Running") + " — other pages stay usable and fill in as "
                                                                    "cells land")
+
+
+def inside(relative: str, folder: Path) -> bool:
+    """Whether `relative` resolves (symlinks followed) inside `folder`."""
+    try:
+        confine(relative, [folder], base=folder)
+    except OutsideRootsError:
+        return False
+    return True
 
 
 def dataset_form() -> tuple[StudyConfig | None, Path | None]:
@@ -68,7 +75,13 @@ def dataset_form() -> tuple[StudyConfig | None, Path | None]:
     if not folder.is_dir():
         st.error(f"{folder}: no such folder")
         return None, None
-    tables = sorted(str(p.relative_to(folder)) for p in [*folder.glob("*.csv"), *folder.glob("*/*.csv")])
+    # A CSV or subfolder linked from elsewhere is neither read nor listed into.
+    subfolders = [d for d in folder.iterdir() if d.is_dir() and inside(d.name, folder)]
+    found = [str(p.relative_to(folder)) for p in [*folder.glob("*.csv"), *(f for d in subfolders
+                                                                           for f in d.glob("*.csv"))]]
+    tables = sorted(t for t in found if inside(t, folder))
+    if len(tables) < len(found):
+        st.caption(f"{len(found) - len(tables)} CSV link(s) leading outside this folder were left out.")
     if not tables:
         st.error(f"{folder}: no CSV file here or one level down; the manifest is a CSV with one row per image")
         return None, None

@@ -23,7 +23,7 @@ from recon_core.reconstructors import available, build_reconstructor
 ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS = (
-    ("seeding", "progress", "paths", "device", "config", "registry", "metrics.catalogue"),
+    ("seeding", "progress", "paths", "confinement", "device", "config", "registry", "metrics.catalogue"),
     ("physics", "cohorts", "metrics", "models"),
     ("reconstructors", "diagnostics", "fairness", "explain", "plots"),
     ("modalities", "store"),

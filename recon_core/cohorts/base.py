@@ -96,6 +96,14 @@ class CohortSource(ABC):
     def item(self, image_id: str) -> tuple[np.ndarray, np.ndarray | None]:
         """(clean image (H, W) in [0, 1], its uint8 mask or None) of one image id; CohortError if not in the cohort."""
 
+    def check(self) -> None:
+        """Checks the source's files and values before anything is stored; CohortError names the first problem.
+
+        A generated cohort has nothing to check; a dataset on disk reads its manifest (paths
+        confined to the dataset's folder, every file present) without decoding an image.
+        """
+        return None  # generated: nothing on disk to check
+
 
 def slice_of(image_id: str, subjects: pd.Index, count: int) -> tuple[str, int]:
     """(subject id, slice index) of an MRI slice id '<subject>-s<k>'; CohortError if it is not in the cohort."""

@@ -12,7 +12,8 @@ from skimage.transform import resize
 
 from recon_core.cohorts.base import Cohort, CohortSource, assign_splits
 from recon_core.cohorts.demographics import CohortError, age_band, parse_age, parse_sex, require_varied
-from recon_core.config import CohortConfig
+from recon_core.config import CohortConfig, CsvSourceConfig
+from recon_core.confinement import OutsideRootsError, confine, confine_all, extra_roots
 from recon_core.progress import Progress, silent
 from recon_core.seeding import numpy_rng
 
@@ -51,15 +52,29 @@ def read_image(path: Path, size: int) -> np.ndarray:
     return resize(scaled, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
 
 
+def dataset_roots(spec: CsvSourceConfig) -> list[Path]:
+    """The folders a CSV dataset may be read from: its image root, plus any the user allowed in $TANDEM_DATA_ROOTS."""
+    return [Path(spec.image_root).expanduser().resolve(), *extra_roots()]
+
+
+def confined_csv(spec: CsvSourceConfig) -> Path:
+    """The manifest CSV, resolved inside the dataset's folders (a symlink elsewhere is refused unread)."""
+    try:
+        return confine(spec.csv_path, dataset_roots(spec), what="manifest CSV")
+    except OutsideRootsError as exc:
+        raise CohortError(str(exc)) from None
+
+
 def read_manifest(config: CohortConfig, seed: int) -> pd.DataFrame:
-    """The subject table of a CSV dataset, every value checked, and every image file present.
+    """The subject table of a CSV dataset, every value checked, and every image file present inside its root.
 
     Cheap (no image is decoded), so the dashboard can validate a dataset before any run starts.
-    Each problem is a CohortError naming the file, column, row or value.
+    Each problem is a CohortError naming the file, column, row or value; image paths that lead
+    outside the image root ('..', absolute, symlinked) are refused before anything is opened.
     """
     spec = config.csv
-    csv_path, root = Path(spec.csv_path), Path(spec.image_root)
-    source = str(csv_path)
+    csv_path, root = confined_csv(spec), Path(spec.image_root).expanduser().resolve()
+    source = str(spec.csv_path)
     try:
         table = pd.read_csv(csv_path)
     except FileNotFoundError:
@@ -96,7 +111,11 @@ def read_manifest(config: CohortConfig, seed: int) -> pd.DataFrame:
     if subjects["image_id"].duplicated().any():
         dup = subjects["image_id"][subjects["image_id"].duplicated()].iloc[0]
         raise CohortError(f"{source}: image path {dup!r} listed twice")
-    absent = [rel for rel in subjects["image_id"] if not (root / rel).is_file()]
+    try:
+        files = confine_all(subjects["image_id"].tolist(), root)
+    except OutsideRootsError as exc:
+        raise CohortError(f"{source}: {exc}") from None
+    absent = [rel for rel, file in zip(subjects["image_id"], files, strict=True) if not file.is_file()]
     if absent:
         raise CohortError(f"{source}: {len(absent)} image file(s) not found under {root}, e.g. {absent[0]!r}")
     return subjects
@@ -105,8 +124,8 @@ def read_manifest(config: CohortConfig, seed: int) -> pd.DataFrame:
 def load_csv_cohort(config: CohortConfig, seed: int, progress: Progress = silent) -> Cohort:
     """A cohort from a local CSV + image folder; every bad value is an error naming file, column and row."""
     spec = config.csv
-    root = Path(spec.image_root)
-    subjects = read_manifest(config, seed)
+    root = Path(spec.image_root).expanduser().resolve()
+    subjects = read_manifest(config, seed)  # every listed path is confined to the root here
     images = np.empty((len(subjects), config.image_size, config.image_size), np.float32)
     for i, rel in enumerate(subjects["image_id"]):
         images[i] = read_image(root / rel, config.image_size)
@@ -125,11 +144,14 @@ class CsvChestSource(CohortSource):
     def load(self, progress: Progress = silent) -> Cohort:
         return load_csv_cohort(self.config, self.seed, progress)
 
+    def check(self) -> None:
+        read_manifest(self.config, self.seed)
+
     @cached_property
     def _listed(self) -> set[str]:
         spec = self.config.csv
         try:
-            return set(pd.read_csv(spec.csv_path, usecols=[spec.path_column])[spec.path_column].astype(str))
+            return set(pd.read_csv(confined_csv(spec), usecols=[spec.path_column])[spec.path_column].astype(str))
         except (FileNotFoundError, ValueError, pd.errors.ParserError) as exc:
             raise CohortError(f"{spec.csv_path}: cannot list the dataset's images ({exc})") from None
 
@@ -137,4 +159,8 @@ class CsvChestSource(CohortSource):
         spec = self.config.csv
         if image_id not in self._listed:
             raise CohortError(f"image {image_id!r} is not listed in {spec.csv_path}")
-        return read_image(Path(spec.image_root) / image_id, self.config.image_size), None
+        try:
+            path = confine(image_id, dataset_roots(spec)[:1], base=dataset_roots(spec)[0], what="image path")
+        except OutsideRootsError as exc:
+            raise CohortError(str(exc)) from None
+        return read_image(path, self.config.image_size), None

@@ -18,17 +18,33 @@ from skimage.transform import resize
 
 from recon_core.cohorts.base import Cohort, CohortSource, assign_splits, slice_of
 from recon_core.cohorts.demographics import CohortError, age_band, parse_age, parse_sex, require_varied
-from recon_core.config import CohortConfig
+from recon_core.config import CohortConfig, NiftiSourceConfig
+from recon_core.confinement import OutsideRootsError, confine, confine_all, extra_roots
 from recon_core.progress import Progress, silent
 from recon_core.seeding import numpy_rng
 
 LABELS = ("high_grade",)
 
 
+def patient_files(spec: NiftiSourceConfig, subject_id: str) -> tuple[Path, Path]:
+    """A patient's volume and mask, resolved inside the dataset root (a path leading elsewhere is refused)."""
+    root = Path(spec.root).expanduser().resolve()
+    try:
+        image, mask = confine_all([spec.image_pattern.format(id=subject_id), spec.mask_pattern.format(id=subject_id)],
+                                  root, what="NIfTI path")
+    except OutsideRootsError as exc:
+        raise CohortError(f"patient {subject_id!r}: {exc}") from None
+    return image, mask
+
+
 def read_metadata(config: CohortConfig, seed: int) -> pd.DataFrame:
-    """One row per patient, every value checked and both files present (no volume is decoded)."""
+    """One row per patient, every value checked and both files present inside the root (no volume is decoded)."""
     spec = config.nifti
-    csv_path, root = Path(spec.metadata_csv), Path(spec.root)
+    try:
+        csv_path = confine(spec.metadata_csv, [Path(spec.root).expanduser().resolve(), *extra_roots()],
+                           what="metadata CSV")
+    except OutsideRootsError as exc:
+        raise CohortError(str(exc)) from None
     try:
         table = pd.read_csv(csv_path, dtype={spec.id_column: str, spec.grade_column: str})
     except FileNotFoundError:
@@ -53,8 +69,7 @@ def read_metadata(config: CohortConfig, seed: int) -> pd.DataFrame:
                           "is listed twice")
     require_varied(patients, ("sex", "age_band", "high_grade"), str(csv_path))
     for pid in patients.subject_id:
-        for pattern in (spec.image_pattern, spec.mask_pattern):
-            path = root / pattern.format(id=pid)
+        for path in patient_files(spec, pid):
             if not path.exists():
                 raise CohortError(f"{path}: file of patient {pid!r} not found")
     if spec.split_column:
@@ -70,8 +85,7 @@ def read_patient(config: CohortConfig, subject_id: str) -> tuple[np.ndarray, np.
     import nibabel as nib
 
     spec = config.nifti
-    image_path = Path(spec.root) / spec.image_pattern.format(id=subject_id)
-    mask_path = Path(spec.root) / spec.mask_pattern.format(id=subject_id)
+    image_path, mask_path = patient_files(spec, subject_id)
     try:
         volume = np.asarray(nib.load(image_path).dataobj, dtype=np.float32)
         labels = np.asarray(nib.load(mask_path).dataobj)
@@ -127,6 +141,9 @@ class NiftiBrainSource(CohortSource):
     @cached_property
     def _patients(self) -> pd.DataFrame:
         return read_metadata(self.config, self.seed).set_index("subject_id", drop=False)
+
+    def check(self) -> None:
+        read_metadata(self.config, self.seed)
 
     def item(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
         start, stop = self.config.nifti.slice_range

@@ -152,6 +152,7 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
     key = config.config_hash()
     modality = get_modality(config.modality)
     was_done = queries.run_status(store, key) == "done"
+    modality.cohort_source(config).check()  # bad data is refused before the store holds anything of this run
     writes.register_run(store, config, modality.describe(config))
     sweep = None
     try:
