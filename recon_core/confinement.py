@@ -43,7 +43,7 @@ def confine(path: str | os.PathLike, roots: Iterable[str | os.PathLike], base: P
         candidate = (base or Path.cwd()) / candidate
     resolved = candidate.resolve()
     if not any(resolved.is_relative_to(root) for root in allowed):
-        raise OutsideRootsError(f"{what} {text}: outside the folders this run may read ({shown}); "
+        raise OutsideRootsError(f"{what} {text}: outside the folders Tandem may read ({shown}); "
                                 f"set {ROOTS_VARIABLE} to allow another folder")
     return resolved
 

@@ -201,7 +201,7 @@ def test_run_page_validates_configs_and_refuses_paths_outside_the_allow_list(tmp
     assert any("tiny-xray" in s.value or "demo-xray" in s.value for s in at.success)  # a shipped config validates
     at.radio(key="run_source").set_value("path").run()
     at.text_input(key="run_path").set_value("/etc/passwd.yaml").run()
-    assert any("outside the folders this server may read" in e.value for e in at.error)
+    assert any("outside the folders Tandem may read" in e.value for e in at.error)
     at.text_input(key="run_path").set_value(str(allowed / "bad.yaml")).run()
     assert any("dose level -3" in e.value for e in at.error)
     assert not at.exception
@@ -247,7 +247,7 @@ def test_run_page_describes_a_dataset_folder_without_yaml_and_starts_it(tmp_path
     at = run_page("pages/run.py", str(store_path), monkeypatch, str(tmp_path))
     at.radio(key="run_source").set_value("dataset").run()
     at.text_input(key="run_dataset").set_value("/etc").run()
-    assert any("outside the folders this server may read" in e.value for e in at.error)
+    assert any("outside the folders Tandem may read" in e.value for e in at.error)
     at.text_input(key="run_dataset").set_value(str(root)).run()
     assert at.selectbox(key="run_col_sex").value == "Sex" and at.multiselect(key="run_labels").value == [
         "Cardiomegaly"]

@@ -59,7 +59,7 @@ def test_confine_refuses_every_way_out(places):
     assert confine("img/p0.png", [root], base=root) == (root / "img" / "p0.png").resolve()
     for escape in ("../outside/leak.png", str(outside / "leak.png"), "linked.png", "linked_dir/leak.png",
                    "img/../../outside/leak.png"):
-        with pytest.raises(OutsideRootsError, match="outside the folders this run may read"):
+        with pytest.raises(OutsideRootsError, match="outside the folders Tandem may read"):
             confine(escape, [root], base=root)
     with pytest.raises(OutsideRootsError, match="NUL byte"):
         confine("img/p0.png\x00.yaml", [root], base=root)
