@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -284,8 +285,102 @@ def _build(cls: Any, data: Any, where: str) -> Any:
     return data
 
 
+BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "seed": (0, math.inf, True),
+    "cohort.n_subjects": (1, math.inf, True), "cohort.slices_per_subject": (1, math.inf, True),
+    "cohort.finding_contrast": (0, math.inf, True), "cohort.image_size": (32, 256, True),
+    "physics.attenuation_scale": (0, math.inf, False), "physics.electronic_noise": (0, math.inf, True),
+    "physics.n_angles": (1, math.inf, True), "physics.centre_fraction": (0, 1, False),
+    "physics.kspace_snr": (0, math.inf, False), "reconstructors.tv.weight_per_sigma": (0, math.inf, True),
+    **{f"reconstructors.{net}.{key}": bound for net in ("unet", "gan", "diffusion")
+       for key, bound in (("steps", (1, math.inf, True)), ("batch_size", (1, math.inf, True)),
+                          ("learning_rate", (0, 1, False)))},
+    "reconstructors.unet.num_res_units": (0, 8, True), "reconstructors.gan.num_res_units": (0, 8, True),
+    "reconstructors.gan.disc_channels": (1, math.inf, True), "reconstructors.gan.disc_layers": (1, 6, True),
+    "reconstructors.gan.l1_weight": (0, math.inf, True), "reconstructors.diffusion.train_timesteps": (1, 100_000, True),
+    "diagnostic.steps": (1, math.inf, True), "diagnostic.segmenter_steps": (1, math.inf, True),
+    "diagnostic.batch_size": (1, math.inf, True), "diagnostic.learning_rate": (0, 1, False),
+    "evaluation.n_bootstrap": (100, 1_000_000, True), "evaluation.ci_level": (0.5, 1, False),
+    "evaluation.batch_size": (1, math.inf, True), "evaluation.n_examples": (0, 1000, True),
+    "evaluation.min_group_size": (1, math.inf, True),
+}
+"""Numeric fields and their ranges (low, high, whether the low end is allowed); the high end is always allowed.
+
+100 resamples at least: fewer gives intervals and p-values too coarse to read (the smallest
+p-value is 1 / (n + 1)); a level of confidence below 0.5 is a mistake for 1 − α.
+"""
+MIN_SPLIT_SUBJECTS = 8
+"""A generated cohort gives every split (training, diagnostic training, validation, test) this many subjects."""
+
+
+def _value(config: StudyConfig, key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _check_numbers(config: StudyConfig) -> None:
+    """Every numeric field finite and within its range (`BOUNDS`), every level finite and listed once."""
+    for key, (low, high, low_allowed) in BOUNDS.items():
+        value = _value(config, key)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value > high or value < low or (value == low and not low_allowed):
+            low_text = f"≥ {low:g}" if low_allowed else f"> {low:g}"
+            high_text = "" if math.isinf(high) else f" and ≤ {high:g}"
+            raise ConfigError(f"{key}: {value!r} must be a finite number {low_text}{high_text}")
+    levels = config.physics.levels
+    if any(not math.isfinite(level) for level in levels):
+        raise ConfigError(f"physics.levels: {list(levels)} must all be finite numbers")
+    if len(set(levels)) != len(levels):
+        raise ConfigError(f"physics.levels: {list(levels)} lists a level twice")
+    for key, values in (("reconstructors.names", config.reconstructors.names),
+                        ("evaluation.attributes", config.evaluation.attributes)):
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{key}: {list(values)} names one twice")
+    if not config.reconstructors.names:
+        raise ConfigError("reconstructors.names: name at least one reconstructor (none: the degraded image as is)")
+    for name, rate in config.cohort.prevalence.items():
+        if not 0 < rate < 1:
+            raise ConfigError(f"cohort.prevalence.{name}: {rate!r} must be a share between 0 and 1")
+
+
+def _check_networks(config: StudyConfig) -> None:
+    """Channel lists that build, and an image size each network of the study halves cleanly at every stride."""
+    size = config.cohort.image_size
+    nets = {"unet": config.reconstructors.unet, "gan": config.reconstructors.gan}
+    for name, settings in nets.items():
+        key = f"reconstructors.{name}"
+        if not settings.channels or min(settings.channels) < 1:
+            raise ConfigError(f"{key}.channels: {list(settings.channels)} must be one or more positive widths")
+        if len(settings.strides) != len(settings.channels) - 1 or any(s < 1 for s in settings.strides):
+            raise ConfigError(f"{key}.strides: {list(settings.strides)} needs one positive stride per channel "
+                              f"after the first ({len(settings.channels) - 1})")
+        if name in config.reconstructors.names and size % math.prod(settings.strides):
+            raise ConfigError(f"cohort.image_size: {size} is not divisible by {math.prod(settings.strides)}, the "
+                              f"product of {key}.strides {list(settings.strides)}; pick a multiple of it")
+    for key, channels in (("reconstructors.diffusion.channels", config.reconstructors.diffusion.channels),
+                          ("diagnostic.segmenter_channels", config.diagnostic.segmenter_channels)):
+        if not channels or min(channels) < 1:
+            raise ConfigError(f"{key}: {list(channels)} must be one or more positive widths")
+    if "diffusion" in config.reconstructors.names and size % 2 ** (len(config.reconstructors.diffusion.channels) - 1):
+        raise ConfigError(f"cohort.image_size: {size} is not divisible by "
+                          f"{2 ** (len(config.reconstructors.diffusion.channels) - 1)}, which the diffusion "
+                          "network's channels need (one halving per channel after the first)")
+
+
 def check_values(config: StudyConfig) -> StudyConfig:
     """Rejects values no study of any modality can run with, naming the offending key."""
+    _check_numbers(config)
+    _check_networks(config)
+    if config.cohort.source == "synthetic":
+        smallest = min(config.cohort.split_fractions) * config.cohort.n_subjects
+        if smallest < MIN_SPLIT_SUBJECTS:
+            need = math.ceil(MIN_SPLIT_SUBJECTS / min(config.cohort.split_fractions))
+            raise ConfigError(f"cohort.n_subjects: {config.cohort.n_subjects} is too few for split_fractions "
+                              f"{list(config.cohort.split_fractions)}: every split needs {MIN_SPLIT_SUBJECTS} "
+                              f"subjects, so at least {need}")
     diffusion = config.reconstructors.diffusion
     if not 1 <= diffusion.sampling_steps <= diffusion.train_timesteps:
         raise ConfigError(f"reconstructors.diffusion.sampling_steps: {diffusion.sampling_steps} must be within "
@@ -302,8 +397,6 @@ def check_values(config: StudyConfig) -> StudyConfig:
     edges = list(config.cohort.age_band_edges)
     if not edges or edges != sorted(set(edges)):
         raise ConfigError(f"cohort.age_band_edges: {edges} must be one or more strictly increasing ages")
-    if not 32 <= config.cohort.image_size <= 256:
-        raise ConfigError(f"cohort.image_size: {config.cohort.image_size} must be within 32–256")
     known = {"sex", "age_band"} | set(config.cohort.csv.extra_attributes if config.cohort.csv else ())
     for attribute in config.evaluation.attributes:
         unknown = [part for part in attribute.split("×") if part not in known]

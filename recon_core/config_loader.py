@@ -45,11 +45,16 @@ def load_config(path: str | Path) -> StudyConfig:
     """Reads a YAML study config, naming the file in any error."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except (UnicodeDecodeError, IsADirectoryError):
+        raise ConfigError(f"{path}: not a text file; a study config is YAML") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:  # an empty file is a mistake, never a silent start of the full demo
+        raise ConfigError(f"{path}: the file is empty; a study config needs at least a name "
+                          "(start from configs/tiny.yaml)")
     try:
         return from_dict(data)
     except ConfigError as exc:

@@ -57,6 +57,12 @@ class MRI(Modality):
                      "eodd_added")
 
     def validate_source(self, config: StudyConfig) -> None:
+        """The segmenter halves the slice once per channel after the first; a NIfTI source's slice range."""
+        halvings = 2 ** (len(config.diagnostic.segmenter_channels) - 1)
+        if config.cohort.image_size % halvings:
+            raise ConfigError(f"cohort.image_size: {config.cohort.image_size} is not divisible by {halvings}, which "
+                              f"the tumour segmenter's diagnostic.segmenter_channels "
+                              f"{list(config.diagnostic.segmenter_channels)} need")
         if config.cohort.source != "nifti":
             return
         if config.cohort.nifti is None:
