@@ -16,6 +16,7 @@ from recon_core.cohorts.csv_xray import read_manifest
 from recon_core.config import ConfigError, CsvSourceConfig, StudyConfig
 from recon_core.config_loader import from_dict, load_config
 from recon_core.confinement import OutsideRootsError, confine, extra_roots
+from recon_core.runner import prepare
 
 ensure_routed("pages/run.py")
 ROOT = builds.ROOT
@@ -173,6 +174,12 @@ if config is not None and config.cohort.source == "csv":
         except CohortError as exc:
             st.error(f"This dataset cannot run: {exc}")
             config = None
+if config is not None:
+    try:
+        config = prepare(config)  # a dataset's content fingerprint: changed data is a new run, never a reused one
+    except CohortError as exc:
+        st.error(f"This dataset cannot run: {exc}")
+        config = None
 if config is not None:
     levels = ", ".join(f"{v:g}" for v in config.physics.levels)
     st.success(f"**{config.name}** ({config.config_hash()}): {config.cohort.n_subjects} subjects at "

@@ -36,7 +36,10 @@ def _bar() -> Progress:
 
 
 def _config(args: argparse.Namespace) -> StudyConfig:
-    return load_config(args.config or DEMO_CONFIG)
+    """The config as it runs: read, validated, its data checked and fingerprinted (a changed dataset is a new run)."""
+    from recon_core.runner import prepare
+
+    return prepare(load_config(args.config or DEMO_CONFIG))
 
 
 def _progress(args: argparse.Namespace) -> Progress:

@@ -89,6 +89,10 @@ class CohortConfig:
     age_band_edges: tuple[float, ...] = (60.0,)
     csv: CsvSourceConfig | None = None
     nifti: NiftiSourceConfig | None = None
+    # A real dataset's content fingerprint (manifest bytes, every file's size and time, sampled
+    # contents), set by `runner.prepare`: changed data is a new run. '' for generated cohorts,
+    # and then left out of the hash, so configs hashed before this field keep their hash.
+    fingerprint: str = field(default="", metadata={"omit_if_default": True})
 
 
 @dataclass(frozen=True)
@@ -222,11 +226,21 @@ class StudyConfig:
         return stable_hash(self)
 
 
+def _plain(obj: Any) -> Any:
+    """Dataclasses as dicts, all the way down; a field marked `omit_if_default` is left out while at its default."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_if_default") and getattr(obj, f.name) == f.default)}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
+
+
 def canonical_json(obj: Any) -> str:
     """Deterministic JSON: sorted keys, no whitespace, dataclasses as dicts."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        obj = dataclasses.asdict(obj)
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
+    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), default=list)
 
 
 def stable_hash(*parts: Any) -> str:

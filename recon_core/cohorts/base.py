@@ -104,6 +104,10 @@ class CohortSource(ABC):
         """
         return None  # generated: nothing on disk to check
 
+    def fingerprint(self) -> str:
+        """A content fingerprint of the data on disk ('' for a generated cohort, which its config fully determines)."""
+        return ""
+
 
 def slice_of(image_id: str, subjects: pd.Index, count: int) -> tuple[str, int]:
     """(subject id, slice index) of an MRI slice id '<subject>-s<k>'; CohortError if it is not in the cohort."""

@@ -12,6 +12,7 @@ from skimage.transform import resize
 
 from recon_core.cohorts.base import Cohort, CohortSource, assign_splits
 from recon_core.cohorts.demographics import CohortError, age_band, parse_age, parse_sex, require_varied
+from recon_core.cohorts.fingerprint import dataset_fingerprint
 from recon_core.config import CohortConfig, CsvSourceConfig
 from recon_core.confinement import OutsideRootsError, confine, confine_all, extra_roots
 from recon_core.progress import Progress, silent
@@ -146,6 +147,12 @@ class CsvChestSource(CohortSource):
 
     def check(self) -> None:
         read_manifest(self.config, self.seed)
+
+    def fingerprint(self) -> str:
+        """The manifest's bytes and every listed image (read_manifest has confined and found them all)."""
+        root = Path(self.config.csv.image_root).expanduser().resolve()
+        images = confine_all(read_manifest(self.config, self.seed)["image_id"].tolist(), root)
+        return dataset_fingerprint(confined_csv(self.config.csv), images)
 
     @cached_property
     def _listed(self) -> set[str]:

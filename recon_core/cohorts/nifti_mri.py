@@ -18,6 +18,7 @@ from skimage.transform import resize
 
 from recon_core.cohorts.base import Cohort, CohortSource, assign_splits, slice_of
 from recon_core.cohorts.demographics import CohortError, age_band, parse_age, parse_sex, require_varied
+from recon_core.cohorts.fingerprint import dataset_fingerprint
 from recon_core.config import CohortConfig, NiftiSourceConfig
 from recon_core.confinement import OutsideRootsError, confine, confine_all, extra_roots
 from recon_core.progress import Progress, silent
@@ -144,6 +145,13 @@ class NiftiBrainSource(CohortSource):
 
     def check(self) -> None:
         read_metadata(self.config, self.seed)
+
+    def fingerprint(self) -> str:
+        """The metadata CSV's bytes and every patient's volume and mask."""
+        spec = self.config.nifti
+        files = [f for pid in read_metadata(self.config, self.seed).subject_id for f in patient_files(spec, pid)]
+        csv_path = confine(spec.metadata_csv, [Path(spec.root).expanduser().resolve(), *extra_roots()])
+        return dataset_fingerprint(csv_path, files)
 
     def item(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
         start, stop = self.config.nifti.slice_range

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -139,6 +139,17 @@ class Sweep:
                            len(self.test) / result.seconds)
 
 
+def prepare(config: StudyConfig) -> StudyConfig:
+    """The config as it runs: its data checked (CohortError on bad data) and its content fingerprint set.
+
+    A generated cohort is unchanged; a dataset on disk gets the fingerprint of its files, so its
+    hash (the key of every stored row and of the trained weights) changes when the data does.
+    """
+    source = get_modality(config.modality).cohort_source(config)
+    source.check()
+    return replace(config, cohort=replace(config.cohort, fingerprint=source.fingerprint()))
+
+
 def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: torch.device,
               progress: Progress = silent) -> str:
     """Trains, sweeps, stores and finalises a study; returns its config hash. Finished cells are skipped.
@@ -149,10 +160,10 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
     correlations over what is in), then finalised again when it is resumed.
     """
     start = time.perf_counter()
+    config = prepare(config)  # bad data is refused before the store holds anything of this run
     key = config.config_hash()
     modality = get_modality(config.modality)
     was_done = queries.run_status(store, key) == "done"
-    modality.cohort_source(config).check()  # bad data is refused before the store holds anything of this run
     writes.register_run(store, config, modality.describe(config))
     sweep = None
     try:
