@@ -164,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     from recon_core.models.checkpoints import CheckpointError
     from recon_core.physics import PhysicsError
     from recon_core.registry import UnknownNameError
+    from recon_core.store import StoreError
     try:
         return args.func(args)
     except (ConfigError, CohortError, PhysicsError, CheckpointError, UnknownNameError,
-            ThresholdError) as exc:
+            ThresholdError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

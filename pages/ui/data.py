@@ -18,7 +18,7 @@ from recon_core import paths, results
 from recon_core.config_loader import from_dict
 from recon_core.device import pick_device
 from recon_core.runner.replay import CaseReplayer
-from recon_core.store import Store, queries
+from recon_core.store import Store, StoreError, queries
 
 
 @st.cache_resource
@@ -53,7 +53,18 @@ def _served(read: Callable[..., Any]) -> Callable[..., Any]:
     return served
 
 
-runs = _served(results.runs)
+_runs = _served(results.runs)
+
+
+def runs():
+    """Every stored run (results.runs); a damaged store file stops the page with its named error, not a traceback."""
+    try:
+        return _runs()
+    except StoreError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
 run_view = _served(results.run_view)
 run_config = _served(queries.run_config)
 cells = _served(queries.cells)

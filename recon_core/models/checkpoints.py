@@ -27,7 +27,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, arch: dict[str, Any]) ->
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: unreadable checkpoint ({exc}); delete the file to train that model "
+                              "again (stored results are kept)") from None
     if not isinstance(payload, dict) or "arch" not in payload or "state_dict" not in payload:
         raise CheckpointError(f"{path}: not a Tandem checkpoint (no 'arch'/'state_dict')")
     if payload["arch"] != arch:

@@ -22,6 +22,7 @@ from recon_core.diagnostics import TaskModel, choose_thresholds, scorer
 from recon_core.fairness import summarise_cell
 from recon_core.modalities import Modality, get_modality
 from recon_core.models.batches import SplitData
+from recon_core.models.checkpoints import CheckpointError
 from recon_core.models.contract import TrainableModel
 from recon_core.physics import Acquisition
 from recon_core.progress import Progress, silent
@@ -163,7 +164,8 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
     config = prepare(config)  # bad data is refused before the store holds anything of this run
     key = config.config_hash()
     modality = get_modality(config.modality)
-    was_done = queries.run_status(store, key) == "done"
+    previous = queries.run_status(store, key)
+    was_done = previous == "done"
     writes.register_run(store, config, modality.describe(config))
     sweep = None
     try:
@@ -189,6 +191,10 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
             finalise_run(store, config, modality, models.cohort.labels, models.thresholds, sweep.rows)
     except KeyboardInterrupt:
         writes.set_run_status(store, key, "interrupted", message="stopped by the user; run again to resume")
+        raise
+    except CheckpointError as exc:
+        # damaged weights are no fault of the run: a stored run keeps its status; a new one says why it stopped
+        writes.set_run_status(store, key, previous or "failed", message=None if previous else str(exc))
         raise
     except Exception as exc:
         writes.set_run_status(store, key, "failed", message=f"{type(exc).__name__}: {exc}")

@@ -1,5 +1,5 @@
 """The DuckDB store: schema, idempotent writes, read queries."""
 
-from recon_core.store.database import CLEAN, Store, StoreBusyError
+from recon_core.store.database import CLEAN, Store, StoreBusyError, StoreError
 
-__all__ = ["CLEAN", "Store", "StoreBusyError"]
+__all__ = ["CLEAN", "Store", "StoreBusyError", "StoreError"]

@@ -74,6 +74,20 @@ class StoreBusyError(RuntimeError):
     """Another process kept the store locked for longer than the timeout."""
 
 
+class StoreError(ValueError):
+    """The store file is not a readable DuckDB database (damaged, truncated, or another kind of file)."""
+
+
+UNREADABLE = (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException)
+"""What DuckDB raises on a damaged file (a lock held by another process is told apart by its message)."""
+
+
+def _unreadable(path: Path, exc: Exception) -> StoreError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return StoreError(f"{path}: not a readable Tandem store ({first}). Nothing was written to it; move it aside "
+                      "and build again, or point --store / $TANDEM_STORE at another file")
+
+
 class Store:
     """A DuckDB file opened briefly for each read or write; its schema is created on a Store's first write."""
 
@@ -117,7 +131,7 @@ class Store:
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
-                    raise
+                    raise _unreadable(self.path, exc) from None
                 if time.monotonic() > deadline:
                     raise StoreBusyError(f"{self.path}: still locked by another process after "
                                          f"{self.timeout:.0f} s") from exc
@@ -149,4 +163,6 @@ class Store:
                     out.append(con.execute(sql, params or []).df())
                 except duckdb.CatalogException:
                     out.append(None)  # an older or half-created store: the table is not there yet
+                except UNREADABLE as exc:
+                    raise _unreadable(self.path, exc) from None
         return out

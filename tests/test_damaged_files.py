@@ -1,0 +1,58 @@
+"""A damaged store or checkpoint is a named error that says what to do; it never flips a finished run or loses rows."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from recon_core.cli import main
+from recon_core.models.checkpoints import CheckpointError
+from recon_core.runner import run_study
+from recon_core.store import Store, queries
+from tests.conftest import ROOT, TINY
+from tests.test_confinement import checksums
+
+
+@pytest.fixture
+def damaged_store(tmp_path):
+    path = tmp_path / "tandem.duckdb"
+    path.write_bytes(b"not a database " * 500)
+    return path
+
+
+def test_the_cli_names_a_damaged_store_and_leaves_it_as_it_was(damaged_store, capsys):
+    before = damaged_store.read_bytes()
+    for command in (["report", "--config", str(TINY)], ["sweep", "--config", str(TINY)]):
+        assert main([*command, "--store", str(damaged_store)]) == 2
+        err = capsys.readouterr().err
+        assert "not a readable Tandem store" in err and "move it aside" in err and "Traceback" not in err
+    assert damaged_store.read_bytes() == before
+
+
+def test_the_dashboard_names_a_damaged_store(damaged_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("TANDEM_STORE", str(damaged_store))
+    monkeypatch.setenv("TANDEM_CACHE", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    for page in ("pages/home.py", "pages/overview.py", "pages/fairness.py", "pages/run.py"):
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+        assert any("not a readable Tandem store" in e.value for e in at.error), page
+
+
+def test_a_truncated_checkpoint_is_named_and_the_finished_run_stays_done(built_store, tiny_config, tmp_path):
+    store, key, cache = built_store
+    path = tmp_path / "tandem.duckdb"
+    shutil.copy(store.path, path)
+    shutil.copytree(cache / "checkpoints", tmp_path / "checkpoints")
+    victim = sorted((tmp_path / "checkpoints").glob("classifier*"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    before = {t: c for t, c in checksums(path).items() if t != "runs"}
+    with pytest.raises(CheckpointError, match=r"unreadable checkpoint .*delete the file to train that model again"):
+        run_study(tiny_config, Store(path), tmp_path / "checkpoints", torch.device("cpu"))
+    runs = queries.runs(Store(path))
+    assert runs.set_index("config_hash").status[key] == "done"
+    assert {t: c for t, c in checksums(path).items() if t != "runs"} == before
