@@ -20,6 +20,7 @@ from recon_core.metrics.catalogue import label as metric_label
 from recon_core.metrics.image_quality import image_quality
 from recon_core.metrics.segmentation import dice
 from recon_core.models.checkpoints import CheckpointError
+from recon_core.runner.replay import Case
 from recon_core.store import CLEAN
 
 ensure_routed("pages/compare.py")
@@ -85,11 +86,12 @@ def outlines(prediction: np.ndarray | None) -> dict:
 COLUMNS = 4  # at most this many images a row: thumbnails stay readable, titles never overlap
 
 
-def error_panel(name: str, case) -> tuple:
+def error_panel(name: str, case: Case) -> tuple:
+    """A road's |reconstructed − clean| map."""
     return (f"|{name} − clean|", np.abs(case.reconstructed - case.clean), "error")
 
 
-def degraded_panel(lv: float, at_level: list) -> tuple:
+def degraded_panel(lv: float, at_level: list[tuple[str, Case]]) -> tuple:
     """The degraded image of one level, with the outline of a method that returns it unchanged."""
     return (f"degraded ({lv:g})", at_level[0][1].degraded, "image",
             outlines(next((c.mask_recon for r, c in at_level if r in run.returns_degraded), None)))

@@ -23,6 +23,7 @@ ensure_routed("pages/failures.py")
 KIND_TEXT = {"lost": "finding lost (new false negative)", "invented": "finding invented (new false positive)",
              "recovered": "missed on clean, found on reconstruction", "corrected": "false alarm removed",
              "unchanged": "same decision"}
+FLIP_COLOURS = {"lost": "#d62728", "invented": "#7f7f7f"}  # not a reconstructor's colour: these are kinds of change
 METHOD_TEXT = {"integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM"}
 METHOD_SHORT = {"integrated_gradients": "IG", "grad_cam": "Grad-CAM"}
 
@@ -91,8 +92,8 @@ rates = cached_rates(key, recon, float(level), version, attribute_name, None if 
                      int(config.get("seed", 0)))
 shown = rates[rates.attribute != "all"].rename(columns={"kind": "reconstructor", "rate": "estimate", "of": "n"})
 chart(st, "flip-rates", cached_plot("group_forest", shown,
-                                    "Share of present findings lost / absent findings invented (95 % CI)", "rate"),
-      width="stretch")
+                                    "Share of present findings lost / absent findings invented (95 % CI)", "rate",
+                                    colours=FLIP_COLOURS, legend_title="finding"), width="stretch")
 st.dataframe(rates.rename(columns={"grp": "group"}), hide_index=True, width="stretch")
 
 segmentation = next((m for m in catalogue.SEGMENTATION if m in set(agg.metric)), None)
@@ -133,6 +134,7 @@ by_id = dict(zip(case_ids, range(len(options)), strict=True))
 
 
 def describe(case_id: str) -> str:
+    """A case's label in the picker: image, finding and what changed (or the Dice drop)."""
     i = by_id[case_id]
     if rank == "dice":
         return f"{options.image_id.iloc[i]} · Dice {options.dice_clean.iloc[i]:.2f} → {options.dice_recon.iloc[i]:.2f}"

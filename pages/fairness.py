@@ -74,9 +74,9 @@ chart(st, "added-bias", heat, width="stretch")
 st.caption("Colour: blue where reconstruction narrows the gap, red where it widens it; the colour range is set "
            "by the widest interval, so pale cells are small next to their uncertainty.")
 if collapsed:
-    st.warning("⚠ In " + ", ".join(f"{r} at {lv:g}" for r, lv in sorted(collapsed)) + " every group's rate "
-               "at the fixed threshold is the same bound (0 or 1): the threshold calls everyone, or no one. "
-               "A gap that shrinks there is a collapse of the decision, not a fairer model.")
+    st.warning("⚠ Uncoloured cells: " + "; ".join(f"{r} at {lv:g}: {why}" for (r, lv), why in sorted(collapsed.items()))
+               + ". There the fixed threshold calls every such case one way for everyone, so a gap that shrinks "
+               "is a collapse of the decision, not a fairer model.")
 inherent = agg[(agg.reconstructor == CLEAN) & (agg.metric == gap.removesuffix("_added"))
                & (agg.label == gap_label) & (agg.attribute == attribute)]
 if len(inherent):

@@ -26,7 +26,9 @@ def build_status() -> None:
     shown = table[["name", "title", "status", "cells_done", "level_name", "created_at", "seconds", "message",
                    "config_hash"]].rename(columns={"title": "modality", "cells_done": "cells done",
                                                    "level_name": "level"})
-    shown = shown.assign(message=shown.message.fillna(""))  # a run without a message shows nothing, not "None"
+    # a value a run does not have yet (its message, the seconds of a running build) shows nothing, not "None"
+    shown = shown.assign(message=shown.message.fillna(""),
+                         seconds=["" if v is None or v != v else f"{v:.0f}" for v in shown.seconds])
     st.dataframe(shown, hide_index=True, width="stretch")
     st.page_link("pages/overview.py", label="Open the Overview", icon="📈")
 

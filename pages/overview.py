@@ -89,9 +89,14 @@ table = added.assign(
     value=[results.interval_text(e, lo, hi, signed=True)
            for e, lo, hi in zip(added.estimate, added.ci_low, added.ci_high, strict=True)],
     excludes_zero=(added.ci_low > 0) | (added.ci_high < 0),
-)[["reconstructor", "metric", "value", "excludes_zero"]]
+    collapsed=results.flag_collapsed(added, at_level, attribute),
+)[["reconstructor", "metric", "value", "excludes_zero", "collapsed"]]
 st.subheader("Added by reconstruction (reconstructed − clean, paired)")
-st.dataframe(table.rename(columns={"excludes_zero": "95 % CI excludes 0"}), hide_index=True, width="stretch")
+st.dataframe(table.rename(columns={"excludes_zero": "95 % CI excludes 0", "collapsed": "⚠ rate at a bound"}),
+             hide_index=True, width="stretch")
+if table.collapsed.astype(bool).any():
+    st.caption("⚠ A rate at the same bound in every group (the fixed threshold calls every such case one way for "
+               "everyone): a gap that shrinks there is a collapse of the decision, not a fairer model.")
 first_group = run.group_metrics[0]
 small = at_level[(at_level.attribute == attribute) & at_level.estimate.isna() & (at_level.metric == first_group.metric)]
 if len(small):

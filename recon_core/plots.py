@@ -13,6 +13,7 @@ Conventions every figure keeps, so a chart never says something the store does n
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 from collections.abc import Mapping, Sequence
 
@@ -48,14 +49,15 @@ def _by_reconstructor(frame: pd.DataFrame, colours: Mapping[str, str] | None) ->
     return sorted(groups, key=lambda group: order.get(group[0], len(order)))
 
 
-def _colour(name: str, colours: Mapping[str, str] | None, fallback: int) -> str:
-    """`name`'s colour in `colours`; a name outside them (a failure kind, say) takes the palette in order."""
+def _colour(name: str, colours: Mapping[str, str] | None) -> str:
+    """`name`'s colour in `colours`; a name outside them gets one from its own hash, the same on every chart."""
     if colours and name in colours:
         return colours[name]
-    return PALETTE[fallback % len(PALETTE)]
+    return PALETTE[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(PALETTE)]
 
 
 def _rgba(colour: str, alpha: float) -> str:
+    """A '#rrggbb' or 'rgb(r, g, b)' colour with transparency, for CI bands."""
     if colour.startswith("#"):
         r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     else:
@@ -77,8 +79,8 @@ def metric_vs_level(agg: pd.DataFrame, metric: str, title: str, y_label: str, le
     `agg` holds rows of one metric (attribute 'all'); `baseline` is the clean-image row, drawn dashed.
     """
     fig = go.Figure()
-    for i, (recon, rows) in enumerate(_by_reconstructor(agg.sort_values("level"), colours)):
-        colour = _colour(recon, colours, i)
+    for recon, rows in _by_reconstructor(agg.sort_values("level"), colours):
+        colour = _colour(recon, colours)
         x = rows["level"].to_numpy()
         fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
                                  y=np.concatenate([rows.ci_high.to_numpy(), rows.ci_low.to_numpy()[::-1]]),
@@ -106,14 +108,15 @@ DODGE = 0.6
 """Forest plots: the reconstructors of one group spread over this share of the space between groups."""
 
 
-def group_forest(agg: pd.DataFrame, title: str, x_label: str, colours: Mapping[str, str] | None = None) -> go.Figure:
+def group_forest(agg: pd.DataFrame, title: str, x_label: str, colours: Mapping[str, str] | None = None,
+                 legend_title: str = "reconstructor") -> go.Figure:
     """Per-group estimates with CI whiskers, one colour per reconstructor (rows: metric of one attribute).
 
     Groups are rows from the top; each reconstructor sits at its own small vertical offset within
     the row, so points never overlap and x stays exactly the stored estimate. (Plotly's own
     `scattermode='group'` offsets along x for a horizontal layout: it moved points off their values.)
     """
-    groups = list(dict.fromkeys(str(g) for g in agg.grp))
+    groups = sorted({str(g) for g in agg.grp})  # the same order on every forest plot
     traces = _by_reconstructor(agg, colours)
     step = DODGE / len(traces) if len(traces) > 1 else 0.0
     fig = go.Figure()
@@ -121,7 +124,7 @@ def group_forest(agg: pd.DataFrame, title: str, x_label: str, colours: Mapping[s
         offset = (k - (len(traces) - 1) / 2) * step
         fig.add_trace(go.Scatter(
             x=rows.estimate, y=[groups.index(str(g)) + offset for g in rows.grp], mode="markers", name=recon,
-            marker=dict(color=_colour(recon, colours, k), size=10),
+            marker=dict(color=_colour(recon, colours), size=10),
             error_x=dict(type="data", symmetric=False, array=rows.ci_high - rows.estimate,
                          arrayminus=rows.estimate - rows.ci_low),
             customdata=np.stack([rows.grp.astype(str), rows.n, rows.ci_low, rows.ci_high], axis=1),
@@ -130,7 +133,7 @@ def group_forest(agg: pd.DataFrame, title: str, x_label: str, colours: Mapping[s
     fig.update_yaxes(tickvals=list(range(len(groups))), ticktext=groups, range=[len(groups) - 0.5, -0.5],
                      zeroline=False, showgrid=False)
     fig.update_layout(title=title, height=max(300, 140 + 60 * len(groups)), margin=MARGIN, xaxis_title=x_label,
-                      legend_title="reconstructor")
+                      legend_title=legend_title)
     _axes(fig)
     return fig
 
@@ -229,14 +232,15 @@ def image_grid(panels: list[tuple], columns: int) -> go.Figure:
 
 
 def added_heatmap(frame: pd.DataFrame, title: str, alpha: float = 0.05, higher_is_worse: bool = False,
-                  level_label: str = "level", flagged: frozenset = frozenset()) -> go.Figure:
+                  level_label: str = "level", flagged: Mapping[tuple[str, float], str] | None = None) -> go.Figure:
     """Reconstructor × level grid of an added-bias metric, the most degraded level on the right.
 
-    ★ marks q < alpha; ⚠ marks a `flagged` (reconstructor, level) cell, one where every group's
-    rate sits at the same bound (0 or 1), so a smaller gap there is no sign of fairness. The colour
-    range is set by the widest interval bound (at least ±0.1), not by the largest estimate, so
-    small cells with wide intervals stay pale instead of looking saturated.
+    ★ marks q < alpha; a `flagged` (reconstructor, level) cell, where a rate behind the gap sits at
+    the same bound (0 or 1) in every group, is left uncoloured and marked ⚠ (its reason on hover):
+    a smaller gap there is no sign of fairness. The colour range is set by the widest interval
+    bound (at least ±0.1), not by the largest estimate, so small cells with wide intervals stay pale.
     """
+    flagged = flagged or {}
     grid = frame.pivot_table(index="reconstructor", columns="level", values="estimate", observed=True)
     q = frame.pivot_table(index="reconstructor", columns="level", values="q_value", observed=True).reindex_like(grid)
     levels = sorted(grid.columns, reverse=not higher_is_worse)
@@ -247,10 +251,13 @@ def added_heatmap(frame: pd.DataFrame, title: str, alpha: float = 0.05, higher_i
             for recon, row_v, row_q in zip(grid.index, grid.values, q.values, strict=True)]
     bounds = np.abs(frame[["estimate", "ci_low", "ci_high"]].to_numpy(dtype=float))
     limit = max(0.1, float(np.nanmax(bounds))) if np.isfinite(bounds).any() else 1.0
-    fig = go.Figure(go.Heatmap(z=grid.values, x=[f"{lv:g}" for lv in levels], y=[str(r) for r in grid.index],
+    shown = np.array([[np.nan if (str(r), float(lv)) in flagged else v for lv, v in zip(levels, row, strict=True)]
+                      for r, row in zip(grid.index, grid.values, strict=True)])
+    why = [[flagged.get((str(r), float(lv)), "") for lv in levels] for r in grid.index]
+    fig = go.Figure(go.Heatmap(z=shown, x=[f"{lv:g}" for lv in levels], y=[str(r) for r in grid.index],
                                text=text, texttemplate="%{text}", colorscale="RdBu_r", zmid=0, zmin=-limit,
-                               zmax=limit, colorbar=dict(title="added"),
-                               hovertemplate="%{y} at %{x}: %{text}<extra></extra>"))
+                               zmax=limit, colorbar=dict(title="added"), customdata=why,
+                               hovertemplate="%{y} at %{x}: %{text} %{customdata}<extra></extra>"))
     fig.update_xaxes(type="category", title=f"{level_label}, more degraded to the right")
     fig.update_layout(title=title, height=160 + 60 * len(grid.index), margin=MARGIN)
     _axes(fig)
@@ -261,10 +268,10 @@ def quality_vs_task(cells: pd.DataFrame, x_label: str, y_label: str, title: str,
                     colours: Mapping[str, str] | None = None) -> go.Figure:
     """One point per (reconstructor, level) cell: image quality against the task metric."""
     fig = go.Figure()
-    for i, (recon, rows) in enumerate(_by_reconstructor(cells, colours)):
+    for recon, rows in _by_reconstructor(cells, colours):
         fig.add_trace(go.Scatter(x=rows.x, y=rows.y, mode="markers+text", name=recon,
                                  text=[f"{lv:g}" for lv in rows.level], textposition="top center",
-                                 marker=dict(size=10, color=_colour(recon, colours, i)),
+                                 marker=dict(size=10, color=_colour(recon, colours)),
                                  error_y=dict(type="data", symmetric=False, array=rows.y_high - rows.y,
                                               arrayminus=rows.y - rows.y_low)))
     fig.update_layout(title=title, height=380, xaxis_title=x_label, yaxis_title=y_label, margin=MARGIN,

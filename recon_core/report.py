@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 from PIL import Image
 from scipy import ndimage
 
@@ -67,7 +68,7 @@ def _examples(store: Store, run: results.RunView, reconstructors: Sequence[str],
 
 
 def report_figures(agg: pd.DataFrame, run: results.RunView, reconstructors: Sequence[str],
-                   levels: Sequence[float], attribute: str = "sex") -> list:
+                   levels: Sequence[float], attribute: str = "sex") -> list[go.Figure]:
     """The report's charts from a run's aggregates: its headline curves and first gap's added-bias grid."""
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
     clean = agg[agg.reconstructor == CLEAN]
@@ -115,7 +116,8 @@ def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: 
     headline = headline.assign(level=["—" if r == CLEAN else f"{lv:g}"
                                       for r, lv in zip(headline.reconstructor, headline.level, strict=True)])
     added = results.added(view, run, level, attribute)
-    added = added.assign(metric=[metric_label(m) for m in added.metric])
+    added = added.assign(note=results.flag_collapsed(added, agg[agg.level.isin([0.0, level])], attribute),
+                         metric=[metric_label(m) for m in added.metric])
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Tandem report: {html.escape(run.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 .row{{display:flex;gap:8px;flex-wrap:wrap}} figure{{margin:0;text-align:center}}
@@ -130,7 +132,10 @@ Intervals are 95 % paired bootstrap intervals over {html.escape(run.unit_text)};
 {_table(headline)}
 {''.join(charts)}
 <h2>Added by reconstruction at {level:g} {html.escape(run.level.unit)}</h2>
-{_table(added[["reconstructor", "metric", "attribute", "estimate", "ci_low", "ci_high", "p_value", "q_value"]])}
+{_table(added[["reconstructor", "metric", "attribute", "estimate", "ci_low", "ci_high", "p_value", "q_value",
+               "note"]])}
+<p>note: a rate at the same bound in every group; a gap that shrinks there is a collapse of the
+fixed-threshold decision, not a fairer model.</p>
 <h2>Does image quality predict the task?</h2>
 {_correlations(store, key)}
 <h2>Example images at {level:g} {html.escape(run.level.unit)}</h2>

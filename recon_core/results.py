@@ -157,26 +157,40 @@ def added(agg: pd.DataFrame, run: RunView, level: float, attribute: str) -> pd.D
                & agg.attribute.isin(["all", attribute]) & agg.grp.isin(["all", ""])]
 
 
-THRESHOLD_RATES = frozenset({"tpr", "fpr", "fnr", "ppv"})
-"""Rates at a fixed threshold: they can collapse to 0 or 1 for everyone when the scores shift."""
+def collapsed_cells(agg: pd.DataFrame, gap: str, label: str, attribute: str) -> dict[tuple[str, float], str]:
+    """{(reconstructor, level): which rate saturated} where a rate behind `gap` is the same bound in every group.
 
-
-def collapsed_cells(agg: pd.DataFrame, gap: str, label: str, attribute: str) -> frozenset[tuple[str, float]]:
-    """(reconstructor, level) cells where a rate behind `gap` is the same bound (0 or 1) in every group.
-
-    There a gap of zero says nothing about fairness: the fixed threshold calls everyone positive
-    (or no one), so a gap that shrinks there is a collapse, not a repair. `gap` may end in `_added`.
+    E.g. 'TPR = 1 in every group': the fixed threshold calls every positive case (or none), so a
+    gap that shrinks there is a collapse of the decision, not a fairer model. `gap` may end in `_added`.
     """
     base = gap.removesuffix("_added")
+    if base not in catalogue.NAMED_GAPS and not base.endswith("_gap") and not base.endswith("_diff"):
+        return {}
     rates = ("tpr", "fpr") if base == "eodd" else (catalogue.source(base).name,)
-    rows = agg[agg.metric.isin([r for r in rates if r in THRESHOLD_RATES]) & (agg.label == label)
+    rows = agg[agg.metric.isin([r for r in rates if r in catalogue.THRESHOLD_RATES]) & (agg.label == label)
                & (agg.attribute == attribute) & ~agg.grp.isin(["all", ""]) & (agg.reconstructor != CLEAN)]
-    flagged = set()
-    for (recon, level, _), cell in rows.groupby(["reconstructor", "level", "metric"], observed=True):
+    flagged: dict[tuple[str, float], str] = {}
+    for (recon, level, metric), cell in rows.groupby(["reconstructor", "level", "metric"], observed=True):
         values = cell.estimate.to_numpy(dtype=float)
         if len(values) > 1 and np.isfinite(values).all() and np.ptp(values) == 0 and values[0] in (0.0, 1.0):
-            flagged.add((str(recon), float(level)))
-    return frozenset(flagged)
+            text = f"{str(metric).upper()} = {values[0]:g} in every group"
+            key = (str(recon), float(level))
+            flagged[key] = f"{flagged[key]}; {text}" if key in flagged else text
+    return flagged
+
+
+def flag_collapsed(added_rows: pd.DataFrame, agg: pd.DataFrame, attribute: str) -> pd.Series:
+    """Per row of `added(...)`: why its gap change is a collapse ('' where it is not), for the added tables."""
+    notes, found = [], {}
+    for recon, level, metric, label, attr in zip(added_rows.reconstructor, added_rows.level, added_rows.metric,
+                                                 added_rows.label, added_rows.attribute, strict=True):
+        if attr != attribute:
+            notes.append("")
+            continue
+        if (metric, label) not in found:
+            found[metric, label] = collapsed_cells(agg, str(metric), str(label), attribute)
+        notes.append(found[metric, label].get((str(recon), float(level)), ""))
+    return pd.Series(notes, index=added_rows.index, dtype=object)
 
 
 def interval_text(estimate: float, low: float, high: float, signed: bool = False) -> str:

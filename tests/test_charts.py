@@ -46,6 +46,7 @@ def figures(at: AppTest) -> list[dict]:
 
 
 def start(store_path: str, cache: str, monkeypatch, page: str) -> AppTest:
+    """A fresh AppTest session on `page` of the dashboard over a store and cache folder."""
     monkeypatch.setenv("TANDEM_STORE", store_path)
     monkeypatch.setenv("TANDEM_CACHE", cache)
     at = AppTest.from_file(APP, default_timeout=60)
@@ -56,10 +57,12 @@ def start(store_path: str, cache: str, monkeypatch, page: str) -> AppTest:
 
 
 def title(fig: dict) -> str:
+    """A figure's title text ('' for an untitled image grid)."""
     return fig["layout"].get("title", {}).get("text", "")
 
 
 def trace_colour(trace: dict) -> str | None:
+    """The colour a trace is drawn in (its markers', else its line's)."""
     return (trace.get("marker") or {}).get("color") or (trace.get("line") or {}).get("color")
 
 
@@ -94,6 +97,8 @@ def test_forest_points_sit_at_their_stored_values_and_dodge_only_vertically():
     assert drawn == {(r, g): e for r, g, e in zip(rows.reconstructor, rows.grp, rows.estimate, strict=True)}
     ys = [values(t["y"]) for t in fig["data"]]
     assert len({tuple(y) for y in ys}) == 3  # three reconstructors, three distinct rows within each group
+    # plotly's own grouping shifts points along x when drawn: it must not be asked for
+    assert fig["layout"].get("scattermode") != "group" and all("offsetgroup" not in t for t in fig["data"])
 
 
 def test_overview_forests_errors_and_colours_read_back_from_the_store(built_store, monkeypatch):
@@ -274,10 +279,14 @@ def test_a_collapsed_rate_is_flagged_not_read_as_fairer():
              for r, e in (("tv", -0.155), ("unet", 0.02))]
     agg = pd.DataFrame(rows)
     flagged = results.collapsed_cells(agg, "eodd_added", "mean", "sex")
-    assert flagged == {("tv", 300.0)}
+    assert flagged == {("tv", 300.0): "FPR = 1 in every group"}  # says which rate saturated
     heat = plots.added_heatmap(agg[agg.metric == "eodd_added"], "", flagged=flagged)
     text = dict(zip(heat.data[0].y, (row[0] for row in heat.data[0].text), strict=True))
+    colour = dict(zip(heat.data[0].y, (row[0] for row in heat.data[0].z), strict=True))
     assert text["tv"].endswith("⚠") and "⚠" not in text["unet"]
+    assert np.isnan(colour["tv"]) and colour["unet"] == pytest.approx(0.02)  # never coloured as "narrower"
+    added = agg[agg.metric == "eodd_added"].assign(level=300.0)
+    assert results.flag_collapsed(added, agg, "sex").tolist() == ["FPR = 1 in every group", ""]
     assert heat.data[0].zmax == pytest.approx(0.205)  # the widest interval bound sets the range, not the estimate
 
 

@@ -81,6 +81,8 @@ QUALITY = names(kind="quality")
 SEGMENTATION = names(kind="segmentation")
 TASK = names(kind="task")
 HIGHER_IS_WORSE = frozenset(m.name for m in CATALOGUE if not m.higher_is_better)
+THRESHOLD_RATES = frozenset({"tpr", "fpr", "fnr", "ppv"})
+"""Rates at the fixed operating threshold: they can saturate at 0 or 1 for everyone when scores shift."""
 
 
 def source(name: str) -> Metric:
