@@ -45,7 +45,7 @@ def test_reads_words_and_letters(tmp_path):
 
 def test_numeric_codes_need_a_mapping(tmp_path):
     root = make_dataset(tmp_path, [0, 1, 0, 1, 1, 0])
-    with pytest.raises(CohortError, match=r"unknown sex value 0.*sex_codes"):
+    with pytest.raises(CohortError, match=r"unknown or missing sex value in 6 row\(s\): row 2 '0'.*sex_codes"):
         load_csv_cohort(config(root), seed=0)
     cohort = load_csv_cohort(config(root, sex_codes={"0": "M", "1": "F"}), seed=0)
     assert cohort.subjects.sex.tolist() == ["M", "F", "M", "F", "F", "M"]
@@ -53,7 +53,7 @@ def test_numeric_codes_need_a_mapping(tmp_path):
 
 def test_unknown_sex_value_is_named(tmp_path):
     root = make_dataset(tmp_path, ["Male", "Female", "Unknown", "M"])
-    with pytest.raises(CohortError, match=r"labels.csv.*'Sex'.*row 2.*'Unknown'"):
+    with pytest.raises(CohortError, match=r"labels.csv: column 'Sex': .*in 1 row\(s\): row 4 'Unknown'"):
         load_csv_cohort(config(root), seed=0)
 
 
@@ -87,7 +87,7 @@ def test_uncertain_labels_become_missing(tmp_path):
 
 def test_bad_age_is_named(tmp_path):
     root = make_dataset(tmp_path, ["M", "F", "M"], ages=[40, "forty", 70])
-    with pytest.raises(CohortError, match=r"'Age' row 1: invalid age 'forty'"):
+    with pytest.raises(CohortError, match=r"'Age': missing or invalid age .*row 3 'forty'"):
         load_csv_cohort(config(root), seed=0)
 
 
@@ -100,7 +100,7 @@ def test_extra_attributes_are_carried(tmp_path):
     assert cohort.subjects["Race"].tolist() == ["A", "B", "B", "A"]
     table.loc[2, "Race"] = None
     table.to_csv(root / "labels.csv", index=False)
-    with pytest.raises(CohortError, match=r"'Race' row 2: missing value"):
+    with pytest.raises(CohortError, match=r"'Race': missing value in 1 row\(s\): row 4 empty"):
         load_csv_cohort(config(root, extra_attributes=("Race",)), seed=0)
 
 
@@ -110,5 +110,23 @@ def test_manifest_is_checked_without_decoding_images(tmp_path):
     root = make_dataset(tmp_path, ["M", "F", "M", "F"])
     assert len(read_manifest(config(root), seed=0)) == 4
     (root / "img" / "p3.png").unlink()
-    with pytest.raises(CohortError, match=r"1 image file\(s\) not found .* 'img/p3.png'"):
+    with pytest.raises(CohortError, match=r"image file not found under .* row 5 'img/p3.png'"):
         read_manifest(config(root), seed=0)
+
+
+def test_every_problem_of_a_manifest_is_reported_at_once_with_spreadsheet_rows_and_values_as_written(tmp_path):
+    root = make_dataset(tmp_path, ["M", "F", "Unknown", "M", "F", "F", "M", "F"])
+    table = pd.read_csv(root / "labels.csv", dtype=str, keep_default_na=False)
+    table.loc[3, "Age"] = ""  # an empty cell …
+    table.loc[4, "Age"] = "nan"  # … is not the text "nan"
+    table.loc[5, "Cardiomegaly"] = "yes"
+    table.loc[6, "Path"] = "img/missing.png"
+    table.to_csv(root / "labels.csv", index=False)
+    with pytest.raises(CohortError) as caught:
+        load_csv_cohort(config(root), seed=0)
+    message = str(caught.value)
+    assert "4 problems:" in message  # sex, age, label, image: one round, not four
+    assert "column 'Sex'" in message and "row 4 'Unknown'" in message  # data row 2 is spreadsheet row 4
+    assert "row 5 empty, row 6 'nan'" in message
+    assert "label column 'Cardiomegaly'" in message and "row 7 'yes'" in message
+    assert "row 8 'img/missing.png'" in message and "np.float64" not in message

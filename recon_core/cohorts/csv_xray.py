@@ -11,7 +11,15 @@ from PIL import Image, UnidentifiedImageError
 from skimage.transform import resize
 
 from recon_core.cohorts.base import Cohort, CohortSource, assign_splits
-from recon_core.cohorts.demographics import CohortError, age_band, parse_age, parse_sex, require_varied
+from recon_core.cohorts.demographics import (
+    CohortError,
+    Problems,
+    age_band,
+    bad_rows,
+    parse_age,
+    parse_sex,
+    require_varied,
+)
 from recon_core.cohorts.fingerprint import dataset_fingerprint
 from recon_core.config import CohortConfig, CsvSourceConfig
 from recon_core.confinement import OutsideRootsError, confine, confine_all, extra_roots
@@ -20,20 +28,20 @@ from recon_core.seeding import numpy_rng
 
 
 def _labels(table: pd.DataFrame, columns: tuple[str, ...], source: str) -> pd.DataFrame:
-    """CheXpert label convention: 1 positive, 0 or blank negative-or-unknown, -1 uncertain → missing."""
-    out = {}
+    """CheXpert label convention: 1 positive, 0 or blank negative-or-unknown, -1 uncertain → missing.
+
+    Every bad value of every label column is reported at once.
+    """
+    out, found = {}, []
     for column in columns:
         values = pd.to_numeric(table[column], errors="coerce")
-        bad = table[column].notna() & values.isna()
+        bad = (table[column].notna() & values.isna()) | (values.notna() & ~values.isin([0.0, 1.0, -1.0]))
         if bad.any():
-            row = table.index[bad.to_numpy()][0]
-            raise CohortError(f"{source}: label column {column!r} row {row}: "
-                              f"value {table[column][row]!r} is not 1/0/-1/blank")
-        unknown = set(values.dropna().unique()) - {0.0, 1.0, -1.0}
-        if unknown:
-            raise CohortError(f"{source}: label column {column!r} holds {sorted(unknown)}; expected 1, 0, -1 or blank")
+            found.append(f"label column {column!r}: {bad_rows(table[column], bad, 'value not 1/0/-1/blank')}")
         # uncertain (-1) and blank become missing: they are never scored
         out[column] = values.where(values >= 0).astype(np.float32)
+    if found:
+        raise CohortError(f"{source}: " + "; ".join(found))
     return pd.DataFrame(out, index=table.index)
 
 
@@ -66,21 +74,30 @@ def confined_csv(spec: CsvSourceConfig) -> Path:
         raise CohortError(str(exc)) from None
 
 
+def _image_files(paths: list[str], root: Path, source: str) -> list[Path]:
+    """The listed images resolved inside `root`; every path leading outside it in one CohortError."""
+    try:
+        return confine_all(paths, root)
+    except OutsideRootsError as exc:
+        raise CohortError(f"{source}: {exc}") from None
+
+
 def read_manifest(config: CohortConfig, seed: int) -> pd.DataFrame:
     """The subject table of a CSV dataset, every value checked, and every image file present inside its root.
 
     Cheap (no image is decoded), so the dashboard can validate a dataset before any run starts.
-    Each problem is a CohortError naming the file, column, row or value; image paths that lead
-    outside the image root ('..', absolute, symlinked) are refused before anything is opened.
+    Every problem is reported at once in one CohortError naming the file, columns, rows (numbered
+    as a spreadsheet shows them) and values as written; image paths that lead outside the image
+    root ('..', absolute, symlinked) are refused before anything is opened.
     """
     spec = config.csv
     csv_path, root = confined_csv(spec), Path(spec.image_root).expanduser().resolve()
     source = str(spec.csv_path)
-    try:
-        table = pd.read_csv(csv_path)
+    try:  # every value as text, as written: an empty cell is missing, the text "nan" is a value
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, na_values=[""])
     except FileNotFoundError:
         raise CohortError(f"{csv_path}: CSV file not found") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise CohortError(f"{csv_path}: not a readable CSV ({exc})") from None
     needed = [spec.path_column, spec.sex_column, spec.age_column, *spec.labels]
     needed += [c for c in (spec.subject_column, spec.split_column) if c] + list(spec.extra_attributes)
@@ -89,12 +106,29 @@ def read_manifest(config: CohortConfig, seed: int) -> pd.DataFrame:
         raise CohortError(f"{source}: missing column(s) {missing}; found {list(table.columns)}")
     if table.empty:
         raise CohortError(f"{source}: no rows")
+    problems = Problems(source)
+    paths = table[spec.path_column].fillna("")
+    sex = problems.run(parse_sex, table[spec.sex_column], source, spec.sex_column, spec.sex_codes)
+    age = problems.run(parse_age, table[spec.age_column], source, spec.age_column)
+    labels = problems.run(_labels, table, spec.labels, source)
+    for column in (spec.path_column, *spec.extra_attributes):
+        empty = table[column].isna()
+        if empty.any():
+            problems.found.append(f"column {column!r}: {bad_rows(table[column], empty, 'missing value')}")
+    twice = paths.duplicated(keep=False) & (paths != "")
+    if twice.any():
+        problems.found.append(f"column {spec.path_column!r}: {bad_rows(paths, twice, 'image path listed twice')}")
+    files = problems.run(_image_files, paths[paths != ""].tolist(), root, source)
+    if files is not None:
+        absent = pd.Series([not f.is_file() for f in files], index=paths[paths != ""].index)
+        if absent.any():
+            problems.found.append(f"column {spec.path_column!r}: "
+                                  f"{bad_rows(paths[absent.index], absent, f'image file not found under {root}')}")
+    problems.raise_if_any()
     subjects = pd.DataFrame({
-        "image_id": table[spec.path_column].astype(str),
-        "subject_id": (table[spec.subject_column].astype(str) if spec.subject_column
-                       else table[spec.path_column].astype(str)),
-        "sex": parse_sex(table[spec.sex_column], source, spec.sex_column, spec.sex_codes),
-        "age": parse_age(table[spec.age_column], source, spec.age_column),
+        "image_id": paths.astype(str),
+        "subject_id": table[spec.subject_column].astype(str) if spec.subject_column else paths.astype(str),
+        "sex": sex, "age": age,
     })
     subjects["age_band"] = age_band(subjects["age"], config.age_band_edges).to_numpy()
     if spec.split_column:
@@ -102,23 +136,10 @@ def read_manifest(config: CohortConfig, seed: int) -> pd.DataFrame:
     else:
         subjects["split"] = assign_splits(subjects["subject_id"].to_numpy(), config.split_fractions,
                                           numpy_rng(seed, "splits", source))
-    subjects = pd.concat([subjects, _labels(table, spec.labels, source)], axis=1)
+    subjects = pd.concat([subjects, labels], axis=1)
     for column in spec.extra_attributes:
-        empty = table[column].isna()
-        if empty.any():
-            raise CohortError(f"{source}: column {column!r} row {table.index[empty.to_numpy()][0]}: missing value")
         subjects[column] = table[column].astype(str).str.strip().to_numpy()
     require_varied(subjects, ["sex", "age_band", *spec.extra_attributes], source)
-    if subjects["image_id"].duplicated().any():
-        dup = subjects["image_id"][subjects["image_id"].duplicated()].iloc[0]
-        raise CohortError(f"{source}: image path {dup!r} listed twice")
-    try:
-        files = confine_all(subjects["image_id"].tolist(), root)
-    except OutsideRootsError as exc:
-        raise CohortError(f"{source}: {exc}") from None
-    absent = [rel for rel, file in zip(subjects["image_id"], files, strict=True) if not file.is_file()]
-    if absent:
-        raise CohortError(f"{source}: {len(absent)} image file(s) not found under {root}, e.g. {absent[0]!r}")
     return subjects
 
 

@@ -15,6 +15,51 @@ class CohortError(ValueError):
     """Bad cohort input: names the file, column or value."""
 
 
+FIRST_ROW = 2
+"""A table's first data row as a spreadsheet numbers it (the header is row 1): the row a user looks for."""
+SHOWN = 5
+"""How many offending rows (or problems) a message lists before saying how many more there are."""
+
+
+def bad_rows(values: pd.Series, bad: pd.Series, what: str) -> str:
+    """'unknown sex value in 3 rows: row 4 'x', row 7 '', row 9 'nan'' — rows as a spreadsheet numbers them.
+
+    Values are shown as written: an empty cell as '' and the text "nan" as 'nan' (read the file
+    with `dtype=str`); a missing value read as NaN shows as 'empty'.
+    """
+    rows = values.index[bad.to_numpy()]
+    listed = ", ".join(f"row {i + FIRST_ROW} " + ("empty" if pd.isna(values[i]) else repr(str(values[i])))
+                       for i in rows[:SHOWN])
+    more = f" and {len(rows) - SHOWN} more" if len(rows) > SHOWN else ""
+    return f"{what} in {len(rows)} row(s): {listed}{more}"
+
+
+class Problems:
+    """Collects every problem of a table, so a user fixes a dataset in one round instead of one per problem."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.found: list[str] = []
+
+    def run(self, check, *args, **kwargs):
+        """`check(*args)`'s result, or None with its CohortError noted (its 'source: ' prefix dropped)."""
+        try:
+            return check(*args, **kwargs)
+        except CohortError as exc:
+            self.found.append(str(exc).removeprefix(f"{self.source}: "))
+            return None
+
+    def raise_if_any(self) -> None:
+        """One CohortError listing every problem found (the first few in full, then a count)."""
+        if not self.found:
+            return
+        if len(self.found) == 1:
+            raise CohortError(f"{self.source}: {self.found[0]}")
+        listed = "\n".join(f"  - {p}" for p in self.found[:SHOWN])
+        more = f"\n  … and {len(self.found) - SHOWN} more" if len(self.found) > SHOWN else ""
+        raise CohortError(f"{self.source}: {len(self.found)} problems:\n{listed}{more}")
+
+
 def parse_sex(values: pd.Series, source: str, column: str,
               codes: dict[str, str] | None = None) -> pd.Series:
     """Maps sex values to 'M'/'F'.
@@ -27,20 +72,17 @@ def parse_sex(values: pd.Series, source: str, column: str,
         bad = {k: v for k, v in codes.items() if v not in ("M", "F")}
         if bad:
             raise CohortError(f"{source}: sex_codes {bad} must map to 'M' or 'F'")
-    missing = values.isna()
-    if missing.any():
-        raise CohortError(f"{source}: column {column!r} row {values.index[missing.to_numpy()][0]}: missing sex value")
     # pandas reads integer codes with gaps as floats: "1.0" means code "1"
     text = values.astype(str).str.strip().str.replace(r"\.0$", "", regex=True)
-    parsed = text.str.lower().map(SEX_WORDS)
+    parsed = text.str.lower().map(SEX_WORDS).where(values.notna())
     if codes is not None:
-        parsed = text.map(codes).fillna(parsed)
+        parsed = text.map(codes).fillna(parsed).where(values.notna())
     bad = parsed.isna()
     if bad.any():
-        row = values.index[bad.to_numpy()][0]
-        hint = " (numeric codes need a declared sex_codes mapping)" if text[row].isdigit() else ""
-        raw = values.astype(object)[row]  # the value as written, not a numpy scalar
-        raise CohortError(f"{source}: column {column!r} row {row}: unknown sex value {raw!r}{hint}")
+        digits = text[bad & values.notna()].str.isdigit().any()
+        hint = " (numeric codes need a declared sex_codes mapping)" if digits else ""
+        raise CohortError(f"{source}: column {column!r}: {bad_rows(values, bad, 'unknown or missing sex value')}"
+                          f"{hint}")
     return parsed.rename("sex")
 
 
@@ -49,8 +91,7 @@ def parse_age(values: pd.Series, source: str, column: str) -> pd.Series:
     ages = pd.to_numeric(values, errors="coerce")
     bad = ages.isna() | (ages < 0) | (ages > 130)
     if bad.any():
-        row = values.index[bad.to_numpy()][0]
-        raise CohortError(f"{source}: column {column!r} row {row}: invalid age {values[row]!r}")
+        raise CohortError(f"{source}: column {column!r}: {bad_rows(values, bad, 'missing or invalid age (0–130)')}")
     return ages.astype(float).rename("age")
 
 
