@@ -12,7 +12,7 @@ from pages.ui import data
 from pages.ui.routing import ensure_routed
 from recon_core import builds, paths
 from recon_core.cohorts import CohortError
-from recon_core.cohorts.csv_xray import read_manifest
+from recon_core.cohorts.csv_xray import decode_all, read_manifest
 from recon_core.config import ConfigError, CsvSourceConfig, StudyConfig
 from recon_core.config_loader import from_dict, load_config
 from recon_core.confinement import OutsideRootsError, confine, extra_roots
@@ -171,6 +171,12 @@ if config is not None and config.cohort.source == "csv":
             st.info(f"Dataset manifest checked: {len(subjects)} images, "
                     + ", ".join(f"{k} {v}" for k, v in subjects.sex.value_counts().items())
                     + f"; splits {dict(subjects.split.value_counts())}.")
+            if st.button(f"Decode every image now ({len(subjects)})", key="run_decode",
+                         help="Opens each image as the sweep will, so a damaged file is found before training."):
+                bar = st.progress(0.0, text="decoding images")
+                decoded = decode_all(config.cohort, config.seed, lambda stage, done, total: bar.progress(
+                    done / total, text=f"{stage} {done}/{total}"))
+                st.success(f"All {decoded} images decode.")
         except CohortError as exc:
             st.error(f"This dataset cannot run: {exc}")
             config = None

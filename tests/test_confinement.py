@@ -146,6 +146,8 @@ def test_run_page_never_lists_or_reads_a_linked_csv_and_survives_a_nul_byte(plac
     assert not at.exception
     assert at.selectbox(key="run_csv").options == ["labels.csv"]  # neither the link nor the linked folder's CSV
     assert "root" not in [o for box in at.selectbox for o in box.options]  # the outside header never shows
+    at.button(key="run_decode").click().run()  # the slower pre-check: every image opened, counted
+    assert not at.exception and any("All 8 images decode" in m.value for m in at.success)
     at.radio(key="run_source").set_value("path").run()
     at.text_input(key="run_path").set_value(str(root / "x\x00.yaml")).run()
     assert not at.exception and any("NUL byte" in e.value for e in at.error)

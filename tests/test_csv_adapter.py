@@ -130,3 +130,15 @@ def test_every_problem_of_a_manifest_is_reported_at_once_with_spreadsheet_rows_a
     assert "row 5 empty, row 6 'nan'" in message
     assert "label column 'Cardiomegaly'" in message and "row 7 'yes'" in message
     assert "row 8 'img/missing.png'" in message and "np.float64" not in message
+
+
+def test_decoding_every_image_finds_each_damaged_file_in_one_round(tmp_path):
+    from recon_core.cohorts.csv_xray import decode_all
+
+    root = make_dataset(tmp_path, ["M", "F", "M", "F", "M", "F"])
+    assert decode_all(config(root), seed=0) == 6
+    (root / "img" / "p1.png").write_bytes(b"not a png")
+    Image.fromarray(np.full((40, 40), 9, np.uint8)).save(root / "img" / "p4.png")
+    with pytest.raises(CohortError, match=r"2 of 6 image\(s\) cannot be used: row 3 'img/p1.png': unreadable.*"
+                                          r"row 6 'img/p4.png': image is constant"):
+        decode_all(config(root), seed=0)

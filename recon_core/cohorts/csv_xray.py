@@ -12,6 +12,8 @@ from skimage.transform import resize
 
 from recon_core.cohorts.base import Cohort, CohortSource, assign_splits
 from recon_core.cohorts.demographics import (
+    FIRST_ROW,
+    SHOWN,
     CohortError,
     Problems,
     age_band,
@@ -141,6 +143,28 @@ def read_manifest(config: CohortConfig, seed: int) -> pd.DataFrame:
         subjects[column] = table[column].astype(str).str.strip().to_numpy()
     require_varied(subjects, ["sex", "age_band", *spec.extra_attributes], source)
     return subjects
+
+
+def decode_all(config: CohortConfig, seed: int, progress: Progress = silent) -> int:
+    """Decodes every listed image as a sweep will; every unreadable or constant one in one CohortError.
+
+    The manifest check opens no image; this is the slower pre-check that does, so a damaged file
+    is found before training rather than halfway through it. Returns how many images decoded.
+    """
+    subjects = read_manifest(config, seed)
+    root = Path(config.csv.image_root).expanduser().resolve()
+    failed = []
+    for i, (row, rel) in enumerate(zip(subjects.index, subjects["image_id"], strict=True)):
+        try:
+            read_image(root / rel, config.image_size)
+        except CohortError as exc:
+            failed.append(f"row {row + FIRST_ROW} {rel!r}: {str(exc).split(': ', 1)[-1]}")
+        progress("decoding images", i + 1, len(subjects))
+    if failed:
+        more = f" and {len(failed) - SHOWN} more" if len(failed) > SHOWN else ""
+        raise CohortError(f"{config.csv.csv_path}: {len(failed)} of {len(subjects)} image(s) cannot be used: "
+                          + "; ".join(failed[:SHOWN]) + more)
+    return len(subjects)
 
 
 def load_csv_cohort(config: CohortConfig, seed: int, progress: Progress = silent) -> Cohort:
