@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
+from benchmarks import browser_latency
 from tests.conftest import ROOT
 
 CHROMIUM = shutil.which("chromium")
@@ -31,34 +28,15 @@ PAGES = {"home": "Tandem", "overview": "Overview", "fairness": "Fairness", "comp
 HELPERS = ("routing", "data", "sidebar", "figures", "ui", "common")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(store, cache) -> tuple[subprocess.Popen, str]:
-    """A fresh `streamlit run app.py` on a free loopback port; (process, base URL) once it answers."""
+    """A fresh `streamlit run app.py` on a free loopback port (the benchmark's launcher); fails without Chromium."""
     if CHROMIUM is None:
         pytest.fail("Debian's chromium is not installed: apt-get install -y chromium "
                     "(or set TANDEM_SKIP_BROWSER=1 to skip the browser tests knowingly)")
-    port = free_port()
-    env = {**os.environ, "TANDEM_STORE": str(store.path), "TANDEM_CACHE": str(cache)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-                             str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not come up within 60 s")
-    return proc, url
+    try:
+        return browser_latency.start_server(store.path, cache)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
