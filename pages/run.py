@@ -80,9 +80,10 @@ def dataset_form() -> tuple[StudyConfig | None, Path | None]:
     subfolders = [d for d in folder.iterdir() if d.is_dir() and inside(d.name, folder)]
     found = [str(p.relative_to(folder)) for p in [*folder.glob("*.csv"), *(f for d in subfolders
                                                                            for f in d.glob("*.csv"))]]
-    tables = sorted(t for t in found if inside(t, folder))
+    tables = sorted(t for t in found if inside(t, folder) and (folder / t).is_file())  # not a folder or FIFO
     if len(tables) < len(found):
-        st.caption(f"{len(found) - len(tables)} CSV link(s) leading outside this folder were left out.")
+        st.caption(f"{len(found) - len(tables)} entries named *.csv were left out: links leading outside this "
+                   "folder, or not plain files.")
     if not tables:
         st.error(f"{folder}: no CSV file here or one level down; the manifest is a CSV with one row per image")
         return None, None

@@ -328,6 +328,7 @@ MIN_SPLIT_SUBJECTS = 8
 
 
 def _value(config: StudyConfig, key: str) -> Any:
+    """The value of a dotted key ('evaluation.n_bootstrap') of a config."""
     value: Any = config
     for part in key.split("."):
         value = getattr(value, part)
@@ -406,12 +407,19 @@ def check_values(config: StudyConfig) -> StudyConfig:
     if not config.physics.levels:
         raise ConfigError("physics.levels: at least one dose level is needed")
     fractions = config.cohort.split_fractions
-    if len(fractions) != 4 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+    if len(fractions) != 4 or any(not f > 0 for f in fractions) or not abs(sum(fractions) - 1) <= 1e-6:
         raise ConfigError(f"cohort.split_fractions: {fractions} must be 4 positive numbers summing to 1")
     edges = list(config.cohort.age_band_edges)
-    if not edges or edges != sorted(set(edges)):
-        raise ConfigError(f"cohort.age_band_edges: {edges} must be one or more strictly increasing ages")
-    known = {"sex", "age_band"} | set(config.cohort.csv.extra_attributes if config.cohort.csv else ())
+    if not edges or edges != sorted(set(edges)) or not all(0 < e < 130 for e in edges):
+        raise ConfigError(f"cohort.age_band_edges: {edges} must be one or more strictly increasing ages "
+                          "between 0 and 130")
+    csv = config.cohort.csv
+    if csv is not None:
+        for key, values in (("labels", csv.labels), ("extra_attributes", csv.extra_attributes)):
+            if len(set(values)) != len(values) or (key == "labels" and not values):
+                need = "one or more finding columns, each once" if key == "labels" else "each column once"
+                raise ConfigError(f"cohort.csv.{key}: {list(values)} must name {need}")
+    known = {"sex", "age_band"} | set(csv.extra_attributes if csv else ())
     for attribute in config.evaluation.attributes:
         unknown = [part for part in attribute.split("×") if part not in known]
         if unknown:

@@ -52,8 +52,8 @@ def load_config(path: str | Path) -> StudyConfig:
         raise ConfigError(f"{path}: not a text file; a study config is YAML") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if data is None:  # an empty file is a mistake, never a silent start of the full demo
-        raise ConfigError(f"{path}: the file is empty; a study config needs at least a name "
+    if not data:  # an empty file (or an empty mapping) is a mistake, never a silent start of the full demo
+        raise ConfigError(f"{path}: the file holds no settings; a study config needs at least a name "
                           "(start from configs/tiny.yaml)")
     try:
         return from_dict(data)

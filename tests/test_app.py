@@ -213,7 +213,7 @@ def test_run_page_checks_a_real_dataset_before_any_run(tmp_path, monkeypatch):
     from tests.test_csv_adapter import make_dataset
 
     allowed = tmp_path / "allowed"
-    root = make_dataset(allowed / "cxr", ["M", "F", "M", "F", "F", "M"])
+    root = make_dataset(allowed / "cxr", ["M", "F"] * 48)  # 96 images: every split of a study holds 8
     spec = (f"cohort: {{source: csv, image_size: 32, csv: {{csv_path: {root}/labels.csv, image_root: {root}, "
             f"labels: [Cardiomegaly]}}}}\n")
     (allowed / "good.yaml").write_text(spec)
@@ -223,7 +223,7 @@ def test_run_page_checks_a_real_dataset_before_any_run(tmp_path, monkeypatch):
     at = run_page("pages/run.py", str(tmp_path / "s.duckdb"), monkeypatch, str(tmp_path))
     at.radio(key="run_source").set_value("path").run()
     at.text_input(key="run_path").set_value(str(allowed / "good.yaml")).run()
-    assert any("Dataset manifest checked: 6 images" in i.value for i in at.info)
+    assert any("Dataset manifest checked: 96 images" in i.value for i in at.info)
     assert any(b.label == "Start" for b in at.button)
     at.text_input(key="run_path").set_value(str(allowed / "outside.yaml")).run()
     assert any("cannot be read" in e.value and "outside the folders" in e.value for e in at.error)

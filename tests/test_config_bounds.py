@@ -65,7 +65,7 @@ def _default(key: str):
 
 
 BAD = {
-    "empty.yaml": ("", "the file is empty"),
+    "empty.yaml": ("", "the file holds no settings"),
     "binary.yaml": (b"\x89PNG\r\n\x1a\n\xff\xfe\x00", "not a text file"),
     "list-name.yaml": ("name: [a, b]\n", "config.name: expected text"),
     "inf-level.yaml": ("physics: {levels: [.inf, 300]}\n", "physics.levels"),
@@ -85,6 +85,9 @@ BAD = {
     "size-33.yaml": ("cohort: {image_size: 33}\n", "cohort.image_size: 33 is not divisible"),
     "no-channels.yaml": ("reconstructors: {unet: {channels: []}}\n", "reconstructors.unet.channels"),
     "strides.yaml": ("reconstructors: {unet: {strides: [2]}}\n", "reconstructors.unet.strides"),
+    "empty-mapping.yaml": ("{}\n", "the file holds no settings"),
+    "nan-split.yaml": ("cohort: {split_fractions: [.nan, 0.4, 0.3, 0.3]}\n", "cohort.split_fractions"),
+    "age-edge.yaml": ("cohort: {age_band_edges: [500]}\n", "cohort.age_band_edges"),
 }
 
 
@@ -97,6 +100,8 @@ def test_malformed_configs_are_named_errors_and_store_nothing(built_store, tmp_p
         path = tmp_path / name
         if isinstance(content, bytes):
             path.write_bytes(content)
+        elif content.strip() == "{}":
+            path.write_text(content)
         else:
             merged = {**BASE, **(yaml.safe_load(content) or {})} if content else None
             if merged is not None:

@@ -63,6 +63,11 @@ def test_confine_refuses_every_way_out(places):
             confine(escape, [root], base=root)
     with pytest.raises(OutsideRootsError, match="NUL byte"):
         confine("img/p0.png\x00.yaml", [root], base=root)
+    (root / "loop").symlink_to(root / "loop")  # a symlink loop: refused in the same words, not a crash
+    (outside / "oloop").symlink_to(outside / "oloop")
+    for loop in ("loop", str(outside / "oloop")):
+        with pytest.raises(OutsideRootsError, match="outside the folders Tandem may read"):
+            confine(loop, [root], base=root)
 
 
 def test_a_refusal_reveals_nothing_about_outside_files(places):
@@ -111,6 +116,13 @@ def checksums(path) -> dict[str, str]:
                                   .to_csv(index=False).encode()).hexdigest() for t in tables}
 
 
+def test_one_image_listed_twice_by_two_spellings_is_refused(places):
+    root, _ = places
+    with pytest.raises(CohortError, match=r"one image listed twice in 2 row\(s\): row 2 'img/p0.png', row 3 "
+                                          r"'./img/p0.png'"):
+        read_manifest(manifest(root, ["img/p0.png", "./img/p0.png", *(f"img/p{i}.png" for i in range(2, 8))]), 0)
+
+
 def test_a_dataset_refused_leaves_the_store_unchanged(built_store, places, tmp_path):
     store, _, cache = built_store
     root, _ = places
@@ -134,6 +146,8 @@ def test_run_page_never_lists_or_reads_a_linked_csv_and_survives_a_nul_byte(plac
     manifest(root, [f"img/p{i}.png" for i in range(8)])
     (root / "leak.csv").symlink_to(outside / "secret.txt")
     (root / "linked_dir").symlink_to(outside)
+    (root / "loop.csv").symlink_to(root / "loop.csv")
+    (root / "folder.csv").mkdir()
     shutil.copy(outside / "secret.txt", outside / "other.csv")
     monkeypatch.setenv("TANDEM_DATA_ROOTS", str(root))
     monkeypatch.setenv("TANDEM_STORE", str(tmp_path / "s.duckdb"))

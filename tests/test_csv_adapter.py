@@ -142,3 +142,11 @@ def test_decoding_every_image_finds_each_damaged_file_in_one_round(tmp_path):
     with pytest.raises(CohortError, match=r"2 of 6 image\(s\) cannot be used: row 3 'img/p1.png': unreadable.*"
                                           r"row 6 'img/p4.png': image is constant"):
         decode_all(config(root), seed=0)
+
+
+def test_a_dataset_too_small_for_a_study_is_refused_before_anything_runs(tmp_path):
+    from recon_core.cohorts.csv_xray import CsvChestSource
+
+    root = make_dataset(tmp_path, ["M", "F"] * 8)
+    with pytest.raises(CohortError, match=r"split\(s\) .* hold fewer than 8 images"):
+        CsvChestSource(config(root), seed=0).check()

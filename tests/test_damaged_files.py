@@ -56,3 +56,39 @@ def test_a_truncated_checkpoint_is_named_and_the_finished_run_stays_done(built_s
     runs = queries.runs(Store(path))
     assert runs.set_index("config_hash").status[key] == "done"
     assert {t: c for t, c in checksums(path).items() if t != "runs"} == before
+
+
+def test_a_damaged_block_inside_a_store_is_named_not_a_traceback(built_store, tmp_path, capsys):
+    store, _, _ = built_store
+    path = tmp_path / "tandem.duckdb"
+    shutil.copy(store.path, path)
+    with open(path, "r+b") as handle:  # a bad block: DuckDB's checksum no longer matches
+        handle.seek(4096)
+        handle.write(bytes(range(256)) * 16)
+    before = path.read_bytes()
+    assert main(["report", "--config", str(TINY), "--store", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable Tandem store" in err and "Traceback" not in err
+    assert path.read_bytes() == before
+
+
+def test_an_image_that_fails_to_decode_at_load_leaves_no_run_row(built_store, tmp_path):
+    from recon_core.cohorts import CohortError
+    from recon_core.config_loader import from_dict, load_config
+    from tests.test_confinement import image, manifest
+
+    store, _, _ = built_store
+    path = tmp_path / "good.duckdb"
+    shutil.copy(store.path, path)
+    before = checksums(path)
+    root = tmp_path / "data"
+    for i in range(96):
+        image(root / "img" / f"p{i}.png")
+    manifest(root, [f"img/p{i}.png" for i in range(96)])
+    (root / "img" / "p5.png").write_bytes(b"not an image")  # passes the manifest check; fails when decoded
+    data = load_config(TINY).to_dict()
+    data["cohort"].update(source="csv", csv={"csv_path": str(root / "labels.csv"), "image_root": str(root),
+                                             "labels": ["Cardiomegaly"]})
+    with pytest.raises(CohortError, match=r"p5\.png: unreadable image"):
+        run_study(from_dict(data), Store(path), tmp_path / "checkpoints", torch.device("cpu"))
+    assert checksums(path) == before  # the new run's row is gone again

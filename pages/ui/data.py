@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from recon_core import paths, results
@@ -56,7 +57,7 @@ def _served(read: Callable[..., Any]) -> Callable[..., Any]:
 _runs = _served(results.runs)
 
 
-def runs():
+def runs() -> pd.DataFrame:
     """Every stored run (results.runs); a damaged store file stops the page with its named error, not a traceback."""
     try:
         return _runs()

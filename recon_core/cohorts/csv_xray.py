@@ -10,7 +10,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from skimage.transform import resize
 
-from recon_core.cohorts.base import Cohort, CohortSource, assign_splits
+from recon_core.cohorts.base import SPLITS, Cohort, CohortSource, assign_splits
 from recon_core.cohorts.demographics import (
     FIRST_ROW,
     SHOWN,
@@ -23,8 +23,8 @@ from recon_core.cohorts.demographics import (
     require_varied,
 )
 from recon_core.cohorts.fingerprint import dataset_fingerprint
-from recon_core.config import CohortConfig, CsvSourceConfig
-from recon_core.confinement import OutsideRootsError, confine, confine_all, extra_roots
+from recon_core.config import MIN_SPLIT_SUBJECTS, CohortConfig, CsvSourceConfig
+from recon_core.confinement import OutsideRootsError, confine, confine_all, extra_roots, root_folder
 from recon_core.progress import Progress, silent
 from recon_core.seeding import numpy_rng
 
@@ -65,7 +65,10 @@ def read_image(path: Path, size: int) -> np.ndarray:
 
 def dataset_roots(spec: CsvSourceConfig) -> list[Path]:
     """The folders a CSV dataset may be read from: its image root, plus any the user allowed in $TANDEM_DATA_ROOTS."""
-    return [Path(spec.image_root).expanduser().resolve(), *extra_roots()]
+    try:
+        return [root_folder(spec.image_root, "image_root"), *extra_roots()]
+    except OutsideRootsError as exc:
+        raise CohortError(str(exc)) from None
 
 
 def confined_csv(spec: CsvSourceConfig) -> Path:
@@ -74,6 +77,25 @@ def confined_csv(spec: CsvSourceConfig) -> Path:
         return confine(spec.csv_path, dataset_roots(spec), what="manifest CSV")
     except OutsideRootsError as exc:
         raise CohortError(str(exc)) from None
+
+
+def _require_usable_splits(subjects: pd.DataFrame, labels: tuple[str, ...], source: str) -> None:
+    """Every split large enough to train or test on, and both classes of each finding in validation and test.
+
+    Found here, before anything is stored, rather than after training (an empty batch, or no
+    operating threshold for a finding without positives in the validation split).
+    """
+    counts = subjects["split"].value_counts()
+    small = {name: int(counts.get(name, 0)) for name in SPLITS if counts.get(name, 0) < MIN_SPLIT_SUBJECTS}
+    if small:
+        raise CohortError(f"{source}: split(s) {small} hold fewer than {MIN_SPLIT_SUBJECTS} images; a study needs "
+                          f"that many in each of {SPLITS} (more rows, or other split_fractions / split column)")
+    for name in ("val", "test"):
+        part = subjects[subjects["split"] == name]
+        one_class = [lb for lb in labels if part[lb].dropna().nunique() < 2]
+        if one_class:
+            raise CohortError(f"{source}: the {name!r} split has a single class of {one_class} (all present, all "
+                              "absent or all unknown); thresholds and AUROC need both")
 
 
 def _image_files(paths: list[str], root: Path, source: str) -> list[Path]:
@@ -93,7 +115,7 @@ def read_manifest(config: CohortConfig, seed: int) -> pd.DataFrame:
     root ('..', absolute, symlinked) are refused before anything is opened.
     """
     spec = config.csv
-    csv_path, root = confined_csv(spec), Path(spec.image_root).expanduser().resolve()
+    csv_path, root = confined_csv(spec), dataset_roots(spec)[0]
     source = str(spec.csv_path)
     try:  # every value as text, as written: an empty cell is missing, the text "nan" is a value
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, na_values=[""])
@@ -117,15 +139,17 @@ def read_manifest(config: CohortConfig, seed: int) -> pd.DataFrame:
         empty = table[column].isna()
         if empty.any():
             problems.found.append(f"column {column!r}: {bad_rows(table[column], empty, 'missing value')}")
-    twice = paths.duplicated(keep=False) & (paths != "")
-    if twice.any():
-        problems.found.append(f"column {spec.path_column!r}: {bad_rows(paths, twice, 'image path listed twice')}")
-    files = problems.run(_image_files, paths[paths != ""].tolist(), root, source)
+    listed = paths[paths != ""]
+    files = problems.run(_image_files, listed.tolist(), root, source)
     if files is not None:
-        absent = pd.Series([not f.is_file() for f in files], index=paths[paths != ""].index)
+        resolved = pd.Series([str(f) for f in files], index=listed.index)
+        twice = resolved.duplicated(keep=False)  # 'img/a.png' and './img/a.png' are one image
+        if twice.any():
+            problems.found.append(f"column {spec.path_column!r}: {bad_rows(listed, twice, 'one image listed twice')}")
+        absent = pd.Series([not f.is_file() for f in files], index=listed.index)
         if absent.any():
             problems.found.append(f"column {spec.path_column!r}: "
-                                  f"{bad_rows(paths[absent.index], absent, f'image file not found under {root}')}")
+                                  f"{bad_rows(listed, absent, f'image file not found under {root}')}")
     problems.raise_if_any()
     subjects = pd.DataFrame({
         "image_id": paths.astype(str),
@@ -152,7 +176,7 @@ def decode_all(config: CohortConfig, seed: int, progress: Progress = silent) -> 
     is found before training rather than halfway through it. Returns how many images decoded.
     """
     subjects = read_manifest(config, seed)
-    root = Path(config.csv.image_root).expanduser().resolve()
+    root = dataset_roots(config.csv)[0]
     failed = []
     for i, (row, rel) in enumerate(zip(subjects.index, subjects["image_id"], strict=True)):
         try:
@@ -170,7 +194,7 @@ def decode_all(config: CohortConfig, seed: int, progress: Progress = silent) -> 
 def load_csv_cohort(config: CohortConfig, seed: int, progress: Progress = silent) -> Cohort:
     """A cohort from a local CSV + image folder; every bad value is an error naming file, column and row."""
     spec = config.csv
-    root = Path(spec.image_root).expanduser().resolve()
+    root = dataset_roots(spec)[0]
     subjects = read_manifest(config, seed)  # every listed path is confined to the root here
     images = np.empty((len(subjects), config.image_size, config.image_size), np.float32)
     for i, rel in enumerate(subjects["image_id"]):
@@ -190,13 +214,18 @@ class CsvChestSource(CohortSource):
     def load(self, progress: Progress = silent) -> Cohort:
         return load_csv_cohort(self.config, self.seed, progress)
 
+    @cached_property
+    def _manifest(self) -> pd.DataFrame:
+        return read_manifest(self.config, self.seed)
+
     def check(self) -> None:
-        read_manifest(self.config, self.seed)
+        """The manifest read and checked once (kept for the fingerprint), and its splits usable for a study."""
+        _require_usable_splits(self._manifest, tuple(self.config.csv.labels), str(self.config.csv.csv_path))
 
     def fingerprint(self) -> str:
         """The manifest's bytes and every listed image (read_manifest has confined and found them all)."""
-        root = Path(self.config.csv.image_root).expanduser().resolve()
-        images = confine_all(read_manifest(self.config, self.seed)["image_id"].tolist(), root)
+        root = dataset_roots(self.config.csv)[0]
+        images = confine_all(self._manifest["image_id"].tolist(), root)
         return dataset_fingerprint(confined_csv(self.config.csv), images)
 
     @cached_property
@@ -211,8 +240,9 @@ class CsvChestSource(CohortSource):
         spec = self.config.csv
         if image_id not in self._listed:
             raise CohortError(f"image {image_id!r} is not listed in {spec.csv_path}")
+        root = dataset_roots(spec)[0]
         try:
-            path = confine(image_id, dataset_roots(spec)[:1], base=dataset_roots(spec)[0], what="image path")
+            path = confine(image_id, [root], base=root, what="image path")
         except OutsideRootsError as exc:
             raise CohortError(str(exc)) from None
         return read_image(path, self.config.image_size), None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
+T = TypeVar("T")
 SEX_WORDS = {"male": "M", "m": "M", "female": "F", "f": "F"}
 
 
@@ -41,7 +43,7 @@ class Problems:
         self.source = source
         self.found: list[str] = []
 
-    def run(self, check, *args, **kwargs):
+    def run(self, check: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         """`check(*args)`'s result, or None with its CohortError noted (its 'source: ' prefix dropped)."""
         try:
             return check(*args, **kwargs)

@@ -20,16 +20,32 @@ from recon_core.cohorts.base import Cohort, CohortSource, assign_splits, slice_o
 from recon_core.cohorts.demographics import CohortError, age_band, parse_age, parse_sex, require_varied
 from recon_core.cohorts.fingerprint import dataset_fingerprint
 from recon_core.config import CohortConfig, NiftiSourceConfig
-from recon_core.confinement import OutsideRootsError, confine, confine_all, extra_roots
+from recon_core.confinement import OutsideRootsError, confine, confine_all, extra_roots, root_folder
 from recon_core.progress import Progress, silent
 from recon_core.seeding import numpy_rng
 
 LABELS = ("high_grade",)
 
 
+def nifti_root(spec: NiftiSourceConfig) -> Path:
+    """The dataset's root folder, resolved (CohortError for one that cannot be)."""
+    try:
+        return root_folder(spec.root, "nifti.root")
+    except OutsideRootsError as exc:
+        raise CohortError(str(exc)) from None
+
+
+def metadata_csv(spec: NiftiSourceConfig) -> Path:
+    """The metadata CSV, resolved inside the dataset root or a folder of $TANDEM_DATA_ROOTS."""
+    try:
+        return confine(spec.metadata_csv, [nifti_root(spec), *extra_roots()], what="metadata CSV")
+    except OutsideRootsError as exc:
+        raise CohortError(str(exc)) from None
+
+
 def patient_files(spec: NiftiSourceConfig, subject_id: str) -> tuple[Path, Path]:
     """A patient's volume and mask, resolved inside the dataset root (a path leading elsewhere is refused)."""
-    root = Path(spec.root).expanduser().resolve()
+    root = nifti_root(spec)
     try:
         image, mask = confine_all([spec.image_pattern.format(id=subject_id), spec.mask_pattern.format(id=subject_id)],
                                   root, what="NIfTI path")
@@ -41,16 +57,12 @@ def patient_files(spec: NiftiSourceConfig, subject_id: str) -> tuple[Path, Path]
 def read_metadata(config: CohortConfig, seed: int) -> pd.DataFrame:
     """One row per patient, every value checked and both files present inside the root (no volume is decoded)."""
     spec = config.nifti
-    try:
-        csv_path = confine(spec.metadata_csv, [Path(spec.root).expanduser().resolve(), *extra_roots()],
-                           what="metadata CSV")
-    except OutsideRootsError as exc:
-        raise CohortError(str(exc)) from None
+    csv_path = metadata_csv(spec)
     try:
         table = pd.read_csv(csv_path, dtype={spec.id_column: str, spec.grade_column: str})
     except FileNotFoundError:
         raise CohortError(f"{csv_path}: metadata CSV not found") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, IsADirectoryError) as exc:
         raise CohortError(f"{csv_path}: not a readable CSV ({exc})") from None
     needed = [spec.id_column, spec.sex_column, spec.age_column, spec.grade_column]
     needed += [spec.split_column] if spec.split_column else []
@@ -144,14 +156,14 @@ class NiftiBrainSource(CohortSource):
         return read_metadata(self.config, self.seed).set_index("subject_id", drop=False)
 
     def check(self) -> None:
-        read_metadata(self.config, self.seed)
+        """The metadata read and checked once (kept for the fingerprint)."""
+        self._patients  # noqa: B018 (reading it is the check)
 
     def fingerprint(self) -> str:
         """The metadata CSV's bytes and every patient's volume and mask."""
         spec = self.config.nifti
-        files = [f for pid in read_metadata(self.config, self.seed).subject_id for f in patient_files(spec, pid)]
-        csv_path = confine(spec.metadata_csv, [Path(spec.root).expanduser().resolve(), *extra_roots()])
-        return dataset_fingerprint(csv_path, files)
+        files = [f for pid in self._patients.subject_id for f in patient_files(spec, pid)]
+        return dataset_fingerprint(metadata_csv(spec), files)
 
     def item(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
         start, stop = self.config.nifti.slice_range

@@ -27,7 +27,10 @@ def load_checkpoint(path: Path, model: torch.nn.Module, arch: dict[str, Any]) ->
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(f"{path}: unreadable checkpoint ({exc}); delete the file to train that model "
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc):  # torch's advice to load unsafely is never ours to pass on
+            reason = "not a plain weights file"
+        raise CheckpointError(f"{path}: unreadable checkpoint ({reason}); delete the file to train that model "
                               "again (stored results are kept)") from None
     if not isinstance(payload, dict) or "arch" not in payload or "state_dict" not in payload:
         raise CheckpointError(f"{path}: not a Tandem checkpoint (no 'arch'/'state_dict')")

@@ -16,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from recon_core.cohorts import Cohort
+from recon_core.cohorts import Cohort, CohortError
 from recon_core.config import StudyConfig
 from recon_core.diagnostics import TaskModel, choose_thresholds, scorer
+from recon_core.diagnostics.thresholds import ThresholdError
 from recon_core.fairness import summarise_cell
 from recon_core.modalities import Modality, get_modality
 from recon_core.models.batches import SplitData
@@ -164,7 +165,10 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
     config = prepare(config)  # bad data is refused before the store holds anything of this run
     key = config.config_hash()
     modality = get_modality(config.modality)
-    previous = queries.run_status(store, key)
+    stored = queries.runs(store)
+    stored = stored[stored.config_hash == key]
+    previous = str(stored.status.iloc[0]) if len(stored) else None
+    previous_message = stored.message.iloc[0] if len(stored) and isinstance(stored.message.iloc[0], str) else None
     was_done = previous == "done"
     writes.register_run(store, config, modality.describe(config))
     sweep = None
@@ -193,8 +197,17 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
         writes.set_run_status(store, key, "interrupted", message="stopped by the user; run again to resume")
         raise
     except CheckpointError as exc:
-        # damaged weights are no fault of the run: a stored run keeps its status; a new one says why it stopped
-        writes.set_run_status(store, key, previous or "failed", message=None if previous else str(exc))
+        # damaged weights are no fault of the run: a stored run keeps its status and reason; a new one says why
+        if previous:
+            writes.set_run_status(store, key, previous, message=previous_message)
+        else:
+            writes.set_run_status(store, key, "failed", message=str(exc))
+        raise
+    except (CohortError, ThresholdError) as exc:
+        if previous is None:  # bad data found while loading (an image that will not decode, a split too small)
+            writes.forget_run(store, key)
+        else:
+            writes.set_run_status(store, key, "failed", message=f"{type(exc).__name__}: {exc}")
         raise
     except Exception as exc:
         writes.set_run_status(store, key, "failed", message=f"{type(exc).__name__}: {exc}")

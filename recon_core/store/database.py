@@ -78,11 +78,18 @@ class StoreError(ValueError):
     """The store file is not a readable DuckDB database (damaged, truncated, or another kind of file)."""
 
 
-UNREADABLE = (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException)
-"""What DuckDB raises on a damaged file (a lock held by another process is told apart by its message)."""
+def _damage(exc: Exception) -> bool:
+    """Whether a DuckDB error means a damaged file, not our SQL (programming and integrity errors) or a lock.
+
+    A bad block raises DuckDB's plain `Error` ("Corrupt database file: computed checksum …"),
+    a truncated or foreign file an IOException, a torn one a Serialization or Internal error.
+    """
+    return (isinstance(exc, duckdb.Error) and not isinstance(exc, (duckdb.ProgrammingError, duckdb.IntegrityError))
+            and "lock" not in str(exc).lower())
 
 
 def _unreadable(path: Path, exc: Exception) -> StoreError:
+    """The named error for a damaged store: its path, DuckDB's first line, and what to do."""
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return StoreError(f"{path}: not a readable Tandem store ({first}). Nothing was written to it; move it aside "
                       "and build again, or point --store / $TANDEM_STORE at another file")
@@ -129,8 +136,8 @@ class Store:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
+            except duckdb.Error as exc:
+                if _damage(exc) or not isinstance(exc, duckdb.IOException):
                     raise _unreadable(self.path, exc) from None
                 if time.monotonic() > deadline:
                     raise StoreBusyError(f"{self.path}: still locked by another process after "
@@ -145,6 +152,10 @@ class Store:
                             [str(SCHEMA_VERSION)])
                 self._schema_ready = True
             yield con
+        except duckdb.Error as exc:
+            if _damage(exc):  # a bad block met while reading or writing
+                raise _unreadable(self.path, exc) from None
+            raise
         finally:
             con.close()
 
@@ -163,6 +174,4 @@ class Store:
                     out.append(con.execute(sql, params or []).df())
                 except duckdb.CatalogException:
                     out.append(None)  # an older or half-created store: the table is not there yet
-                except UNREADABLE as exc:
-                    raise _unreadable(self.path, exc) from None
         return out

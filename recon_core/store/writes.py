@@ -131,3 +131,17 @@ def finish_cell(store: Store, key: str, reconstructor: str, level: float, aggreg
                        WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
                     [seconds, images_per_second, key, reconstructor, level])
         con.execute("COMMIT")
+
+
+RUN_TABLES = ("cells", "thresholds", "image_metrics", "image_scores", "aggregates", "correlations",
+              "image_attributes", "examples", "runs")
+"""Every table whose rows carry a run's config hash (the run's own row last)."""
+
+
+def forget_run(store: Store, key: str) -> None:
+    """Removes every row of a run that was new in this call and stopped on bad input: a good store keeps no trace."""
+    with store.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        for table in RUN_TABLES:  # names from the schema above, never from input
+            con.execute("DELETE FROM " + table + " WHERE config_hash = ?", [key])
+        con.execute("COMMIT")
