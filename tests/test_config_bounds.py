@@ -113,3 +113,15 @@ def test_malformed_configs_are_named_errors_and_store_nothing(built_store, tmp_p
         assert err.startswith("error: ") and "Traceback" not in err, (name, err)
         assert re.search(message, err), (name, err)
     assert checksums(copy_path) == before
+
+
+@pytest.mark.parametrize("pattern", ["{x}/a.nii.gz", "{0}.nii.gz", "{id.nii.gz"])
+def test_a_nifti_file_pattern_with_a_wrong_field_is_named(pattern):
+    from recon_core.config_loader import from_dict
+
+    data = {"name": "pdgm", "modality": "mri", "physics": {"model": "kspace", "levels": [4]},
+            "reconstructors": {"names": ["zero_filled"]},
+            "cohort": {"source": "nifti", "nifti": {"root": "/data", "metadata_csv": "/data/m.csv",
+                                                     "image_pattern": pattern}}}
+    with pytest.raises(ConfigError, match=r"cohort\.nifti\.image_pattern: .* is not a file pattern"):
+        from_dict(data)

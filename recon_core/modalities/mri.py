@@ -67,6 +67,13 @@ class MRI(Modality):
             return
         if config.cohort.nifti is None:
             raise ConfigError("cohort.nifti: source 'nifti' needs root and metadata_csv")
+        for key in ("image_pattern", "mask_pattern"):
+            pattern = getattr(config.cohort.nifti, key)
+            try:
+                pattern.format(id="P1")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ConfigError(f"cohort.nifti.{key}: {pattern!r} is not a file pattern with {{id}} "
+                                  f"as its only field ({type(exc).__name__}: {exc})") from None
         start, stop = config.cohort.nifti.slice_range
         if not 0 <= start < stop:
             raise ConfigError(f"cohort.nifti.slice_range: {[start, stop]} must be [start, stop) with 0 ≤ start < stop")
