@@ -69,7 +69,7 @@ def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstruc
 st.title("Failure cases")
 run = page_run()
 key = run.key
-version = data.store().version()
+version = data.version()
 cells = reconstructed_cells(key)
 
 agg = data.aggregates(key)

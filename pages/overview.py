@@ -105,7 +105,7 @@ if len(small):
 
 st.download_button(
     "Download a report of this selection (HTML, opens offline)",
-    lambda: build_report(data.store(), key, chosen, levels, attribute, float(level)).encode(),  # built only on click
+    lambda: build_report(data.reading(), key, chosen, levels, attribute, float(level)).encode(),  # built on click
     f"tandem-report-{key[:8]}.html", "text/html", key="dl_report", on_click="ignore")
 
 st.header(f"Example images at {level:g} {run.level.unit}")

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from benchmarks import bootstrap_speed, browser_latency, diffusion_steps, page_latency, sweep_throughput
+from benchmarks import bootstrap_speed, browser_latency, diffusion_steps, page_latency, sweep_throughput, writer_wait
 from tests.conftest import ROOT
 
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -56,3 +56,11 @@ def test_browser_latency_times_every_interaction(built_store):
     rows = browser_latency.main(["--store", str(store.path), "--cache", str(cache), "--repeats", "1"])
     assert len(rows) == len(browser_latency.INTERACTIONS)
     assert all(math.isfinite(ms) and ms > 0 for _, *times in rows for ms in times), rows
+
+
+def test_writer_wait_times_both_kinds_of_reader(built_store):
+    store, _, _ = built_store
+    rows = writer_wait.main(["--store", str(store.path), "--readers", "1", "--writes", "3", "--pause", "0.05",
+                             "--rounds", "1"])
+    assert [kind for kind, *_ in rows] == ["direct readers", "snapshot readers"]
+    assert all(total >= 0 and worst >= median for _, median, worst, total in rows)

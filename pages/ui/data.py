@@ -1,13 +1,17 @@
 """The dashboard's reads: the store and the read model through Streamlit's caches, and case replays.
 
 Every read is served from the data cache until the store changes; the store's version comes
-from file metadata, so a rerun with nothing new opens no connection.
+from file metadata, so a rerun with nothing new opens no connection. Reads go to a read-only
+snapshot of the store (`recon_core.store.snapshot`), pinned when a page run starts (its first
+read, `runs()`): a sweep is never held up by the dashboard's reads, and one page run never mixes
+two versions of the store.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,12 +24,40 @@ from recon_core.config_loader import from_dict
 from recon_core.device import pick_device
 from recon_core.runner.replay import CaseReplayer
 from recon_core.store import Store, StoreError, queries
+from recon_core.store.snapshot import snapshot
 
 
-@st.cache_resource
+@st.cache_resource(max_entries=16)
 def get_store(path: str) -> Store:
-    """One Store object per path for the server's lifetime (connections stay short-lived)."""
+    """One Store object per path (the store, or one of its snapshots); connections stay short-lived."""
     return Store(path, timeout=20.0)
+
+
+_PINNED = threading.local()
+"""The snapshot this thread's page run reads ((path, version)); Streamlit runs a session's script in a thread."""
+
+
+def pin() -> tuple[str, str]:
+    """Takes (or reuses) the snapshot of the store's current version for the reads of this page run."""
+    s = store()
+    version = s.version()
+    _PINNED.value = (str(snapshot(s, paths.cache_dir() / "snapshots").path), version)
+    return _PINNED.value
+
+
+def _pinned() -> tuple[str, str]:
+    """This page run's (snapshot path, version), pinned on first use."""
+    return getattr(_PINNED, "value", None) or pin()
+
+
+def version() -> str:
+    """The store version this page run reads (a cache key for derived tables)."""
+    return _pinned()[1]
+
+
+def reading() -> Store:
+    """The snapshot this page run reads, for a read outside the cached ones (the report)."""
+    return get_store(_pinned()[0])
 
 
 def store() -> Store:
@@ -47,8 +79,8 @@ def _served(read: Callable[..., Any]) -> Callable[..., Any]:
     _READS[name] = read
 
     def served(*args: Any) -> Any:
-        s = store()
-        return _cached(name, str(s.path), s.version(), *args)
+        path, version = _pinned()
+        return _cached(name, path, version, *args)
 
     served.__doc__ = read.__doc__
     return served
@@ -58,8 +90,12 @@ _runs = _served(results.runs)
 
 
 def runs() -> pd.DataFrame:
-    """Every stored run (results.runs); a damaged store file stops the page with its named error, not a traceback."""
+    """Every stored run (results.runs), read first by every page: it pins the page run's snapshot.
+
+    A damaged store file stops the page with its named error, not a traceback.
+    """
     try:
+        pin()
         return _runs()
     except StoreError as exc:
         st.error(str(exc))
