@@ -359,6 +359,17 @@ def _check_numbers(config: StudyConfig) -> None:
     for name, rate in config.cohort.prevalence.items():
         if not 0 < rate < 1:
             raise ConfigError(f"cohort.prevalence.{name}: {rate!r} must be a share between 0 and 1")
+    for i, knob in enumerate(config.cohort.bias):
+        key = f"cohort.bias[{i}]"
+        if knob.prevalence is not None and not 0 < knob.prevalence < 1:
+            raise ConfigError(f"{key}.prevalence: {knob.prevalence!r} must be a share between 0 and 1")
+        for field_name in ("contrast", "size"):
+            value = getattr(knob, field_name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{key}.{field_name}: {value!r} must be a finite number ≥ 0")
+        groups = {"sex": ("F", "M")}.get(knob.attribute)
+        if groups is not None and knob.group not in groups:
+            raise ConfigError(f"{key}.group: {knob.group!r} is not a group of {knob.attribute} {list(groups)}")
 
 
 def _check_networks(config: StudyConfig) -> None:

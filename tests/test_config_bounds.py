@@ -88,6 +88,11 @@ BAD = {
     "empty-mapping.yaml": ("{}\n", "the file holds no settings"),
     "nan-split.yaml": ("cohort: {split_fractions: [.nan, 0.4, 0.3, 0.3]}\n", "cohort.split_fractions"),
     "age-edge.yaml": ("cohort: {age_band_edges: [500]}\n", "cohort.age_band_edges"),
+    "bias-prevalence.yaml": ("cohort: {bias: [{attribute: sex, group: F, prevalence: 5.0}]}\n",
+                             r"cohort.bias\[0\].prevalence"),
+    "bias-contrast.yaml": ("cohort: {bias: [{attribute: sex, group: F, contrast: -3}]}\n",
+                           r"cohort.bias\[0\].contrast"),
+    "bias-group.yaml": ("cohort: {bias: [{attribute: sex, group: X}]}\n", r"cohort.bias\[0\].group: 'X'"),
 }
 
 
