@@ -48,3 +48,21 @@ def test_a_generated_cohort_keeps_its_hash():
     config = load_config(TINY)
     assert prepare(config) == config and config.config_hash() == "0249daec050eee7a"
     assert "fingerprint" not in config.to_dict()["cohort"]  # left out while empty: old hashes hold
+
+
+def test_a_replay_refuses_data_changed_since_the_run(tmp_path):
+    import pytest
+    import torch
+
+    from recon_core.cohorts import CohortError
+    from recon_core.runner.replay import CaseReplayer
+
+    root = tmp_path / "data"
+    for i in range(96):
+        image(root / "img" / f"p{i}.png")
+    manifest(root, [f"img/p{i}.png" for i in range(96)])
+    ran = prepare(dataset_config(root))
+    table = pd.read_csv(root / "labels.csv")
+    table.assign(Cardiomegaly=1 - table.Cardiomegaly).to_csv(root / "labels.csv", index=False)
+    with pytest.raises(CohortError, match="has changed since it ran"):  # before any weights are looked for
+        CaseReplayer(ran, tmp_path / "checkpoints", torch.device("cpu"))

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recon_core.cohorts import CohortError
 from recon_core.config import StudyConfig
 from recon_core.diagnostics import scorer
 from recon_core.modalities import get_modality
@@ -49,6 +50,10 @@ class CaseReplayer:
         modality = get_modality(config.modality)
         self.physics = modality.build_physics(config)
         self.source = modality.cohort_source(config)
+        if config.cohort.fingerprint and self.source.fingerprint() != config.cohort.fingerprint:
+            raise CohortError(f"the dataset of run {config.name} ({config.config_hash()}) has changed since it ran "
+                              "(its files' fingerprint differs): a replay would not show what the run measured; "
+                              "run the study again")
         self.labels = self.source.labels
         self.task_models = modality.task_models(config, self.labels, device)
         for model in self.task_models:
