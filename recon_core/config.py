@@ -314,7 +314,7 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "reconstructors.gan.l1_weight": (0, math.inf, True), "reconstructors.diffusion.train_timesteps": (1, 100_000, True),
     "diagnostic.steps": (1, math.inf, True), "diagnostic.segmenter_steps": (1, math.inf, True),
     "diagnostic.batch_size": (1, math.inf, True), "diagnostic.learning_rate": (0, 1, False),
-    "evaluation.n_bootstrap": (100, 1_000_000, True), "evaluation.ci_level": (0.5, 1, False),
+    "evaluation.n_bootstrap": (100, 1_000_000, True), "evaluation.ci_level": (0.5, 0.999, False),
     "evaluation.batch_size": (1, math.inf, True), "evaluation.n_examples": (0, 1000, True),
     "evaluation.min_group_size": (1, math.inf, True),
 }
@@ -354,6 +354,8 @@ def _check_numbers(config: StudyConfig) -> None:
                         ("evaluation.attributes", config.evaluation.attributes)):
         if len(set(values)) != len(values):
             raise ConfigError(f"{key}: {list(values)} names one twice")
+    if not config.evaluation.attributes:
+        raise ConfigError("evaluation.attributes: name at least one attribute to compare groups by (sex, age_band)")
     if not config.reconstructors.names:
         raise ConfigError("reconstructors.names: name at least one reconstructor (none: the degraded image as is)")
     for name, rate in config.cohort.prevalence.items():

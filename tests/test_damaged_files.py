@@ -92,3 +92,15 @@ def test_an_image_that_fails_to_decode_at_load_leaves_no_run_row(built_store, tm
     with pytest.raises(CohortError, match=r"p5\.png: unreadable image"):
         run_study(from_dict(data), Store(path), tmp_path / "checkpoints", torch.device("cpu"))
     assert checksums(path) == before  # the new run's row is gone again
+
+
+def test_a_checksum_error_in_a_block_is_damage_and_a_lock_is_not():
+    import duckdb
+
+    from recon_core.store.database import _damage
+
+    block = duckdb.Error("Corrupt database file: computed checksum 1 does not match stored checksum 2 in block at "
+                         "location 2895872")
+    assert _damage(block)  # 'block' is not 'lock': once it was read as a busy store and raised raw
+    assert not _damage(duckdb.IOException('Could not set lock on file "s.duckdb": Conflicting lock is held'))
+    assert not _damage(duckdb.BinderException("a mistake in our own SQL"))

@@ -85,7 +85,12 @@ def _damage(exc: Exception) -> bool:
     a truncated or foreign file an IOException, a torn one a Serialization or Internal error.
     """
     return (isinstance(exc, duckdb.Error) and not isinstance(exc, (duckdb.ProgrammingError, duckdb.IntegrityError))
-            and "lock" not in str(exc).lower())
+            and not _locked(exc))
+
+
+def _locked(exc: Exception) -> bool:
+    """Whether DuckDB refused a connection because another process holds the file's lock ('… block …' is not one)."""
+    return re.search(r"\block\b", str(exc), flags=re.IGNORECASE) is not None
 
 
 def _unreadable(path: Path, exc: Exception) -> StoreError:
@@ -137,7 +142,7 @@ class Store:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.Error as exc:
-                if _damage(exc) or not isinstance(exc, duckdb.IOException):
+                if not _locked(exc):
                     raise _unreadable(self.path, exc) from None
                 if time.monotonic() > deadline:
                     raise StoreBusyError(f"{self.path}: still locked by another process after "
