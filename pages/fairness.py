@@ -110,11 +110,7 @@ corr = data.correlations(key)
 if corr.empty:
     right.info("Correlations are computed when the run has finished, from at least three reconstructed cells.")
 else:
-    shown = corr.assign(pair=corr.x_metric + " ↔ " + corr.y_metric,
-                        rho=[f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}]" if e == e else "— (a side is constant)"
-                             for e, lo, hi in zip(corr.estimate, corr.ci_low, corr.ci_high, strict=True)])
-    right.dataframe(shown[["pair", "attribute", "rho", "n_cells"]].rename(columns={"rho": "Spearman ρ [95 % CI]"}),
-                    hide_index=True, width="stretch")
+    right.dataframe(results.correlation_table(corr), hide_index=True, width="stretch")
     right.caption("Across reconstructors × levels; intervals resample test images. A ρ near 1 would mean PSNR "
                   "ranks reconstructions the way the task does.")
     with right:

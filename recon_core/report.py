@@ -94,10 +94,7 @@ def _correlations(store: Store, key: str) -> str:
     corr = queries.correlations(store, key)
     if corr.empty:
         return "<p>Fewer than three cells, or not finished yet.</p>"
-    shown = corr.assign(rho=[results.interval_text(e, lo, hi, signed=True) if e == e else "— (a side is constant)"
-                             for e, lo, hi in zip(corr.estimate, corr.ci_low, corr.ci_high, strict=True)])
-    return _table(shown[["x_metric", "y_metric", "attribute", "rho", "n_cells"]].rename(
-        columns={"rho": "Spearman ρ [95 % CI]"}))
+    return _table(results.correlation_table(corr))
 
 
 def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: Sequence[float],

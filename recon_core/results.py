@@ -202,6 +202,14 @@ def interval_text(estimate: float, low: float, high: float, signed: bool = False
     return fmt.format(estimate) + bounds
 
 
+def correlation_table(corr: pd.DataFrame) -> pd.DataFrame:
+    """Stored quality–task correlations as shown: pair, attribute, 'ρ [CI]' (a constant side said in words), cells."""
+    rho = [interval_text(e, lo, hi, signed=True) if e == e else "— (a side is constant)"
+           for e, lo, hi in zip(corr.estimate, corr.ci_low, corr.ci_high, strict=True)]
+    return pd.DataFrame({"pair": corr.x_metric + " ↔ " + corr.y_metric, "attribute": corr.attribute,
+                         "Spearman ρ [95 % CI]": rho, "cells": corr.n_cells})
+
+
 def headline_table(store: Store, run: RunView, attribute: str = "sex") -> pd.DataFrame:
     """Per cell: headline quality and task metrics, the first gap by `attribute` and what reconstruction added.
 

@@ -17,7 +17,15 @@ import pandas as pd
 from skimage.transform import resize
 
 from recon_core.cohorts.base import Cohort, CohortSource, assign_splits, slice_of
-from recon_core.cohorts.demographics import CohortError, age_band, parse_age, parse_sex, require_varied
+from recon_core.cohorts.demographics import (
+    CohortError,
+    Problems,
+    age_band,
+    bad_rows,
+    parse_age,
+    parse_sex,
+    require_varied,
+)
 from recon_core.cohorts.fingerprint import dataset_fingerprint
 from recon_core.config import CohortConfig, NiftiSourceConfig
 from recon_core.confinement import OutsideRootsError, confine, confine_all, extra_roots, root_folder
@@ -70,21 +78,25 @@ def read_metadata(config: CohortConfig, seed: int) -> pd.DataFrame:
     if missing:
         raise CohortError(f"{csv_path}: missing column(s) {missing}; found {list(table.columns)}")
     grades = table[spec.grade_column].astype(str).str.strip()
-    patients = pd.DataFrame({
-        "subject_id": table[spec.id_column].astype(str).str.strip(),
-        "sex": parse_sex(table[spec.sex_column], str(csv_path), spec.sex_column),
-        "age": parse_age(table[spec.age_column], str(csv_path), spec.age_column),
-        "high_grade": grades.isin(spec.high_grade_values).astype(np.float32),
-    })
-    patients["age_band"] = age_band(patients["age"], config.age_band_edges).to_numpy()
-    if patients.subject_id.duplicated().any():
-        raise CohortError(f"{csv_path}: patient {patients.subject_id[patients.subject_id.duplicated()].iloc[0]!r} "
-                          "is listed twice")
-    require_varied(patients, ("sex", "age_band", "high_grade"), str(csv_path))
-    for pid in patients.subject_id:
-        for path in patient_files(spec, pid):
-            if not path.exists():
-                raise CohortError(f"{path}: file of patient {pid!r} not found")
+    ids = table[spec.id_column].astype(str).str.strip()
+    problems = Problems(str(csv_path))  # every problem in one round, as for a CSV manifest
+    sex = problems.run(parse_sex, table[spec.sex_column], str(csv_path), spec.sex_column)
+    age = problems.run(parse_age, table[spec.age_column], str(csv_path), spec.age_column)
+    twice = ids.duplicated(keep=False)
+    if twice.any():
+        problems.found.append(f"column {spec.id_column!r}: {bad_rows(ids, twice, 'patient listed twice')}")
+    missing = [f"{path}: file of patient {pid!r} not found" for pid in ids
+               for path in (problems.run(patient_files, spec, pid) or ()) if not path.exists()]
+    if missing:  # every missing file named, the first few in full
+        problems.found.append(missing[0] if len(missing) == 1 else
+                              f"{len(missing)} files not found: " + "; ".join(missing[:5])
+                              + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    patients = pd.DataFrame({"subject_id": ids, "sex": sex, "age": age,
+                             "high_grade": grades.isin(spec.high_grade_values).astype(np.float32)})
+    if sex is not None and age is not None:
+        patients["age_band"] = age_band(patients["age"], config.age_band_edges).to_numpy()
+        problems.run(require_varied, patients, ("sex", "age_band", "high_grade"), str(csv_path))
+    problems.raise_if_any()
     if spec.split_column:
         patients["split"] = table[spec.split_column].astype(str).to_numpy()
     else:
