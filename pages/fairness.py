@@ -41,7 +41,8 @@ present = set(agg.metric)
 offered_metrics = dict.fromkeys(m for m in (*(g.metric for g in run.group_metrics), *GROUP_METRICS) if m in present)
 metric = c2.selectbox("Metric", list(offered_metrics), format_func=catalogue.label, key=scoped("fair_metric", key))
 per_label = catalogue.BY_NAME[metric].per_label
-label = c3.selectbox("Finding", ["mean", *labels], key=scoped("fair_label", key)) if per_label else ""
+label = c3.selectbox("Finding", [*labels, "mean"], key=scoped("fair_label", key),  # per finding first
+                     format_func=lambda lb: "mean over findings" if lb == "mean" else lb) if per_label else ""
 against_clean = catalogue.BY_NAME[metric].kind != "quality"  # quality is measured against the clean image
 
 st.subheader(f"{catalogue.label(metric)} by {attribute}: clean images vs {recon} at {level:g}")
@@ -60,36 +61,66 @@ forest = sel[["reconstructor", "level", "grp", "estimate", "ci_low", "ci_high", 
 download(forest, f"{metric}-by-{attribute}", "dl_forest")
 
 st.subheader("Bias added by reconstruction across the sweep")
-offered = [f"{g}_added" for g in (*(h.metric for h in run.gap_metrics), *catalogue.FAIRNESS_GAPS)
-           if f"{g}_added" in present]
+if run.statistics_outdated:
+    st.warning("This run's statistics were computed by an older version of Tandem (folded gaps, one test family "
+               "per metric). Run its study again to recompute them from the stored rows: no cell is re-run.")
+offered = [g for g in (run.primary_test, *(f"{g}_added" for g in (*catalogue.FAIRNESS_GAPS,
+                                                                   *(h.metric for h in run.gap_metrics))))
+           if g in present]  # the run's headline test first, then the signed differences
 gap = st.radio("Gap", list(dict.fromkeys(offered)), format_func=catalogue.label, horizontal=True,
                key=scoped("fair_gap", key))
-gap_label = (label or "mean") if catalogue.source(gap).per_label else ""
+gap_label = (label or labels[0] if labels else "mean") if catalogue.source(gap).per_label else ""
+signed = gap.endswith("_diff_added")
 grid = agg[(agg.metric == gap) & (agg.label == gap_label) & (agg.attribute == attribute)]
+if signed:
+    contrasts = sorted(set(grid.grp))
+    contrast = st.selectbox("Groups compared", contrasts, key=scoped("fair_contrast", key)) if len(contrasts) > 1 \
+        else (contrasts[0] if contrasts else "")
+    grid = grid[grid.grp == contrast]
 collapsed = results.collapsed_cells(agg, gap, gap_label, attribute)
-heat = cached_plot("added_heatmap", grid, f"{catalogue.label(gap)} by {attribute_label(attribute).lower()} "
-                   "(reconstructed − clean, paired); ★ q < 0.05 after Benjamini–Hochberg",
+what = f"{catalogue.label(gap)} ({grid.grp.iloc[0]})" if signed and len(grid) else catalogue.label(gap)
+family = grid.family.dropna()
+star = (f"★ q < 0.05 within the {family.iloc[0]} family (Benjamini–Hochberg)" if len(family)
+        else "no test: descriptive" if not signed else "★ once the run is complete")
+heat = cached_plot("added_heatmap", grid, f"{what}{' · ' + gap_label if gap_label else ''} by "
+                   f"{attribute_label(attribute).lower()} (reconstructed − clean, paired); {star}",
                    higher_is_worse=run.level.higher_is_worse, level_label=run.level_label, flagged=collapsed)
 chart(st, "added-bias", heat, width="stretch")
-st.caption("Colour: blue where reconstruction narrows the gap, red where it widens it; the colour range is set "
-           "by the widest interval, so pale cells are small next to their uncertainty.")
+if signed:
+    st.caption("Colour: red where the signed difference moves up (towards the first group), blue where it moves "
+               "down; the colour range is set by the widest interval. Whether that widens the gap depends on the "
+               "difference on clean images, below. " + results.TEST_NOTE)
+else:
+    st.caption("A folded max − min gap is descriptive: sampling noise alone makes it positive, so it carries no "
+               "test. Blue where it narrows, red where it widens; pick a signed difference for the test.")
 if collapsed:
     st.warning("⚠ Uncoloured cells: " + "; ".join(f"{r} at {lv:g}: {why}" for (r, lv), why in sorted(collapsed.items()))
                + ". There the fixed threshold calls every such case one way for everyone, so a gap that shrinks "
                "is a collapse of the decision, not a fairer model.")
 inherent = agg[(agg.reconstructor == CLEAN) & (agg.metric == gap.removesuffix("_added"))
                & (agg.label == gap_label) & (agg.attribute == attribute)]
+if signed:
+    inherent = inherent[inherent.grp == contrast]
 if len(inherent):
     row = inherent.iloc[0]
-    st.caption(f"Inherent (the diagnostic model on clean images): {row.estimate:.3f} "
-               f"[{row.ci_low:.3f}, {row.ci_high:.3f}]")
+    tested = results.test_text(row.p_value, row.q_value, row.family)
+    st.caption(f"Inherent (the diagnostic model on clean images), {row.grp or 'max − min'}: "
+               f"{results.interval_text(row.estimate, row.ci_low, row.ci_high, signed=signed)}"
+               + (f" · {tested}" if tested else ""))
 if grid.q_value.isna().all() and run.status != "done":
-    st.caption("q-values are computed once the run has finished (one Benjamini–Hochberg family per metric).")
-table = grid[["reconstructor", "level", "estimate", "ci_low", "ci_high", "p_value", "q_value"]].sort_values(
-    ["reconstructor", "level"], ascending=[True, run.level.higher_is_worse])  # mildest first
-st.dataframe(table.style.format({"level": "{:g}", "estimate": "{:+.3f}", "ci_low": "{:+.3f}", "ci_high": "{:+.3f}",
-                                 "p_value": "{:.3f}", "q_value": "{:.3f}"}), hide_index=True, width="stretch")
+    st.caption("q-values are computed once the run has finished, within each stated family of tests.")
+table = grid.assign(test=[results.test_text(p, q, f) for p, q, f in
+                          zip(grid.p_value, grid.q_value, grid.family, strict=True)])[
+    ["reconstructor", "level", "grp", "estimate", "ci_low", "ci_high", "test", "p_value", "q_value", "family"]
+].sort_values(["reconstructor", "level"], ascending=[True, run.level.higher_is_worse])  # mildest first
+st.dataframe(table.rename(columns={"grp": "groups"}).style.format(
+    {"level": "{:g}", "estimate": "{:+.3f}", "ci_low": "{:+.3f}", "ci_high": "{:+.3f}", "p_value": "{:.3g}",
+     "q_value": "{:.3g}"}, na_rep="—"), hide_index=True, width="stretch")
 download(table, f"{gap}-by-{attribute}", "dl_added")
+tests = results.families(agg)
+if len(tests):
+    st.markdown("**Test families of this run** (fixed before any result; each p-value belongs to one)")
+    st.dataframe(tests, hide_index=True, width="stretch")
 
 st.subheader("Does image quality predict the task?")
 overall = agg[(agg.attribute == "all") & (agg.reconstructor != CLEAN)]

@@ -11,7 +11,6 @@ from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import attribute_label, page_run, scoped, sidebar_choices
 from recon_core import results
-from recon_core.metrics.catalogue import label as metric_label
 from recon_core.report import build_report
 from recon_core.store import CLEAN
 
@@ -84,17 +83,12 @@ for column, gap in zip(st.columns(len(run.gap_metrics)), run.gap_metrics, strict
     chart(column, f"{gap.metric}-curve", figure, width="stretch")
 
 added = results.added(at_level, run, level, attribute)
-table = added.assign(
-    metric=[metric_label(m) for m in added.metric],
-    value=[results.interval_text(e, lo, hi, signed=True)
-           for e, lo, hi in zip(added.estimate, added.ci_low, added.ci_high, strict=True)],
-    excludes_zero=(added.ci_low > 0) | (added.ci_high < 0),
-    collapsed=results.flag_collapsed(added, at_level, attribute),
-)[["reconstructor", "metric", "value", "excludes_zero", "collapsed"]]
+table = results.added_table(added, at_level, attribute)
 st.subheader("Added by reconstruction (reconstructed − clean, paired)")
-st.dataframe(table.rename(columns={"excludes_zero": "95 % CI excludes 0", "collapsed": "⚠ rate at a bound"}),
-             hide_index=True, width="stretch")
-if table.collapsed.astype(bool).any():
+st.dataframe(table, hide_index=True, width="stretch")
+st.caption("Signed differences lead: a change of F − M above 0 moves the difference towards the first group. "
+           + results.TEST_NOTE)
+if table["⚠ rate at a bound"].astype(bool).any():
     st.caption("⚠ A rate at the same bound in every group (the fixed threshold calls every such case one way for "
                "everyone): a gap that shrinks there is a collapse of the decision, not a fairer model.")
 first_group = run.group_metrics[0]

@@ -200,6 +200,9 @@ class EvaluationConfig:
     batch_size: int = 32
     n_examples: int = 6  # test images whose pixels are stored for the dashboard
     min_group_size: int = 10
+    # A rate needs this many positives (TPR) / negatives (FPR) in a group, else it has no estimate.
+    min_positives: int = field(default=5, metadata={"omit_if_default": True})
+    min_negatives: int = field(default=5, metadata={"omit_if_default": True})
     # Groups for fairness: columns, or intersections written 'a×b'.
     attributes: tuple[str, ...] = ("sex", "age_band", "sex×age_band")
 
@@ -317,6 +320,8 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "evaluation.n_bootstrap": (100, 1_000_000, True), "evaluation.ci_level": (0.5, 0.999, False),
     "evaluation.batch_size": (1, math.inf, True), "evaluation.n_examples": (0, 1000, True),
     "evaluation.min_group_size": (1, math.inf, True),
+    "evaluation.min_positives": (1, math.inf, True),
+    "evaluation.min_negatives": (1, math.inf, True),
 }
 """Numeric fields and their ranges (low, high, whether the low end is allowed); the high end is always allowed.
 

@@ -20,7 +20,6 @@ from PIL import Image
 from scipy import ndimage
 
 from recon_core import plots, results
-from recon_core.metrics.catalogue import label as metric_label
 from recon_core.store import CLEAN, Store, queries
 
 OUTLINES = {"mask_true": (0, 200, 83), "mask_pred": (255, 23, 68)}
@@ -112,9 +111,9 @@ def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: 
                         | (headline.reconstructor.isin(reconstructors) & headline.level.isin(levels))]
     headline = headline.assign(level=["—" if r == CLEAN else f"{lv:g}"
                                       for r, lv in zip(headline.reconstructor, headline.level, strict=True)])
-    added = results.added(view, run, level, attribute)
-    added = added.assign(note=results.flag_collapsed(added, agg[agg.level.isin([0.0, level])], attribute),
-                         metric=[metric_label(m) for m in added.metric])
+    added = results.added_table(results.added(view, run, level, attribute), agg[agg.level.isin([0.0, level])],
+                                attribute)
+    families = results.families(agg)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Tandem report: {html.escape(run.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 .row{{display:flex;gap:8px;flex-wrap:wrap}} figure{{margin:0;text-align:center}}
@@ -129,10 +128,11 @@ Intervals are 95 % paired bootstrap intervals over {html.escape(run.unit_text)};
 {_table(headline)}
 {''.join(charts)}
 <h2>Added by reconstruction at {level:g} {html.escape(run.level.unit)}</h2>
-{_table(added[["reconstructor", "metric", "attribute", "estimate", "ci_low", "ci_high", "p_value", "q_value",
-               "note"]])}
-<p>note: a rate at the same bound in every group; a gap that shrinks there is a collapse of the
-fixed-threshold decision, not a fairer model.</p>
+{_table(added)}
+<p>⚠: a rate at the same bound in every group; a gap that shrinks there is a collapse of the
+fixed-threshold decision, not a fairer model. {html.escape(results.TEST_NOTE)}</p>
+<h3>Test families of this run</h3>
+{_table(families) if len(families) else "<p>Families and q-values are computed once the run is complete.</p>"}
 <h2>Does image quality predict the task?</h2>
 {_correlations(store, key)}
 <h2>Example images at {level:g} {html.escape(run.level.unit)}</h2>

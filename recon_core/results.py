@@ -17,6 +17,9 @@ import pandas as pd
 
 from recon_core import plots
 from recon_core.config import ConfigError, parse_config
+from recon_core.fairness import STATISTICS_VERSION
+from recon_core.fairness.multiple_testing import BY_NAME as FAMILIES
+from recon_core.fairness.summary import MINUS
 from recon_core.metrics import catalogue
 from recon_core.modalities import Headline, get_modality
 from recon_core.physics.base import LevelAxis
@@ -47,6 +50,15 @@ class RunView:
     """Reconstructors whose output is the degraded image itself (none, zero_filled): shown once, as 'degraded'."""
     reconstructors: tuple[str, ...] = ()
     """The run's reconstructors in its config's order: the order their colours are given in."""
+    primary_test: str = ""
+    """The modality's headline test (e.g. 'tpr_diff_added'): the run's primary family."""
+    statistics: int = 0
+    """The statistics version its aggregates were computed with (0: before versions were stored)."""
+
+    @property
+    def statistics_outdated(self) -> bool:
+        """Its aggregates come from older statistics (recomputed from stored rows when the run is run again)."""
+        return self.statistics < STATISTICS_VERSION
 
     @property
     def colours(self) -> dict[str, str]:
@@ -130,7 +142,8 @@ def run_view(store: Store, key: str) -> RunView:
                    int(row.cells_done), LevelAxis(**info["level"]), info["unit"], info["unit_text"],
                    _headlines(info["curves"]), _headlines(info["table_metrics"]),
                    _headlines(info["group_metrics"]), _headlines(info["gap_metrics"]),
-                   tuple(info["added_metrics"]), tuple(info["returns_degraded"]), tuple(info["reconstructors"]))
+                   tuple(info["added_metrics"]), tuple(info["returns_degraded"]), tuple(info["reconstructors"]),
+                   info.get("primary_test", ""), int(row.statistics) if pd.notna(row.statistics) else 0)
 
 
 def modality_title(name: str) -> str:
@@ -152,9 +165,55 @@ def by_group(agg: pd.DataFrame, metric: str, label: str, attribute: str) -> pd.D
 
 
 def added(agg: pd.DataFrame, run: RunView, level: float, attribute: str) -> pd.DataFrame:
-    """The run's 'added by reconstruction' headline rows at one level: overall and the attribute's gaps."""
-    return agg[agg.metric.isin(run.added_metrics) & (agg.level == level) & agg.label.isin(["mean", ""])
-               & agg.attribute.isin(["all", attribute]) & agg.grp.isin(["all", ""])]
+    """The run's 'added by reconstruction' headline rows at one level: overall, the attribute's signed
+    differences (the primary test per finding, the others as label means) and its folded gaps."""
+    rows = agg[agg.metric.isin(run.added_metrics) & (agg.level == level) & agg.attribute.isin(["all", attribute])]
+    summary = rows.label.isin(["mean", ""])
+    plain = summary & rows.grp.isin(["all", ""])
+    contrast = rows.metric.str.endswith("_diff_added") & rows.grp.str.contains(MINUS, regex=False)
+    return rows[plain | (contrast & (summary | (rows.metric == run.primary_test)))]
+
+
+def test_text(p_value: float, q_value: float, family: str | None) -> str:
+    """'p 0.003 · q 0.041 (primary)'; '' for a statistic that is not a test."""
+    if p_value is None or p_value != p_value:
+        return ""
+    text = f"p {p_value:.3g}"
+    if family and isinstance(family, str):
+        text += f" · q {q_value:.3g} ({family})" if q_value == q_value else f" ({family})"
+    return text
+
+
+def added_table(rows: pd.DataFrame, agg: pd.DataFrame, attribute: str) -> pd.DataFrame:
+    """Rows of `added(...)` as shown by Overview and the report: human names, 'change [CI]', the test behind it."""
+    return pd.DataFrame({
+        "reconstructor": rows.reconstructor.to_numpy(),
+        "statistic": [catalogue.label(m) for m in rows.metric],
+        "finding": ["all" if lb == "mean" else lb for lb in rows.label],
+        "groups": [g if g not in ("", "all") else ("everyone" if a == "all" else "max − min")
+                   for g, a in zip(rows.grp, rows.attribute, strict=True)],
+        "change [95 % CI]": [interval_text(e, lo, hi, signed=True)
+                             for e, lo, hi in zip(rows.estimate, rows.ci_low, rows.ci_high, strict=True)],
+        "test": [test_text(p, q, f) for p, q, f in zip(rows.p_value, rows.q_value, rows.family, strict=True)],
+        "⚠ rate at a bound": flag_collapsed(rows, agg, attribute).to_numpy()})
+
+
+def families(agg: pd.DataFrame) -> pd.DataFrame:
+    """The run's test families as stored: name, question, number of tests, how many have q < 0.05."""
+    tested = agg[agg.family.notna() & agg.p_value.notna()] if "family" in agg else agg.iloc[:0]
+    out = [{"family": name, "question": FAMILIES[name].question, "tests": len(part),
+            "q < 0.05": int((part.q_value < 0.05).sum())}
+           for name, part in tested.groupby("family", sort=False)]
+    order = list(FAMILIES)
+    return pd.DataFrame(out, columns=["family", "question", "tests", "q < 0.05"]).sort_values(
+        "family", key=lambda s: s.map(order.index)).reset_index(drop=True)
+
+
+TEST_NOTE = ("p: paired bootstrap over the same resampled units on both roads (bootstrap-normal: the CI "
+             "excludes 0 exactly when p < 0.05; for three or more groups each 'group − rest' interval is "
+             "simultaneous and its p Bonferroni-adjusted). q: Benjamini–Hochberg within the named family, "
+             "computed once the run is complete. Folded max − min gaps are descriptive: no test.")
+"""How every star and q-value is made, said once for the pages and the report."""
 
 
 def collapsed_cells(agg: pd.DataFrame, gap: str, label: str, attribute: str) -> dict[tuple[str, float], str]:
@@ -166,7 +225,7 @@ def collapsed_cells(agg: pd.DataFrame, gap: str, label: str, attribute: str) -> 
     base = gap.removesuffix("_added")
     if base not in catalogue.NAMED_GAPS and not base.endswith("_gap") and not base.endswith("_diff"):
         return {}
-    rates = ("tpr", "fpr") if base == "eodd" else (catalogue.source(base).name,)
+    rates = ("tpr", "fpr") if base in ("eodd", "eodd_diff") else (catalogue.source(base).name,)
     rows = agg[agg.metric.isin([r for r in rates if r in catalogue.THRESHOLD_RATES]) & (agg.label == label)
                & (agg.attribute == attribute) & ~agg.grp.isin(["all", ""]) & (agg.reconstructor != CLEAN)]
     flagged: dict[tuple[str, float], str] = {}

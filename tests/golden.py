@@ -2,9 +2,10 @@
 
 `python -m tests.golden` rebuilds both tiny studies in a temporary folder and writes the
 selected aggregates, correlations and thresholds to tests/data/golden-<config>.csv. The files
-committed were made before the "open the seams" redesign; `tests/test_golden.py` compares
-every later build with them. Rewrite them only for a change meant to move the numbers, and say
-why in the commit.
+committed were made before the "open the seams" redesign and rewritten once for the gap
+statistics of statistics version 2 (signed differences, stated families, stratified bootstrap,
+minimum positives and negatives per group); `tests/test_golden.py` compares every later build
+with them. Rewrite them only for a change meant to move the numbers, and say why in the commit.
 """
 
 from __future__ import annotations
@@ -24,25 +25,27 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 CONFIGS = ("tiny", "tiny-mri")
 METRICS = ("psnr", "ssim", "nmse", "psnr_volume", "auroc", "tpr", "fpr", "eo_gap", "eodd", "auroc_added",
-           "eo_gap_added", "eodd_added", "tpr_diff", "dice", "dice_gap", "dice_added", "dice_gap_added", "hd95")
+           "eo_gap_added", "eodd_added", "tpr_diff", "dice", "dice_gap", "dice_added", "dice_gap_added", "hd95",
+           "tpr_diff_added", "eodd_diff", "eodd_diff_added", "dice_diff", "dice_diff_added")
 COLUMNS = ["kind", "reconstructor", "level", "metric", "label", "attribute", "grp", "estimate", "ci_low", "ci_high",
-           "n", "p_value", "q_value"]
+           "n", "p_value", "q_value", "family"]
 
 
 def golden_rows(store: Store, key: str) -> pd.DataFrame:
     """Selected aggregates (overall and by sex, label mean or none), correlations and thresholds of a run."""
     agg = store.query("""SELECT 'aggregate' AS kind, reconstructor, level, metric, label, attribute, grp, estimate,
-                                ci_low, ci_high, n, p_value, q_value
+                                ci_low, ci_high, n, p_value, q_value, family
                          FROM aggregates WHERE config_hash = ? AND list_contains(?, metric)
                            AND label IN ('', 'mean') AND attribute IN ('all', 'sex')""",
                       [key, list(METRICS)])
     corr = store.query("""SELECT 'correlation' AS kind, '' AS reconstructor, 0.0 AS level,
                                  x_metric || '~' || y_metric AS metric, '' AS label, attribute, '' AS grp, estimate,
-                                 ci_low, ci_high, n_cells AS n, NULL AS p_value, NULL AS q_value
+                                 ci_low, ci_high, n_cells AS n, NULL AS p_value, NULL AS q_value,
+                                 NULL AS family
                           FROM correlations WHERE config_hash = ?""", [key])
     thr = store.query("""SELECT 'threshold' AS kind, '' AS reconstructor, 0.0 AS level, 'threshold' AS metric, label,
                                 '' AS attribute, '' AS grp, threshold AS estimate, NULL AS ci_low, NULL AS ci_high,
-                                NULL AS n, NULL AS p_value, NULL AS q_value
+                                NULL AS n, NULL AS p_value, NULL AS q_value, NULL AS family
                          FROM thresholds WHERE config_hash = ?""", [key])
     out = pd.concat([agg, corr, thr], ignore_index=True)[COLUMNS]
     return out.sort_values(COLUMNS[:7]).reset_index(drop=True)

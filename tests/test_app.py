@@ -98,7 +98,11 @@ def test_fairness_page_draws_groups_added_bias_and_correlations(built_store, mon
     assert sum(b.label.endswith("(CSV)") for b in buttons) == 3
     assert sum(b.label == "Interactive HTML" for b in buttons) == len(at.get("plotly_chart")) == 3
     assert {"p_value", "q_value"} <= set(at.dataframe[0].value.columns)
-    assert "Spearman" in " ".join(at.dataframe[1].value.columns)
+    assert "Spearman" in " ".join(at.dataframe[-1].value.columns)
+    families = at.dataframe[1].value
+    assert list(families.columns) == ["family", "question", "tests", "q < 0.05"]
+    assert set(families.family) <= {"primary", "secondary", "inherent", "task"} and "primary" in set(families.family)
+    assert at.radio(key=scoped("fair_gap", key)).value == "tpr_diff_added"  # the signed headline test first
     assert at.selectbox(key=scoped("attribute", key)).value == "sex"
     for attribute in ("age_band", "sex×age_band"):
         at.selectbox(key=scoped("attribute", key)).set_value(attribute).run()
@@ -284,7 +288,7 @@ def test_overview_with_mri_selected_shows_dice_acceleration_and_outlines(mri_sto
     assert len(charts) == 10  # PSNR, Dice, grade AUROC; Dice by group and gap; TPR and gaps; 2 gap curves; examples
     assert any("Subgroups by sex at 8 ×" in h.value for h in at.header)
     table = at.dataframe[0].value
-    assert {"Tumour Dice added", "Tumour Dice gap added"} <= set(table.metric)  # human names, not ids
+    assert {"Tumour Dice added", "Tumour Dice difference added", "Tumour Dice gap added"} <= set(table.statistic)
     assert any("Green: the true outline" in c.value for c in at.caption)
     at.select_slider(key=scoped("level", key)).set_value(4.0).run()
     at.selectbox(key=scoped("attribute", key)).set_value("age_band").run()
@@ -295,7 +299,7 @@ def test_mri_pages_fairness_compare_and_failures(mri_store, monkeypatch):
     store, key, cache = mri_store
     at = run_page("pages/fairness.py", str(store.path), monkeypatch, str(cache))
     assert at.selectbox(key=scoped("fair_metric", key)).value == "dice"  # MRI's own defaults: Dice and its gap
-    assert at.radio(key=scoped("fair_gap", key)).value == "dice_gap_added"
+    assert at.radio(key=scoped("fair_gap", key)).value == "dice_diff_added"  # the signed Dice change: primary
     at.selectbox(key=scoped("fair_metric", key)).set_value("dice").run()
     at.radio(key=scoped("fair_gap", key)).set_value("dice_gap_added").run()
     assert not at.exception

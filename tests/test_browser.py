@@ -81,7 +81,7 @@ def test_overview_opened_first_renders_through_the_app(server, page):
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Subgroups by").click()
     page.get_by_role("option", name="Age band", exact=True).click()
-    page.get_by_text("Equal-opportunity gap by age band").wait_for(timeout=30_000)
+    page.get_by_text("Equal-opportunity gap (mean over findings) by age band").wait_for(timeout=30_000)
     slider = sidebar.get_by_role("slider")
     slider.focus()
     slider.press("ArrowLeft")  # the level in focus: 300 → 3000 photons/pixel (the milder level is on the left)

@@ -93,17 +93,25 @@ def test_missing_attribute_is_named():
         summarise_cell(rows_frame(), ["a", "b"], {"a": 0.5, "b": 0.5}, attributes=("race",), n_resamples=10)
 
 
-def test_benjamini_hochberg_against_a_hand_checked_example():
-    from recon_core.fairness.multiple_testing import q_values
+def test_benjamini_hochberg_within_each_stated_family():
+    from recon_core.fairness.multiple_testing import family_of, q_values
 
-    # p sorted: 0.01, 0.02, 0.03, 0.04, 0.2 (m = 5): raw p·m/rank = 0.05, 0.05, 0.05, 0.05, 0.2;
-    # monotone from the top gives the same. A second metric is its own family; NaN is not a test.
-    tests = pd.DataFrame({"metric": ["a"] * 5 + ["b", "b", "b"],
-                          "p_value": [0.03, 0.01, 0.2, 0.04, 0.02, 0.04, 0.01, np.nan]})
-    q = q_values(tests)
-    np.testing.assert_allclose(q[:5], [0.05, 0.05, 0.2, 0.05, 0.05])
-    np.testing.assert_allclose(q[5:7], [0.04, 0.02])
-    assert np.isnan(q[7])
+    # primary (tpr_diff_added per label) p sorted 0.01…0.04, 0.2 (m = 5): p·m/rank = 0.05, 0.05, 0.05, 0.05, 0.2.
+    # secondary: two other signed changes; inherent: a difference on the clean road; NaN is not a test;
+    # a folded gap change and a per-group change belong to no family.
+    tests = pd.DataFrame({
+        "metric": ["tpr_diff_added"] * 5 + ["auroc_diff_added", "tpr_diff_added", "tpr_diff", "eo_gap_added",
+                                            "tpr_added", "auroc_added"],
+        "label": ["a"] * 6 + ["mean", "a", "a", "a", "a"],
+        "attribute": ["sex"] * 9 + ["sex", "all"],
+        "reconstructor": ["unet"] * 7 + ["clean", "unet", "unet", "unet"],
+        "p_value": [0.03, 0.01, 0.2, 0.04, 0.02, 0.04, 0.01, np.nan, 0.001, 0.001, 0.3]})
+    out = q_values(tests, "tpr_diff_added", "clean")
+    assert list(out.family) == ["primary"] * 5 + ["secondary", "secondary", "inherent", None, None, "task"]
+    np.testing.assert_allclose(out.q_value[:5], [0.05, 0.05, 0.2, 0.05, 0.05])
+    np.testing.assert_allclose(out.q_value[5:7], [0.04, 0.02])
+    assert out.q_value[7:10].isna().all() and out.q_value[10] == pytest.approx(0.3)
+    assert family_of("tpr_diff", "a", "sex", road_is_clean=False, primary="tpr_diff_added") is None
 
 
 def test_intersections_and_worst_group():
@@ -111,7 +119,8 @@ def test_intersections_and_worst_group():
     summary = summarise_cell(frame, ["a", "b"], {"a": 0.5, "b": 0.5}, n_resamples=50,
                              attributes=("sex", "sex×age_band"))
     groups = set(summary[summary.attribute == "sex×age_band"].grp) - {""}
-    assert groups == {"F & 60+", "F & <60", "M & 60+", "M & <60"}
+    assert groups == {"F & 60+", "F & <60", "M & 60+", "M & <60"} | {f"{g} − rest" for g in
+                                                                      ("F & 60+", "F & <60", "M & 60+", "M & <60")}
     tpr = summary[(summary.metric == "tpr") & (summary.label == "a") & (summary.attribute == "sex×age_band")]
     worst = pick(summary, "worst_tpr", "a", "sex×age_band", tpr.loc[tpr.estimate.idxmin(), "grp"])
     assert worst.estimate == tpr.estimate.min()
@@ -129,3 +138,131 @@ def test_added_p_values_flag_a_real_change_only():
     worse["score:a"] = 0.8 * worse["score:a"]  # lower scores: fewer positives called at 0.5
     changed = summarise_cell(worse, ["a", "b"], {"a": 0.5, "b": 0.5}, clean=clean, n_resamples=200)
     assert pick(changed, "tpr_added", "a").p_value < 0.01
+
+
+def three_band_frame(n=600, seed=5):
+    frame = rows_frame(n, seed)
+    frame["age_band"] = np.array(["<40", "40-60", "60+"])[np.arange(n) % 3]
+    return frame
+
+
+def test_signed_differences_match_direct_computation_and_name_their_contrast():
+    """F − M for two groups; each group − the rest pooled for three; eodd_diff = ½ (ΔTPR + ΔFPR)."""
+    from sklearn.metrics import roc_auc_score
+
+    frame = three_band_frame()
+    summary = summarise_cell(frame, ["a", "b"], {"a": 0.5, "b": 0.5}, n_resamples=100, attributes=("sex", "age_band"))
+
+    def rates(part):
+        called, target = part["score:a"] >= 0.5, part["target:a"] == 1
+        return called[target].mean(), called[~target].mean(), roc_auc_score(target, part["score:a"]), called.mean()
+
+    f, m = rates(frame[frame.sex == "F"]), rates(frame[frame.sex == "M"])
+    for metric, i in (("tpr", 0), ("fpr", 1), ("auroc", 2), ("sel", 3)):
+        assert pick(summary, f"{metric}_diff", "a", "sex", "F − M").estimate == pytest.approx(f[i] - m[i])
+    assert pick(summary, "eodd_diff", "a", "sex", "F − M").estimate == pytest.approx(0.5 * (f[0] - m[0] + f[1] - m[1]))
+    old, rest = rates(frame[frame.age_band == "60+"]), rates(frame[frame.age_band != "60+"])
+    row = pick(summary, "tpr_diff", "a", "age_band", "60+ − rest")
+    assert row.estimate == pytest.approx(old[0] - rest[0]) and row.n == len(frame)
+    assert {g for g in summary[summary.metric == "tpr_diff"].grp} == {"F − M", "<40 − rest", "40-60 − rest",
+                                                                     "60+ − rest"}
+    assert not summary.metric.isin(["fnr_diff", "ece_diff", "ece_gap", "tpr_gap", "fnr_gap"]).any()  # no synonyms
+
+
+def test_estimate_interval_and_p_agree_and_only_family_tests_carry_p():
+    """Every p-value sits on a tested statistic whose CI excludes 0 exactly when p < 0.05; folded gaps have none."""
+    from recon_core.fairness.multiple_testing import family_of
+
+    clean = three_band_frame(seed=6)
+    recon = clean.copy()
+    recon["score:a"] = np.clip(recon["score:a"] - 0.15 * (recon.sex == "F"), 0, 1)  # women's findings missed
+    for summary, is_clean in ((summarise_cell(clean, ["a", "b"], {"a": 0.5, "b": 0.5}, n_resamples=300,
+                                              attributes=("sex", "age_band")), True),
+                              (summarise_cell(recon, ["a", "b"], {"a": 0.5, "b": 0.5}, clean=clean, n_resamples=300,
+                                              attributes=("sex", "age_band")), False)):
+        tested = summary[summary.p_value.notna()]
+        assert len(tested) > 20
+        assert all(family_of(r.metric, r.label, r.attribute, is_clean, "tpr_diff_added") for r in tested.itertuples())
+        excludes = (tested.ci_low > 0) | (tested.ci_high < 0)
+        assert (excludes == (tested.p_value < 0.05)).all()
+        assert summary[summary.metric.str.contains("_gap|eodd$|eodd_added|_ratio")].p_value.isna().all()
+    shift = pick(summary, "tpr_diff_added", "a", "sex", "F − M")
+    assert shift.estimate < -0.1 and shift.p_value < 0.001  # reached with 300 resamples: not floored at 2/301
+
+
+def test_label_mean_is_the_mean_of_per_label_statistics():
+    """'mean' averages the per-label gaps and differences: opposite gaps do not cancel in the mean gap."""
+    frame = rows_frame(400, seed=3)
+    frame["score:a"] = np.clip(frame["score:a"] + 0.2 * (frame.sex == "F"), 0, 1)  # F favoured on a
+    frame["score:b"] = np.clip(frame["score:b"] + 0.2 * (frame.sex == "M"), 0, 1)  # M favoured on b
+    summary = summarise_cell(frame, ["a", "b"], {"a": 0.5, "b": 0.5}, n_resamples=50, attributes=("sex",))
+    for metric, grp in (("eo_gap", ""), ("tpr_diff", "F − M"), ("eodd", ""), ("auroc_diff", "F − M")):
+        per_label = [pick(summary, metric, lb, "sex", grp).estimate for lb in ("a", "b")]
+        assert pick(summary, metric, "mean", "sex", grp).estimate == pytest.approx(np.mean(per_label))
+    mean_tpr = [pick(summary, "tpr", "mean", "sex", g).estimate for g in ("F", "M")]
+    assert pick(summary, "eo_gap", "mean", "sex", "").estimate > abs(mean_tpr[0] - mean_tpr[1]) + 0.1
+
+
+def test_rates_need_enough_positives_and_negatives_and_use_wilson_intervals():
+    """A TPR from 3 positives has no estimate (its selection rate still has one); Wilson bounds on the counts."""
+    from scipy.stats import binomtest
+
+    frame = rows_frame(200, seed=4)
+    women = frame.index[frame.sex == "F"]
+    frame.loc[women, "target:a"] = 0.0
+    frame.loc[women[:3], "target:a"] = 1.0
+    summary = summarise_cell(frame, ["a", "b"], {"a": 0.5, "b": 0.5}, n_resamples=100, min_positives=5)
+    assert np.isnan(pick(summary, "tpr", "a", "sex", "F").estimate)
+    assert np.isnan(pick(summary, "tpr_diff", "a", "sex", "F − M").estimate)
+    assert not np.isnan(pick(summary, "sel", "a", "sex", "F").estimate)
+    assert not np.isnan(pick(summary, "fpr", "a", "sex", "F").estimate)
+    row = pick(summary, "tpr", "b", "sex", "M")
+    part = frame[(frame.sex == "M") & (frame["target:b"] == 1)]
+    ci = binomtest(int((part["score:b"] >= 0.5).sum()), len(part)).proportion_ci(0.95, method="wilson")
+    assert (row.ci_low, row.ci_high) == pytest.approx((ci.low, ci.high))
+    assert (summary.dropped.dropna() == 0).all()  # stratified resampling: no group loses its positives
+
+
+def test_images_of_one_subject_are_resampled_together():
+    """Five images per subject, identical within a subject: a cluster bootstrap is wider than one over images."""
+    subjects = rows_frame(80, seed=7)
+    frame = pd.concat([subjects.assign(image_id=subjects.image_id + f"-{k}", subject_id=subjects.image_id)
+                       for k in range(5)], ignore_index=True)
+    clustered = summarise_cell(frame, ["a", "b"], {"a": 0.5, "b": 0.5}, n_resamples=400, attributes=("sex",))
+    naive = summarise_cell(frame.drop(columns="subject_id"), ["a", "b"], {"a": 0.5, "b": 0.5}, n_resamples=400,
+                           attributes=("sex",))
+    for metric, grp in (("tpr_diff", "F − M"), ("psnr", "all")):
+        wide = pick(clustered, metric, "a" if metric != "psnr" else "", "sex" if grp != "all" else "all", grp)
+        narrow = pick(naive, metric, "a" if metric != "psnr" else "", "sex" if grp != "all" else "all", grp)
+        assert wide.estimate == pytest.approx(narrow.estimate)
+        assert (wide.ci_high - wide.ci_low) > 1.8 * (narrow.ci_high - narrow.ci_low)  # √5 ≈ 2.2 in theory
+
+
+def test_a_collapsed_threshold_is_no_significant_change_of_a_null_difference():
+    """Item 1 of the audit: scores pushed below the threshold (TPR = FPR = 0 for everyone). The folded
+    |gap| − |gap| was 'significant' every time; the signed change is the clean difference, reversed."""
+    clean = rows_frame(400, seed=8)
+    collapsed = clean.assign(**{"score:a": 0.0, "score:b": 0.0})
+    summary = summarise_cell(collapsed, ["a", "b"], {"a": 0.5, "b": 0.5}, clean=clean, n_resamples=400,
+                             attributes=("sex",))
+    base = summarise_cell(clean, ["a", "b"], {"a": 0.5, "b": 0.5}, n_resamples=400, attributes=("sex",))
+    for metric in ("tpr_diff", "eodd_diff"):
+        change = pick(summary, f"{metric}_added", "a", "sex", "F − M")
+        inherent = pick(base, metric, "a", "sex", "F − M")
+        assert change.estimate == pytest.approx(-inherent.estimate)
+        assert change.p_value == pytest.approx(inherent.p_value, abs=0.1)  # same uncertainty, from the same images
+    assert np.isnan(pick(summary, "eodd_added", "a", "sex", "").p_value)
+
+
+def test_a_reversed_difference_is_a_change_not_a_shrinking_gap():
+    """Item 1: F − M going from −0.15 to +0.07 is a signed change of about +0.2, not a gap 'shrinking' by 0.08."""
+    clean = rows_frame(600, seed=9)
+    clean["score:a"] = np.clip(clean["score:a"] - 0.2 * (clean.sex == "F"), 0, 1)
+    recon = clean.copy()
+    recon["score:a"] = np.clip(recon["score:a"] + 0.3 * (recon.sex == "F"), 0, 1)
+    summary = summarise_cell(recon, ["a", "b"], {"a": 0.5, "b": 0.5}, clean=clean, n_resamples=300,
+                             attributes=("sex",))
+    signed = pick(summary, "tpr_diff_added", "a", "sex", "F − M")
+    folded = pick(summary, "eo_gap_added", "a", "sex", "")
+    assert signed.estimate > 0.2 and signed.p_value < 0.01
+    assert abs(folded.estimate) < signed.estimate / 2

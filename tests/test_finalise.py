@@ -6,10 +6,12 @@ These runs reuse the tiny study's checkpoints (same config, same weights keys), 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import false_discovery_control
 
+from recon_core.fairness import STATISTICS_VERSION
 from recon_core.runner import study
 from recon_core.store import Store, queries
 
@@ -43,12 +45,17 @@ def test_a_run_stopped_before_finalisation_is_finalised_when_resumed(built_store
     assert tests.q_value.notna().all() and len(queries.correlations(store, key)) >= 3
 
 
-def test_q_values_are_one_benjamini_hochberg_family_per_metric_over_the_finished_run(built_store):
+def test_q_values_are_benjamini_hochberg_within_each_stated_family_over_the_finished_run(built_store):
+    """Every stored p-value belongs to one stated family; q is BH within it; the run records its statistics."""
     store, key, _ = built_store
     tests = queries.aggregates(store, key)
     tests = tests[tests.p_value.notna()]
-    for _, family in tests.groupby("metric"):
+    assert tests.family.notna().all() and set(tests.family) == {"primary", "secondary", "inherent", "task"}
+    primary = tests[tests.family == "primary"]
+    assert set(primary.metric) == {"tpr_diff_added"} and "mean" not in set(primary.label)
+    for _, family in tests.groupby("family"):
         np.testing.assert_allclose(family.q_value, false_discovery_control(family.p_value.to_numpy(), method="bh"))
+    assert queries.runs(store).statistics.iloc[0] == STATISTICS_VERSION
 
 
 def test_a_finished_run_is_not_finalised_again(built_store, tiny_config, monkeypatch):
@@ -108,3 +115,24 @@ def test_a_failed_run_keeps_the_statistics_of_its_finished_cells_and_completes_o
     study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
     assert queries.run_status(store, key) == "done"
     assert queries.correlations(store, key).n_cells.eq(10).all()
+
+
+def test_a_run_summarised_by_older_statistics_is_recomputed_from_stored_rows(built_store, tiny_config, tmp_path,
+                                                                              monkeypatch):
+    """A stored run from before statistics version 2 (folded tests, no families) is re-summarised when run
+    again: the same aggregates as a fresh build, families and q-values set, no cell evaluated again."""
+    import shutil
+
+    source, key, cache = built_store
+    store = Store(shutil.copy(source.path, tmp_path / "old.duckdb"))
+    fresh = queries.aggregates(store, key).sort_values(["reconstructor", "level", "metric", "label", "attribute",
+                                                        "grp"]).reset_index(drop=True)
+    with store.connect() as con:  # what an older version left: other numbers, no families, no version
+        con.execute("UPDATE aggregates SET estimate = estimate + 1, family = NULL, q_value = NULL")
+        con.execute("UPDATE runs SET statistics = NULL")
+    monkeypatch.setattr(study.Sweep, "run_cell", lambda self, *a: pytest.fail(f"re-ran cell {a}"))
+    study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
+    again = queries.aggregates(store, key).sort_values(["reconstructor", "level", "metric", "label", "attribute",
+                                                        "grp"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(again.drop(columns="config_hash"), fresh.drop(columns="config_hash"))
+    assert queries.runs(store).statistics.iloc[0] == STATISTICS_VERSION

@@ -25,6 +25,8 @@ def compare(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     merged = expected.merge(got, on=KEYS, how="outer", suffixes=("_want", "_got"), indicator=True)
     missing = merged[merged["_merge"] != "both"]
     assert missing.empty, f"rows differ:\n{missing[[*KEYS, '_merge']].head(20)}"
+    families = merged.family_want.fillna("").astype(str), merged.family_got.fillna("").astype(str)
+    assert (families[0] == families[1]).all(), "test families differ"
     for column in [*VALUES, "n"]:
         want = pd.to_numeric(merged[f"{column}_want"], errors="coerce").to_numpy(float)
         have = pd.to_numeric(merged[f"{column}_got"], errors="coerce").to_numpy(float)

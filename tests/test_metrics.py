@@ -96,10 +96,32 @@ def test_calibration_error_matches_a_direct_computation():
     assert ece[0] > 0.05
 
 
-def test_two_sided_p_value():
-    assert bs.two_sided_p(np.full(999, 0.3)) == pytest.approx(2 / 1000)
-    assert bs.two_sided_p(np.linspace(-1, 1, 1001)) == pytest.approx(1.0)
-    assert np.isnan(bs.two_sided_p(np.array([np.nan])))
+def test_normal_test_interval_and_p_agree():
+    """CI excludes 0 exactly when p < α; k contrasts widen the CI and multiply p; no variance: p = 1 at 0."""
+    rng = np.random.default_rng(0)
+    for centre in (0.0, 0.05, 0.1, 0.2):
+        samples = np.concatenate([[centre], rng.normal(centre, 0.05, 999)])
+        lo, hi, p = bs.normal_test(samples, 0.95)
+        assert (lo > 0 or hi < 0) == (p < 0.05)
+        lo3, hi3, p3 = bs.normal_test(samples, 0.95, contrasts=3)
+        assert lo3 < lo and hi3 > hi and p3 == pytest.approx(min(1.0, 3 * p))
+    assert bs.normal_test(np.zeros(100), 0.95) == (0.0, 0.0, 1.0)
+    assert all(np.isnan(bs.normal_test(np.array([np.nan, 1.0, 2.0]), 0.95)))
+    assert bs.normal_test(np.full(10, 0.3), 0.95)[2] != bs.normal_test(np.full(10, 0.3), 0.95)[2]  # NaN: no test
+    # not floored at 2/(R + 1) like a tail count: a family of many tests can reach significance
+    assert bs.normal_test(np.concatenate([[0.3], rng.normal(0.3, 0.05, 999)]), 0.95)[2] < 1e-6
+
+
+def test_stratified_weights_keep_each_stratum_and_draw_clusters_whole():
+    units = np.array([0, 0, 1, 2, 2, 2, 3])  # 4 units, unit 2 has three rows
+    strata = np.array([0, 0, 1, 1])
+    weights = bs.stratified_weights(units, strata, 200, np.random.default_rng(1))
+    assert (weights[0] == 1).all()
+    unit_weights = weights[1:, [0, 2, 3, 6]]  # one row of each unit
+    np.testing.assert_array_equal(unit_weights[:, :2].sum(1), 2)  # stratum 0 keeps its two units
+    np.testing.assert_array_equal(unit_weights[:, 2:].sum(1), 2)
+    np.testing.assert_array_equal(weights[:, 3], weights[:, 5])  # a unit's rows are drawn together
+    assert len(np.unique(unit_weights[:, 0])) == 3  # 0, 1 or 2 draws
 
 
 def test_identity_row_and_spread():

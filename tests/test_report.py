@@ -13,7 +13,9 @@ def test_report_is_self_contained_and_complete(built_store):
     page = build_report(store, key, ["none", "unet"], [3000.0, 300.0], "sex", 300.0)
     assert page.startswith("<!doctype html>") and page.count("plotly-graph-div") >= 3
     assert page.count("data:image/png;base64,") >= 3  # clean, degraded, reconstructions of each example
-    assert "Equal-opportunity gap added" in page and "Does image quality predict the task?" in page
+    assert "Sensitivity (TPR) difference added" in page and "Does image quality predict the task?" in page
+    assert "Equal-opportunity gap (max − min TPR) added" in page  # the folded gap stays, as a descriptive number
+    assert "Test families of this run" in page and "primary" in page and "Benjamini–Hochberg" in page
     assert "Task: mean AUROC" in page and '"autorange":"reversed"' in page  # dose falls to the right
     # nothing is fetched from elsewhere: no external scripts, styles or images
     assert not re.search(r"""<(script|link|img)[^>]+(src|href)=["']https?://""", page)

@@ -1,20 +1,74 @@
-"""Benjamini–Hochberg q-values across the many 'added by reconstruction' tests of a run."""
+"""The run's pre-specified test families and their Benjamini–Hochberg q-values.
+
+Every p-value Tandem stores belongs to exactly one family, fixed before any result is seen
+(by the modality's primary test) and corrected once, when the run is complete:
+
+- **primary**: the modality's headline question: did reconstruction change the signed group
+  difference of its headline metric (X-ray: TPR, per finding; MRI: tumour Dice)? One test per
+  finding × contrast × reconstructor × level.
+- **secondary**: every other change of a signed difference (AUROC, FPR, PPV, selection rate,
+  average odds difference, label means of the headline).
+- **inherent**: signed differences on the clean images: the bias the diagnostic model already has.
+- **task**: the change of each overall task metric (reconstructed − clean), everyone together.
+
+No hypothesis is counted twice: FNR is −TPR and the folded max − min gaps are descriptive, so
+neither is tested. p-values are bootstrap-normal (`bootstrap.normal_test`), so a family of
+hundreds of tests can reach significance with 1,000 resamples.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.stats import false_discovery_control
 
 
-def q_values(tests: pd.DataFrame) -> pd.Series:
-    """BH-adjusted p-values, one family per metric (across reconstructor × level × attribute × label × group).
+@dataclass(frozen=True)
+class Family:
+    """One family of tests: its name (stored with each test) and what it asks."""
 
-    Rows without a p-value (NaN: nothing to test) get NaN and do not count in the family size.
+    name: str
+    question: str
+
+
+FAMILIES = (
+    Family("primary", "did reconstruction change the signed group difference of the headline metric "
+                      "(per finding, contrast, reconstructor and level)?"),
+    Family("secondary", "did reconstruction change any other signed group difference?"),
+    Family("inherent", "does the diagnostic model already differ between groups on clean images?"),
+    Family("task", "did reconstruction change the task metric for everyone?"),
+)
+BY_NAME = {f.name: f for f in FAMILIES}
+
+
+def family_of(metric: str, label: str, attribute: str, road_is_clean: bool, primary: str) -> str | None:
+    """The family a stored test belongs to (None: not a test of any family).
+
+    `primary` is the modality's headline test metric, e.g. 'tpr_diff_added'; its label mean is secondary.
     """
-    q = pd.Series(np.nan, index=tests.index, name="q_value")
-    for _, family in tests.groupby("metric"):
-        known = family["p_value"].dropna()
+    if metric == primary and label != "mean":
+        return "primary"
+    if metric.endswith("_diff_added"):
+        return "secondary"
+    if metric.endswith("_diff"):
+        return "inherent" if road_is_clean else None
+    if metric.endswith("_added") and attribute == "all":
+        return "task"
+    return None
+
+
+def q_values(tests: pd.DataFrame, primary: str, clean: str) -> pd.DataFrame:
+    """`tests` (reconstructor, metric, label, attribute, p_value, …) with `family` and its BH `q_value`.
+
+    Rows of no family, or without a p-value, get no q-value and do not count in a family's size.
+    """
+    family = [family_of(m, lb, a, r == clean, primary)
+              for m, lb, a, r in zip(tests.metric, tests.label, tests.attribute, tests.reconstructor, strict=True)]
+    out = tests.assign(family=pd.Series(family, index=tests.index, dtype=object), q_value=np.nan)
+    for _, members in out[out.family.notna()].groupby("family"):
+        known = members["p_value"].dropna()
         if len(known):
-            q[known.index] = false_discovery_control(known.to_numpy(), method="bh")
-    return q
+            out.loc[known.index, "q_value"] = false_discovery_control(known.to_numpy(), method="bh")
+    return out

@@ -10,10 +10,11 @@ Scopes:
 - 'group'   one value per group of units, from scores and labels (AUROC, TPR, …), per finding label.
 Kinds: 'quality' (against the clean image; none on the clean road), 'segmentation', 'task', 'helper'
 (stored to derive others, never shown).
-Derived names are built from these: `<m>_gap` (max − min over groups), `<m>_ratio` (min / max),
-`<m>_diff` (first − second group of a two-group attribute), `<m>_added` (reconstructed − clean,
-paired), `worst_<m>`; `eo_gap` (= tpr_gap), `eodd` (½ [tpr_gap + fpr_gap]) and
-`dice_skewed_error_ratio` ((1 − min Dice)/(1 − max Dice)) are named gaps of their own.
+Derived names are built from these: `<m>_diff` (a signed difference between groups: grp names
+the contrast, 'F − M' or 'g − rest'), `<m>_gap` (max − min over groups, folded, descriptive),
+`<m>_ratio` (min / max), `<m>_added` (reconstructed − clean, paired), `worst_<m>`; `eodd_diff`
+(½ [ΔTPR + ΔFPR], signed), `eo_gap` (the TPR gap), `eodd` (½ [TPR gap + FPR gap]) and
+`dice_skewed_error_ratio` ((1 − min Dice)/(1 − max Dice)) are named statistics of their own.
 """
 
 from __future__ import annotations
@@ -57,15 +58,21 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("fpr", "False-positive rate (FPR)", "", False, "group", "task", "false-positive rate at the threshold"),
     Metric("fnr", "Underdiagnosis (FNR)", "", False, "group", "task", "false-negative rate at the threshold"),
     Metric("ppv", "Precision (PPV)", "", True, "group", "task", "positive predictive value at the threshold"),
-    Metric("ece", "Calibration error (ECE)", "", False, "group", "task", "expected calibration error, 10 bins"),
+    Metric("sel", "Selection rate", "", True, "group", "task", "share of cases called positive at the threshold"),
+    Metric("ece", "Calibration error (ECE)", "", False, "group", "task",
+           "expected calibration error, 10 bins (grows as a group shrinks: not compared between groups)"),
 )
 BY_NAME = {m.name: m for m in CATALOGUE}
 
-NAMED_GAPS = {"eo_gap": ("Equal-opportunity gap", "tpr"), "eodd": ("Equalized-odds gap", "tpr"),
+NAMED_GAPS = {"eo_gap": ("Equal-opportunity gap (max − min TPR)", "tpr"),
+              "eodd": ("Equalized-odds gap (½ [TPR gap + FPR gap])", "tpr"),
+              "eodd_diff": ("Average odds difference (½ [ΔTPR + ΔFPR])", "tpr"),
               "dice_skewed_error_ratio": ("Dice skewed error ratio", "dice")}
-"""Gaps with names of their own: (label, the metric they are a gap of)."""
-FAIRNESS_GAPS = ("eo_gap", "eodd", "auroc_gap", "fnr_gap", "ece_gap", "dice_gap", "dice_skewed_error_ratio")
-"""The gaps whose 'added by reconstruction' value the Fairness page offers (one per question, no synonyms)."""
+"""Statistics with names of their own: (label, the metric they are built from)."""
+SIGNED_GAPS = ("tpr_diff", "eodd_diff", "auroc_diff", "fpr_diff", "ppv_diff", "sel_diff", "dice_diff", "hd95_diff")
+"""Signed group differences, offered first: their change under reconstruction is tested."""
+FAIRNESS_GAPS = (*SIGNED_GAPS, "eo_gap", "eodd", "auroc_gap", "dice_gap", "dice_skewed_error_ratio")
+"""The gaps whose 'added by reconstruction' value the Fairness page offers (signed first; no synonyms)."""
 _DERIVED = ((r"^worst_(.+)$", "worst group by {}"), (r"^(.+)_added$", "{} added"), (r"^(.+)_gap$", "{} gap"),
             (r"^(.+)_ratio$", "{} ratio (min / max)"), (r"^(.+)_diff$", "{} difference"))
 
@@ -81,7 +88,7 @@ QUALITY = names(kind="quality")
 SEGMENTATION = names(kind="segmentation")
 TASK = names(kind="task")
 HIGHER_IS_WORSE = frozenset(m.name for m in CATALOGUE if not m.higher_is_better)
-THRESHOLD_RATES = frozenset({"tpr", "fpr", "fnr", "ppv"})
+THRESHOLD_RATES = frozenset({"tpr", "fpr", "fnr", "ppv", "sel"})
 """Rates at the fixed operating threshold: they can saturate at 0 or 1 for everyone when scores shift."""
 
 

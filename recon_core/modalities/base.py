@@ -57,7 +57,9 @@ class Modality(ABC):
     gap_metrics: ClassVar[tuple[Headline, ...]]
     """Fairness gaps, the first one the default."""
     added_metrics: ClassVar[tuple[str, ...]]
-    """'Added by reconstruction' metrics of the headline tables."""
+    """'Added by reconstruction' metrics of the headline tables (signed changes first)."""
+    primary_test: ClassVar[str]
+    """The headline test: its per-label (or per-image metric's) rows form the run's primary family."""
     correlated_quality: ClassVar[tuple[str, ...]] = ("psnr", "ssim")
     """Image-quality metrics whose ranking of the cells is set against the headline tasks' (run finalisation)."""
 
@@ -120,4 +122,5 @@ class Modality(ABC):
                 "level": asdict(axis), "curves": [asdict(h) for h in self.curves],
                 "table_metrics": [asdict(h) for h in self.table_metrics],
                 "group_metrics": [asdict(h) for h in self.group_metrics],
-                "gap_metrics": [asdict(h) for h in self.gap_metrics], "added_metrics": list(self.added_metrics)}
+                "gap_metrics": [asdict(h) for h in self.gap_metrics], "added_metrics": list(self.added_metrics),
+                "primary_test": self.primary_test}

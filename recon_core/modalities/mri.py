@@ -52,9 +52,10 @@ class MRI(Modality):
                      Headline("tpr", "mean", "Sensitivity (TPR, high grade)", "TPR at the fixed threshold"))
     gap_metrics = (Headline("dice_gap", "", "Dice gap", "max − min Dice"),
                    Headline("eo_gap", "mean", "Equal-opportunity gap (grade)", "max − min TPR"),
-                   Headline("eodd", "mean", "Equalized-odds gap (grade)", "½ (ΔTPR + ΔFPR)"))
-    added_metrics = ("dice_added", "dice_gap_added", "dice_skewed_error_ratio_added", "auroc_added", "eo_gap_added",
-                     "eodd_added")
+                   Headline("eodd", "mean", "Equalized-odds gap (grade)", "½ (TPR gap + FPR gap)"))
+    added_metrics = ("dice_added", "dice_diff_added", "tpr_diff_added", "auroc_added", "dice_gap_added",
+                     "dice_skewed_error_ratio_added")
+    primary_test = "dice_diff_added"
 
     def validate_source(self, config: StudyConfig) -> None:
         """The segmenter halves the slice once per channel after the first; a NIfTI source's slice range."""

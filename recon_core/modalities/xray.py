@@ -40,9 +40,10 @@ class XRay(Modality):
               Headline("auroc", "mean", "Task: mean AUROC", "mean AUROC"))
     table_metrics = (Headline("ssim", "", "SSIM", "SSIM"),)
     group_metrics = (Headline("tpr", "mean", "Sensitivity (TPR, mean over findings)", "TPR at the fixed threshold"),)
-    gap_metrics = (Headline("eo_gap", "mean", "Equal-opportunity gap", "max − min TPR"),
-                   Headline("eodd", "mean", "Equalized-odds gap", "½ (ΔTPR + ΔFPR)"))
-    added_metrics = ("auroc_added", "eo_gap_added", "eodd_added")
+    gap_metrics = (Headline("eo_gap", "mean", "Equal-opportunity gap (mean over findings)", "max − min TPR"),
+                   Headline("eodd", "mean", "Equalized-odds gap (mean over findings)", "½ (TPR gap + FPR gap)"))
+    added_metrics = ("auroc_added", "tpr_diff_added", "eodd_diff_added", "eo_gap_added")
+    primary_test = "tpr_diff_added"
 
     def validate_source(self, config: StudyConfig) -> None:
         if config.cohort.source == "csv" and config.cohort.csv is None:

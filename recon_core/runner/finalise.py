@@ -1,6 +1,6 @@
 """Run-level finalisation: once every cell is in, the statistics that span the run are computed and written.
 
-The multiple-testing correction (one Benjamini–Hochberg family per metric across the run) and
+The multiple-testing correction (Benjamini–Hochberg within each stated family of tests) and
 the quality–task correlations across cells need every cell, so they are computed once, here,
 by the fairness module from stored rows, and written by plain writers. A run interrupted
 before this step is finalised when it is resumed.
@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from recon_core.config import StudyConfig
+from recon_core.fairness import STATISTICS_VERSION
 from recon_core.fairness.correlation import quality_task_correlations
 from recon_core.fairness.multiple_testing import q_values
 from recon_core.modalities import Modality
@@ -21,15 +22,14 @@ from recon_core.store import CLEAN, Store, queries, writes
 
 def finalise_run(store: Store, config: StudyConfig, modality: Modality, labels: tuple[str, ...],
                  thresholds: dict[str, float], unit_rows: Callable[[str, float], pd.DataFrame]) -> None:
-    """q-values of every added-bias test and the quality–task correlations of the run's finished cells.
+    """Families and q-values of the run's tests and the quality–task correlations of its finished cells.
 
     `unit_rows(reconstructor, level)` gives a cell's stored rows per statistical unit; the
     correlated metrics are the modality's (its quality metrics against its headline tasks).
     """
     key = config.config_hash()
     tests = queries.added_tests(store, key)
-    if not tests.empty:
-        writes.write_q_values(store, key, tests.assign(q_value=q_values(tests)))
+    writes.write_q_values(store, key, q_values(tests, modality.primary_test, CLEAN), STATISTICS_VERSION)
     finished = sorted((r, lv) for r, lv in queries.done_cells(store, key) if r != CLEAN)
     ev = config.evaluation
     table = quality_task_correlations({cell: unit_rows(*cell) for cell in finished}, labels, thresholds,

@@ -20,7 +20,7 @@ from recon_core.cohorts import Cohort, CohortError
 from recon_core.config import StudyConfig
 from recon_core.diagnostics import TaskModel, choose_thresholds, scorer
 from recon_core.diagnostics.thresholds import ThresholdError
-from recon_core.fairness import summarise_cell
+from recon_core.fairness import STATISTICS_VERSION, summarise_cell
 from recon_core.modalities import Modality, get_modality
 from recon_core.models.batches import SplitData
 from recon_core.models.checkpoints import CheckpointError
@@ -132,13 +132,22 @@ class Sweep:
                                config.evaluation.batch_size, self.example_ids, self.progress, stage, self.cache_root)
         result.metrics.insert(0, "modality", models.modality.name)
         writes.write_cell_rows(self.store, self.key, name, level, result.metrics, result.scores, result.examples)
-        ev = config.evaluation
-        summary = summarise_cell(self.rows(name, level), models.cohort.labels, models.thresholds,
-                                 clean=None if recon is None else self.rows(CLEAN, 0.0), attributes=ev.attributes,
-                                 n_resamples=ev.n_bootstrap, ci_level=ev.ci_level, min_group_size=ev.min_group_size,
-                                 seed=config.seed)
-        writes.finish_cell(self.store, self.key, name, level, summary, result.seconds,
+        writes.finish_cell(self.store, self.key, name, level, self.summary(name, level), result.seconds,
                            len(self.test) / result.seconds)
+
+    def summary(self, name: str, level: float) -> pd.DataFrame:
+        """A finished cell's aggregates, computed from its stored rows (paired with the clean road's)."""
+        ev = self.config.evaluation
+        return summarise_cell(self.rows(name, level), self.models.cohort.labels, self.models.thresholds,
+                              clean=None if name == CLEAN else self.rows(CLEAN, 0.0), attributes=ev.attributes,
+                              n_resamples=ev.n_bootstrap, ci_level=ev.ci_level, min_group_size=ev.min_group_size,
+                              min_positives=ev.min_positives, min_negatives=ev.min_negatives, seed=self.config.seed)
+
+    def resummarise(self, cells: set[tuple[str, float]]) -> None:
+        """Recomputes finished cells' aggregates from their stored rows (statistics newer than the run's)."""
+        for i, (name, level) in enumerate(sorted(cells)):
+            self.progress("recomputing statistics from stored rows", i, len(cells))
+            writes.replace_aggregates(self.store, self.key, name, level, self.summary(name, level))
 
 
 def prepare(config: StudyConfig) -> StudyConfig:
@@ -177,6 +186,10 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
         writes.write_thresholds(store, key, models.thresholds)
         done = queries.done_cells(store, key)
         sweep = Sweep(store, config, models, device, checkpoint_dir.parent / "reconstructions", progress)
+        version = stored.statistics.iloc[0] if len(stored) else None
+        stale = bool(done) and not (pd.notna(version) and int(version) == STATISTICS_VERSION)
+        if stale:  # summarised by older statistics: recomputed from the stored rows, cells not re-run
+            sweep.resummarise(done)
         levels = models.physics.axis.worst_first(config.physics.levels)[::-1]  # the mildest level first
         order = [CLEAN, *sorted(models.reconstructors,
                                 key=lambda n: isinstance(models.reconstructors[n], TrainableModel))]
@@ -190,7 +203,7 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
             for level in todo:
                 sweep.run_cell(name, float(level))
                 ran += 1
-        if ran or not was_done:
+        if ran or stale or not was_done:
             progress("finalising the run", 0, 1)
             finalise_run(store, config, modality, models.cohort.labels, models.thresholds, sweep.rows)
     except KeyboardInterrupt:

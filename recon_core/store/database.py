@@ -54,6 +54,12 @@ SCHEMA = [
     # stores written before p/q-values existed gain the columns in place
     "ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS p_value DOUBLE",
     "ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS q_value DOUBLE",
+    # the test family a p-value belongs to (set with its q-value when the run is complete), and the share
+    # of bootstrap resamples in which a statistic had no value
+    "ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS family VARCHAR",
+    "ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS dropped DOUBLE",
+    # the version of the statistics the run's aggregates were computed with (fairness.STATISTICS_VERSION)
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS statistics INTEGER",
     """CREATE TABLE IF NOT EXISTS correlations (
         config_hash VARCHAR, x_metric VARCHAR, y_metric VARCHAR, attribute VARCHAR, estimate DOUBLE,
         ci_low DOUBLE, ci_high DOUBLE, n_cells INTEGER, PRIMARY KEY (config_hash, x_metric, y_metric, attribute))""",

@@ -17,7 +17,7 @@ def _frame(result: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
 
 
 RUN_COLUMNS = ["config_hash", "name", "modality", "status", "level_name", "level_unit", "created_at", "updated_at",
-               "seconds", "message", "description_json", "cells_done"]
+               "seconds", "message", "description_json", "statistics", "cells_done"]
 
 
 def runs(store: Store) -> pd.DataFrame:
@@ -72,7 +72,7 @@ def aggregates(store: Store, key: str, metrics: list[str] | None = None) -> pd.D
         params.append(metrics)
     return _frame(store.query(sql + " ORDER BY reconstructor, level", params),
                   ["config_hash", "reconstructor", "level", "metric", "label", "attribute", "grp",
-                   "estimate", "ci_low", "ci_high", "n", "n_pos", "p_value", "q_value"])
+                   "estimate", "ci_low", "ci_high", "n", "n_pos", "p_value", "q_value", "family", "dropped"])
 
 
 def added_tests(store: Store, key: str) -> pd.DataFrame:

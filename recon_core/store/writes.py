@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -61,12 +62,15 @@ def encode_pixels(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_q_values(store: Store, key: str, tests: pd.DataFrame) -> None:
-    """Stores the run's q-values (one row per test: reconstructor, level, metric, label, attribute, grp, q_value)."""
+def write_q_values(store: Store, key: str, tests: pd.DataFrame, statistics: int) -> None:
+    """Stores the run's test families and q-values (one row per test: reconstructor, level, metric, label,
+    attribute, grp, family, q_value) and the statistics version they were computed with."""
     with store.connect() as con:
         con.execute("BEGIN TRANSACTION")
         con.register("q", tests)
-        con.execute("""UPDATE aggregates AS a SET q_value = q.q_value FROM q
+        con.execute("UPDATE aggregates SET q_value = NULL, family = NULL WHERE config_hash = ?", [key])
+        con.execute("UPDATE runs SET statistics = ? WHERE config_hash = ?", [statistics, key])
+        con.execute("""UPDATE aggregates AS a SET q_value = q.q_value, family = q.family FROM q
                        WHERE a.config_hash = ? AND a.reconstructor = q.reconstructor AND a.level = q.level
                          AND a.metric = q.metric AND a.label = q.label AND a.attribute = q.attribute
                          AND a.grp = q.grp""", [key])
@@ -117,16 +121,31 @@ def write_cell_rows(store: Store, key: str, reconstructor: str, level: float, me
         con.execute("COMMIT")
 
 
+def _insert_aggregates(con: duckdb.DuckDBPyConnection, key: str, reconstructor: str, level: float,
+                       aggregates: pd.DataFrame) -> None:
+    con.register("a", aggregates)
+    con.execute("""INSERT INTO aggregates (config_hash, reconstructor, level, metric, label, attribute, grp,
+                   estimate, ci_low, ci_high, n, n_pos, p_value, dropped)
+                   SELECT ?, ?, ?, metric, label, attribute, grp, estimate, ci_low, ci_high, n, n_pos, p_value, dropped
+                   FROM a ON CONFLICT DO NOTHING""", [key, reconstructor, level])
+
+
+def replace_aggregates(store: Store, key: str, reconstructor: str, level: float, aggregates: pd.DataFrame) -> None:
+    """Replaces a finished cell's aggregates (recomputed from its stored rows by newer statistics), atomically."""
+    with store.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM aggregates WHERE config_hash = ? AND reconstructor = ? AND level = ?",
+                    [key, reconstructor, level])
+        _insert_aggregates(con, key, reconstructor, level, aggregates)
+        con.execute("COMMIT")
+
+
 def finish_cell(store: Store, key: str, reconstructor: str, level: float, aggregates: pd.DataFrame,
                 seconds: float, images_per_second: float) -> None:
     """Writes a cell's aggregates and marks it done, in one transaction."""
     with store.connect() as con:
         con.execute("BEGIN TRANSACTION")
-        con.register("a", aggregates)
-        con.execute("""INSERT INTO aggregates (config_hash, reconstructor, level, metric, label, attribute, grp,
-                       estimate, ci_low, ci_high, n, n_pos, p_value)
-                       SELECT ?, ?, ?, metric, label, attribute, grp, estimate, ci_low, ci_high, n, n_pos, p_value
-                       FROM a ON CONFLICT DO NOTHING""", [key, reconstructor, level])
+        _insert_aggregates(con, key, reconstructor, level, aggregates)
         con.execute("""UPDATE cells SET status = 'done', seconds = ?, images_per_second = ?, finished_at = now()
                        WHERE config_hash = ? AND reconstructor = ? AND level = ?""",
                     [seconds, images_per_second, key, reconstructor, level])
