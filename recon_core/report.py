@@ -20,6 +20,7 @@ from PIL import Image
 from scipy import ndimage
 
 from recon_core import plots, results
+from recon_core.metrics import catalogue
 from recon_core.store import CLEAN, Store, queries
 
 OUTLINES = {"mask_true": (0, 200, 83), "mask_pred": (255, 23, 68)}
@@ -79,13 +80,30 @@ def report_figures(agg: pd.DataFrame, run: results.RunView, reconstructors: Sequ
                                              curve.title, curve.axis, run.level_label,
                                              base.iloc[0] if len(base) else None, higher_is_worse=worse,
                                              colours=run.colours))
+    figures += _added_heatmaps(view, run, attribute)
+    return figures
+
+
+def _added_heatmaps(view: pd.DataFrame, run: results.RunView, attribute: str) -> list[go.Figure]:
+    """The primary test's signed change per finding and contrast (a run stored before tests had families:
+    its first gap's change), each cell starred by its q-value within its family."""
+    worse = run.level.higher_is_worse
+    primary = view[(view.metric == run.primary_test) & (view.attribute == attribute) & (view.label != "mean")]
+    if run.primary_test and len(primary):
+        figures = []
+        for (label, contrast), grid in primary.groupby(["label", "grp"], sort=True):
+            finding = f" · {label}" if label else ""
+            figures.append(plots.added_heatmap(
+                grid, f"{catalogue.label(run.primary_test)}{finding} ({contrast}); ★ q < 0.05 within the primary "
+                "family (Benjamini–Hochberg)", higher_is_worse=worse, level_label=run.level_label,
+                flagged=results.collapsed_cells(view, run.primary_test, str(label), attribute)))
+        return figures
     gap = run.gap_metrics[0]
     added = f"{gap.metric}_added"
-    figures.append(plots.added_heatmap(results.by_group(view, added, gap.label, attribute),
-                                       f"{gap.title} added, by {attribute}; ★ q < 0.05 (Benjamini–Hochberg)",
-                                       higher_is_worse=worse, level_label=run.level_label,
-                                       flagged=results.collapsed_cells(view, added, gap.label, attribute)))
-    return figures
+    return [plots.added_heatmap(results.by_group(view, added, gap.label, attribute),
+                                f"{gap.title} added, by {attribute}", higher_is_worse=worse,
+                                level_label=run.level_label,
+                                flagged=results.collapsed_cells(view, added, gap.label, attribute))]
 
 
 def _correlations(store: Store, key: str) -> str:
