@@ -27,7 +27,7 @@ def test_mri_report_leads_with_dice_per_patient_and_the_dice_gap(mri_store):
     assert "Task: tumour Dice (mean per patient)" in page and "Task: grade AUROC" in page
     assert '"autorange":"reversed"' not in page  # acceleration grows to the right: the axis is not flipped
     assert re.search(r"acceleration \((×|\\u00d7)\), more degraded to the right", page)  # plotly escapes ×
-    assert "Tumour Dice difference added (F − M)" in page  # MRI leads with its primary test: the signed Dice change
+    assert re.search(r"Tumour Dice difference added \(F (−|\\u2212) M\)", page)  # MRI leads with its primary test: the signed Dice change
     assert "volume PSNR (dB)" in page and "patients (all of a patient" in page
     assert "Added by reconstruction at 8 ×" in page  # the most accelerated level by default
     assert ">nan<" not in page.lower()
