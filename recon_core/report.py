@@ -89,12 +89,14 @@ def report_figures(agg: pd.DataFrame, run: results.RunView, reconstructors: Sequ
     return figures
 
 
-def _correlations(store: Store, key: str) -> str:
-    """The quality–task correlation table; a pair with a constant side says so instead of NaN."""
-    corr = queries.correlations(store, key)
+def _correlations(store: Store, run: results.RunView) -> str:
+    """The quality–task correlation table, by scope, and what each scope means; a constant side is said in words."""
+    corr = queries.correlations(store, run.key)
     if corr.empty:
         return "<p>Fewer than three cells, or not finished yet.</p>"
-    return _table(results.correlation_table(corr))
+    levels = run.mildest_first(sorted({float(s.removeprefix("level ")) for s in corr.scope if s.startswith("level ")}))
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in results.CORRELATION_NOTES)
+    return _table(results.correlation_table(corr, levels)) + f"<ul>{notes}</ul>"
 
 
 def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: Sequence[float],
@@ -134,7 +136,7 @@ Intervals are 95 % paired bootstrap intervals over {html.escape(run.unit_text)};
 <p>note: a rate at the same bound in every group; a gap that shrinks there is a collapse of the
 fixed-threshold decision, not a fairer model.</p>
 <h2>Does image quality predict the task?</h2>
-{_correlations(store, key)}
+{_correlations(store, run)}
 <h2>Example images at {level:g} {html.escape(run.level.unit)}</h2>
 {''.join(_examples(store, run, reconstructors, level))}
 </body></html>"""

@@ -99,6 +99,9 @@ def test_fairness_page_draws_groups_added_bias_and_correlations(built_store, mon
     assert sum(b.label == "Interactive HTML" for b in buttons) == len(at.get("plotly_chart")) == 3
     assert {"p_value", "q_value"} <= set(at.dataframe[0].value.columns)
     assert "Spearman" in " ".join(at.dataframe[1].value.columns)
+    assert at.dataframe[1].value.scope.iloc[0] == "within levels"
+    assert at.dataframe[1].value.scope.iloc[-1] == "pooled (confounded by level)"
+    assert any("It mixes levels" in caption.value for caption in at.caption)
     assert at.selectbox(key=scoped("attribute", key)).value == "sex"
     for attribute in ("age_band", "sex×age_band"):
         at.selectbox(key=scoped("attribute", key)).set_value(attribute).run()

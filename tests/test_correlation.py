@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recon_core import results
 from recon_core.fairness.correlation import COLUMNS, quality_task_correlations
 
 LEVELS = {0.0: 4, 1.0: 4, 2.0: 4, 3.0: 2}
@@ -63,3 +64,14 @@ def test_too_few_cells_give_an_empty_table_with_the_scope_column():
     table = quality_task_correlations(cells, ["a"], {"a": 0.5}, attributes=["sex"], n_resamples=10)
     assert table.empty and "scope" in table
 
+
+def test_the_table_shows_within_levels_first_then_each_level_then_pooled_named_as_confounded():
+    corr = pd.DataFrame({"scope": ["pooled", "level 300", "within levels", "level 3000"],
+                         "x_metric": "psnr", "y_metric": "auroc", "attribute": "all",
+                         "estimate": [0.8, -0.2, 0.1, np.nan], "ci_low": [0.7, -0.9, -0.5, np.nan],
+                         "ci_high": [0.9, 0.7, 0.6, np.nan], "n_cells": [10, 5, 10, 5]})
+    shown = results.correlation_table(corr, [3000.0, 300.0])
+    assert shown.columns[0] == "scope"
+    assert shown.scope.tolist() == ["within levels", "level 3000", "level 300", "pooled (confounded by level)"]
+    assert shown["Spearman ρ [95 % CI]"].iloc[1] == "— (a side is constant)"
+    assert results.correlation_table(corr).scope.tolist()[1:3] == ["level 300", "level 3000"]  # else by value

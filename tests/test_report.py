@@ -15,6 +15,10 @@ def test_report_is_self_contained_and_complete(built_store):
     assert page.count("data:image/png;base64,") >= 3  # clean, degraded, reconstructions of each example
     assert "Equal-opportunity gap added" in page and "Does image quality predict the task?" in page
     assert "Task: mean AUROC" in page and '"autorange":"reversed"' in page  # dose falls to the right
+    # correlations within each level first, the pooled ones last, named as confounded by the level
+    assert page.index("<td>within levels</td>") < page.index("<td>level 3000</td>") < page.index(
+        "<td>level 300</td>") < page.index("<td>pooled (confounded by level)</td>")
+    assert "It mixes levels" in page and "The reconstructors are the units" in page
     # nothing is fetched from elsewhere: no external scripts, styles or images
     assert not re.search(r"""<(script|link|img)[^>]+(src|href)=["']https?://""", page)
 
