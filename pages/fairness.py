@@ -141,8 +141,8 @@ corr = data.correlations(key)
 if corr.empty:
     right.info("Correlations are computed when the run has finished, from at least three reconstructed cells.")
 else:
-    right.dataframe(results.correlation_table(corr), hide_index=True, width="stretch")
-    right.caption("Across reconstructors × levels; intervals resample test images. A ρ near 1 would mean PSNR "
-                  "ranks reconstructions the way the task does.")
+    right.dataframe(results.correlation_table(corr, run.mildest_first(overall.level.unique())), hide_index=True,
+                    width="stretch")
+    right.caption("\n\n".join(results.CORRELATION_NOTES))
     with right:
         download(corr.drop(columns="config_hash"), "quality-task-correlations", "dl_corr")

@@ -106,12 +106,14 @@ def _added_heatmaps(view: pd.DataFrame, run: results.RunView, attribute: str) ->
                                 flagged=results.collapsed_cells(view, added, gap.label, attribute))]
 
 
-def _correlations(store: Store, key: str) -> str:
-    """The quality–task correlation table; a pair with a constant side says so instead of NaN."""
-    corr = queries.correlations(store, key)
+def _correlations(store: Store, run: results.RunView) -> str:
+    """The quality–task correlation table, by scope, and what each scope means; a constant side is said in words."""
+    corr = queries.correlations(store, run.key)
     if corr.empty:
         return "<p>Fewer than three cells, or not finished yet.</p>"
-    return _table(results.correlation_table(corr))
+    levels = run.mildest_first(sorted({float(s.removeprefix("level ")) for s in corr.scope if s.startswith("level ")}))
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in results.CORRELATION_NOTES)
+    return _table(results.correlation_table(corr, levels)) + f"<ul>{notes}</ul>"
 
 
 def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: Sequence[float],
@@ -152,7 +154,7 @@ fixed-threshold decision, not a fairer model. {html.escape(results.TEST_NOTE)}</
 <h3>Test families of this run</h3>
 {_table(families) if len(families) else "<p>Families and q-values are computed once the run is complete.</p>"}
 <h2>Does image quality predict the task?</h2>
-{_correlations(store, key)}
+{_correlations(store, run)}
 <h2>Example images at {level:g} {html.escape(run.level.unit)}</h2>
 {''.join(_examples(store, run, reconstructors, level))}
 </body></html>"""

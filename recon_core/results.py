@@ -18,6 +18,7 @@ import pandas as pd
 from recon_core import plots
 from recon_core.config import ConfigError, parse_config
 from recon_core.fairness import STATISTICS_VERSION
+from recon_core.fairness.correlation import POOLED, WITHIN, level_scope
 from recon_core.fairness.multiple_testing import BY_NAME as FAMILIES
 from recon_core.fairness.summary import MINUS
 from recon_core.metrics import catalogue
@@ -261,12 +262,38 @@ def interval_text(estimate: float, low: float, high: float, signed: bool = False
     return fmt.format(estimate) + bounds
 
 
-def correlation_table(corr: pd.DataFrame) -> pd.DataFrame:
-    """Stored quality–task correlations as shown: pair, attribute, 'ρ [CI]' (a constant side said in words), cells."""
+CORRELATION_NOTES = (
+    "Pooled: across every reconstructor and level. It mixes levels: the level drives both image quality "
+    "and the task, so pooled ρ can be high even when quality says nothing about the task at a given level.",
+    "Level: across the reconstructors at that one level. The reconstructors are the units. There are few "
+    "of them, so the intervals are wide.",
+    "Within levels: the mean of the per-level ρ. It answers: at a given level, does the reconstruction "
+    "with the better image quality also do better at the task?",
+    "Intervals resample test images; the reconstructors and levels stay fixed.",
+)
+"""What each scope of the quality–task correlation table means, in plain sentences (page and report)."""
+
+POOLED_SHOWN = f"{POOLED} (confounded by level)"
+
+
+def correlation_table(corr: pd.DataFrame, levels: Sequence[float] | None = None) -> pd.DataFrame:
+    """Stored quality–task correlations as shown: scope, pair, attribute, 'ρ [CI]' (a constant side in words), cells.
+
+    Within levels comes first, then each level (in the order of `levels`, else by value), then the
+    pooled rows, named as confounded by the level.
+    """
+    order = {WITHIN: (0, 0.0)}
+    stored = [float(s.removeprefix("level ")) for s in corr.scope if str(s).startswith("level ")]
+    for i, level in enumerate(levels if levels is not None else sorted(set(stored))):
+        order[level_scope(float(level))] = (1, float(i))
+    rank = [order.get(s, (1, float("inf")) if str(s).startswith("level ") else (2, 0.0)) for s in corr.scope]
+    corr = corr.assign(_rank=rank).sort_values("_rank", kind="stable")
     rho = [interval_text(e, lo, hi, signed=True) if e == e else "— (a side is constant)"
            for e, lo, hi in zip(corr.estimate, corr.ci_low, corr.ci_high, strict=True)]
-    return pd.DataFrame({"pair": corr.x_metric + " ↔ " + corr.y_metric, "attribute": corr.attribute,
-                         "Spearman ρ [95 % CI]": rho, "cells": corr.n_cells})
+    return pd.DataFrame({"scope": corr.scope.replace({POOLED: POOLED_SHOWN}).to_numpy(),
+                         "pair": (corr.x_metric + " ↔ " + corr.y_metric).to_numpy(),
+                         "attribute": corr.attribute.to_numpy(), "Spearman ρ [95 % CI]": rho,
+                         "cells": corr.n_cells.to_numpy()})
 
 
 def headline_table(store: Store, run: RunView, attribute: str = "sex") -> pd.DataFrame:

@@ -32,7 +32,11 @@ COLUMNS = ["kind", "reconstructor", "level", "metric", "label", "attribute", "gr
 
 
 def golden_rows(store: Store, key: str) -> pd.DataFrame:
-    """Selected aggregates (overall and by sex, label mean or none), correlations and thresholds of a run."""
+    """Selected aggregates (overall and by sex, label mean or none), pooled correlations and thresholds of a run.
+
+    The correlations across all cells are the ones the golden files were made with; the within-level
+    ones came later and are checked by tests/test_correlation.py.
+    """
     agg = store.query("""SELECT 'aggregate' AS kind, reconstructor, level, metric, label, attribute, grp, estimate,
                                 ci_low, ci_high, n, p_value, q_value, family
                          FROM aggregates WHERE config_hash = ? AND list_contains(?, metric)
@@ -42,7 +46,7 @@ def golden_rows(store: Store, key: str) -> pd.DataFrame:
                                  x_metric || '~' || y_metric AS metric, '' AS label, attribute, '' AS grp, estimate,
                                  ci_low, ci_high, n_cells AS n, NULL AS p_value, NULL AS q_value,
                                  NULL AS family
-                          FROM correlations WHERE config_hash = ?""", [key])
+                          FROM correlations WHERE config_hash = ? AND scope = 'pooled'""", [key])
     thr = store.query("""SELECT 'threshold' AS kind, '' AS reconstructor, 0.0 AS level, 'threshold' AS metric, label,
                                 '' AS attribute, '' AS grp, threshold AS estimate, NULL AS ci_low, NULL AS ci_high,
                                 NULL AS n, NULL AS p_value, NULL AS q_value, NULL AS family

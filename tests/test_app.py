@@ -103,6 +103,9 @@ def test_fairness_page_draws_groups_added_bias_and_correlations(built_store, mon
     assert list(families.columns) == ["family", "question", "tests", "q < 0.05"]
     assert set(families.family) <= {"primary", "secondary", "inherent", "task"} and "primary" in set(families.family)
     assert at.radio(key=scoped("fair_gap", key)).value == "tpr_diff_added"  # the signed headline test first
+    assert at.dataframe[-1].value.scope.iloc[0] == "within levels"
+    assert at.dataframe[-1].value.scope.iloc[-1] == "pooled (confounded by level)"
+    assert any("It mixes levels" in caption.value for caption in at.caption)
     assert at.selectbox(key=scoped("attribute", key)).value == "sex"
     for attribute in ("age_band", "sex×age_band"):
         at.selectbox(key=scoped("attribute", key)).set_value(attribute).run()

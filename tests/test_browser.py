@@ -107,7 +107,7 @@ def test_fairness_changes_attribute_and_downloads_csv(server, page):
         page.get_by_role("button", name="Download quality-task-correlations (CSV)").click()
     path = download.value.path()
     header = path.read_text().splitlines()[0]
-    assert header.startswith("x_metric,y_metric,attribute,estimate,ci_low,ci_high")
+    assert header.startswith("scope,x_metric,y_metric,attribute,estimate,ci_low,ci_high")
     with page.expect_download(timeout=30_000) as download:
         page.get_by_role("button", name="Interactive HTML").first.click()
     html = download.value.path().read_text()

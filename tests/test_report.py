@@ -17,6 +17,10 @@ def test_report_is_self_contained_and_complete(built_store):
     assert "Equal-opportunity gap (max − min TPR) added" in page  # the folded gap stays, as a descriptive number
     assert "Test families of this run" in page and "primary" in page and "Benjamini–Hochberg" in page
     assert "Task: mean AUROC" in page and '"autorange":"reversed"' in page  # dose falls to the right
+    # correlations within each level first, the pooled ones last, named as confounded by the level
+    assert page.index("<td>within levels</td>") < page.index("<td>level 3000</td>") < page.index(
+        "<td>level 300</td>") < page.index("<td>pooled (confounded by level)</td>")
+    assert "It mixes levels" in page and "The reconstructors are the units" in page
     # nothing is fetched from elsewhere: no external scripts, styles or images
     assert not re.search(r"""<(script|link|img)[^>]+(src|href)=["']https?://""", page)
 
@@ -27,7 +31,7 @@ def test_mri_report_leads_with_dice_per_patient_and_the_dice_gap(mri_store):
     assert "Task: tumour Dice (mean per patient)" in page and "Task: grade AUROC" in page
     assert '"autorange":"reversed"' not in page  # acceleration grows to the right: the axis is not flipped
     assert re.search(r"acceleration \((×|\\u00d7)\), more degraded to the right", page)  # plotly escapes ×
-    assert re.search(r"Tumour Dice difference added \(F (−|\\u2212) M\)", page)  # MRI leads with its primary test: the signed Dice change
+    assert re.search(r"Tumour Dice difference added \(F (−|\\u2212) M\)", page)  # MRI leads: the signed Dice change
     assert "volume PSNR (dB)" in page and "patients (all of a patient" in page
     assert "Added by reconstruction at 8 ×" in page  # the most accelerated level by default
     assert ">nan<" not in page.lower()

@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -120,3 +121,39 @@ def test_a_store_file_removed_while_its_object_lives_is_made_again(tmp_path):
         path.unlink()
     writes.register_run(store, StudyConfig(), XRAY.describe(StudyConfig()))  # the schema is made again
     assert len(queries.runs(store)) == 1
+
+
+def correlation_rows(scopes):
+    return pd.DataFrame({"scope": scopes, "x_metric": "psnr", "y_metric": "auroc", "attribute": "all",
+                         "estimate": 0.5, "ci_low": 0.1, "ci_high": 0.9, "n_cells": 4})
+
+
+def test_correlations_keep_their_scope_and_are_replaced_whole(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    scopes = ["pooled", "level 300", "level 3000", "within levels"]
+    writes.replace_correlations(store, "k", correlation_rows(scopes))  # one pair in four scopes: four keys
+    assert sorted(queries.correlations(store, "k").scope) == sorted(scopes)
+    writes.replace_correlations(store, "k", correlation_rows(["pooled"]))
+    assert queries.correlations(store, "k").scope.tolist() == ["pooled"]
+
+
+def test_a_store_written_before_correlation_scopes_keeps_its_rows_as_pooled(tmp_path):
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:  # the correlations table as stores wrote it before scopes
+        con.execute("""CREATE TABLE correlations (
+            config_hash VARCHAR, x_metric VARCHAR, y_metric VARCHAR, attribute VARCHAR, estimate DOUBLE,
+            ci_low DOUBLE, ci_high DOUBLE, n_cells INTEGER,
+            PRIMARY KEY (config_hash, x_metric, y_metric, attribute))""")
+        con.execute("""INSERT INTO correlations VALUES ('k', 'psnr', 'auroc', 'all', 0.7, 0.5, 0.9, 10),
+                                                      ('k', 'psnr_gap', 'eo_gap', 'sex', 0.1, -0.4, 0.6, 10)""")
+    store = Store(path)
+    before = queries.correlations(store, "k")  # a reader does not migrate: the rows read as pooled
+    assert before.scope.tolist() == ["pooled", "pooled"] and before.estimate.tolist() == [0.7, 0.1]
+
+    writes.replace_correlations(store, "other", correlation_rows(["pooled", "within levels"]))  # first write
+    after = queries.correlations(store, "k")
+    assert after.drop(columns="scope").equals(before.drop(columns="scope")) and set(after.scope) == {"pooled"}
+    assert len(queries.correlations(store, "other")) == 2  # scope is part of the key now
+    assert store.query("SELECT count(*) AS n FROM correlations").n.iloc[0] == 4
+    writes.replace_correlations(Store(path), "k", correlation_rows(["pooled", "level 1"]))  # reopened: no new copy
+    assert queries.correlations(store, "k").scope.tolist() == ["level 1", "pooled"]

@@ -23,6 +23,11 @@ SCHEMA_VERSION = 1
 if not all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in IMAGE_COLUMNS):  # identifiers in DDL below
     raise ValueError(f"metric catalogue: per-image metric names must be lower-case identifiers, got {IMAGE_COLUMNS}")
 
+CORRELATIONS = """CREATE TABLE IF NOT EXISTS {name} (
+        config_hash VARCHAR, scope VARCHAR, x_metric VARCHAR, y_metric VARCHAR, attribute VARCHAR, estimate DOUBLE,
+        ci_low DOUBLE, ci_high DOUBLE, n_cells INTEGER,
+        PRIMARY KEY (config_hash, scope, x_metric, y_metric, attribute))"""
+
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS runs (
@@ -60,9 +65,8 @@ SCHEMA = [
     "ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS dropped DOUBLE",
     # the version of the statistics the run's aggregates were computed with (fairness.STATISTICS_VERSION)
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS statistics INTEGER",
-    """CREATE TABLE IF NOT EXISTS correlations (
-        config_hash VARCHAR, x_metric VARCHAR, y_metric VARCHAR, attribute VARCHAR, estimate DOUBLE,
-        ci_low DOUBLE, ci_high DOUBLE, n_cells INTEGER, PRIMARY KEY (config_hash, x_metric, y_metric, attribute))""",
+    # scope: 'pooled', 'within levels' or 'level <v>'; a store from before scopes is migrated by _scope_correlations
+    CORRELATIONS.format(name="correlations"),
     """CREATE TABLE IF NOT EXISTS image_attributes (
         config_hash VARCHAR, image_id VARCHAR, attribute VARCHAR, value VARCHAR,
         PRIMARY KEY (config_hash, image_id, attribute))""",
@@ -71,6 +75,26 @@ SCHEMA = [
         height INTEGER, width INTEGER, pixels BLOB,
         PRIMARY KEY (config_hash, reconstructor, level, image_id, kind))""",
 ]
+
+
+def _scope_correlations(con: duckdb.DuckDBPyConnection) -> None:
+    """A store from before correlation scopes gets the scoped table; its rows, all across cells, become 'pooled'.
+
+    DuckDB cannot change a primary key in place, so the table is made again and the rows copied,
+    in one transaction.
+    """
+    has_scope = con.execute("""SELECT count(*) FROM information_schema.columns WHERE table_schema = 'main'
+                               AND table_name = 'correlations' AND column_name = 'scope'""").fetchone()[0]
+    if has_scope:
+        return
+    con.execute("BEGIN TRANSACTION")
+    con.execute(CORRELATIONS.format(name="correlations_scoped"))
+    con.execute("""INSERT INTO correlations_scoped SELECT config_hash, 'pooled', x_metric, y_metric, attribute,
+                   estimate, ci_low, ci_high, n_cells FROM correlations""")
+    con.execute("DROP TABLE correlations")
+    con.execute("ALTER TABLE correlations_scoped RENAME TO correlations")
+    con.execute("COMMIT")
+
 
 CLEAN = "clean"
 """Reconstructor name of the clean road (ground-truth images, no degradation); its level is 0."""
@@ -159,6 +183,7 @@ class Store:
             if not read_only and not self._schema_ready:  # (connecting made the file if it was gone)
                 for statement in SCHEMA:
                     con.execute(statement)
+                _scope_correlations(con)
                 con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
                             [str(SCHEMA_VERSION)])
                 self._schema_ready = True

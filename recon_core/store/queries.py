@@ -124,11 +124,22 @@ def examples(store: Store, key: str, reconstructor: str, level: float) -> pd.Dat
     return df
 
 
+CORRELATION_COLUMNS = ["config_hash", "scope", "x_metric", "y_metric", "attribute", "estimate", "ci_low", "ci_high",
+                       "n_cells"]
+
+
 def correlations(store: Store, key: str) -> pd.DataFrame:
-    """A run's quality–task rank correlations with their intervals."""
-    return _frame(store.query("SELECT * FROM correlations WHERE config_hash = ? ORDER BY attribute, x_metric",
-                              [key]),
-                  ["config_hash", "x_metric", "y_metric", "attribute", "estimate", "ci_low", "ci_high", "n_cells"])
+    """A run's quality–task rank correlations with their intervals, each with its scope.
+
+    A store written before scopes existed, and not written to since (a reader does not migrate
+    it), has only rows across all cells: they read as scope 'pooled'.
+    """
+    frame = _frame(store.query("SELECT * FROM correlations WHERE config_hash = ? ORDER BY attribute, x_metric",
+                               [key]), CORRELATION_COLUMNS)
+    if "scope" not in frame:
+        frame = frame.assign(scope="pooled")
+    return frame.reindex(columns=CORRELATION_COLUMNS).sort_values(
+        ["attribute", "x_metric", "y_metric", "scope"], kind="stable").reset_index(drop=True)
 
 
 def image_scores(store: Store, key: str, image_id: str) -> pd.DataFrame:

@@ -78,13 +78,13 @@ def write_q_values(store: Store, key: str, tests: pd.DataFrame, statistics: int)
 
 
 def replace_correlations(store: Store, key: str, table: pd.DataFrame) -> None:
-    """Replaces a run's quality–task correlations (derived from all its cells, so recomputed whole)."""
+    """Replaces a run's quality–task correlations, every scope (derived from all its cells, so recomputed whole)."""
     with store.connect() as con:
         con.execute("BEGIN TRANSACTION")
         con.execute("DELETE FROM correlations WHERE config_hash = ?", [key])
         con.register("c", table)
-        con.execute("""INSERT INTO correlations SELECT ?, x_metric, y_metric, attribute, estimate, ci_low, ci_high,
-                       n_cells FROM c""", [key])
+        con.execute("""INSERT INTO correlations SELECT ?, scope, x_metric, y_metric, attribute, estimate, ci_low,
+                       ci_high, n_cells FROM c""", [key])
         con.execute("COMMIT")
 
 
