@@ -266,3 +266,19 @@ def test_a_reversed_difference_is_a_change_not_a_shrinking_gap():
     folded = pick(summary, "eo_gap_added", "a", "sex", "")
     assert signed.estimate > 0.2 and signed.p_value < 0.01
     assert abs(folded.estimate) < signed.estimate / 2
+
+
+def test_a_selection_rate_difference_keeps_the_variation_of_the_prevalence():
+    """Selection rates move with the prevalence: resampled within group only, their difference's interval has
+    the binomial width, not the much narrower one of class strata (which gave p = 1e-119 on the demo)."""
+    frame = rows_frame(800, seed=12)
+    frame["target:a"] = (np.random.default_rng(3).random(800) < np.where(frame.sex == "F", 0.2, 0.5)).astype(float)
+    frame["score:a"] = np.clip(0.6 * frame["target:a"] + 0.2, 0, 1)  # called exactly when present
+    summary = summarise_cell(frame, ["a", "b"], {"a": 0.5, "b": 0.5}, n_resamples=1000, attributes=("sex",))
+    row = pick(summary, "sel_diff", "a", "sex", "F − M")
+    f, m = frame[frame.sex == "F"], frame[frame.sex == "M"]
+    pf, pm = (f["score:a"] >= 0.5).mean(), (m["score:a"] >= 0.5).mean()
+    se = np.sqrt(pf * (1 - pf) / len(f) + pm * (1 - pm) / len(m))
+    assert (row.ci_high - row.ci_low) / (2 * 1.96 * se) == pytest.approx(1.0, abs=0.12)
+    tpr = pick(summary, "tpr_diff", "a", "sex", "F − M")
+    assert tpr.estimate == 0 and tpr.p_value == 1.0  # every positive called in both groups: nothing to test

@@ -152,9 +152,20 @@ class _Task:
     """DeLong variance of each single-group AUROC."""
 
 
-def _label_stats(s: np.ndarray, t: np.ndarray, threshold: float, weights: np.ndarray, mask: np.ndarray,
-                 mins: Minimums, whole: bool) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, int]]]:
-    """One label's task metrics within `mask` (NaN below the minimums) and the counts for Wilson intervals."""
+@dataclass(frozen=True)
+class Weights:
+    """The two resampling plans of a cell: within (group, class) for class-conditional rates, within group else."""
+
+    by_class: np.ndarray
+    by_group: np.ndarray
+
+
+def _label_stats(s: np.ndarray, t: np.ndarray, threshold: float, plans: Weights, mask: np.ndarray,
+                 mins: Minimums, whole: bool) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, int]], float]:
+    """One label's task metrics within `mask` (NaN below the minimums), the counts for Wilson intervals and the
+    AUROC's DeLong variance. TPR, FPR and AUROC resample within class; PPV, selection rate and ECE, which
+    move with the prevalence, within group only."""
+    weights, group_weights = plans.by_class, plans.by_group
     nan = np.full(weights.shape[0], np.nan)
     called = s >= threshold
     pos, neg = mask & (t == 1), mask & (t == 0)
@@ -166,9 +177,9 @@ def _label_stats(s: np.ndarray, t: np.ndarray, threshold: float, weights: np.nda
     stats = {"auroc": bs.auroc(s, t, weights, mask) if pos_ok and neg_ok else nan,
              "tpr": tpr, "fnr": 1 - tpr,
              "fpr": bs.rate(called, t, False, weights, mask) if neg_ok else nan,
-             "ppv": bs.ppv(called, t, weights, mask) if pos_ok and neg_ok else nan,
-             "sel": bs.mean(called.astype(np.float64), weights, mask) if big else nan,
-             "ece": bs.calibration_error(s, t, weights, mask) if pos_ok and neg_ok else nan}
+             "ppv": bs.ppv(called, t, group_weights, mask) if pos_ok and neg_ok else nan,
+             "sel": bs.mean(called.astype(np.float64), group_weights, mask) if big else nan,
+             "ece": bs.calibration_error(s, t, group_weights, mask) if pos_ok and neg_ok else nan}
     hits, false_alarms = int((called & pos).sum()), int((called & neg).sum())
     flagged = int((called & (pos | neg)).sum())
     counts = {"tpr": (hits, n_pos), "fnr": (n_pos - hits, n_pos), "fpr": (false_alarms, n_neg),
@@ -178,7 +189,7 @@ def _label_stats(s: np.ndarray, t: np.ndarray, threshold: float, weights: np.nda
 
 
 def _task(scores: np.ndarray, targets: np.ndarray, thresholds: Sequence[float], labels: Sequence[str],
-          groups: list[tuple[str, str, np.ndarray]], weights: np.ndarray, attributes: Sequence[str],
+          groups: list[tuple[str, str, np.ndarray]], weights: Weights, attributes: Sequence[str],
           mins: Minimums) -> _Task:
     """Every task statistic of one road: per (label, group), signed contrasts, folded gaps, label means."""
     out: dict[Key, np.ndarray] = {}
@@ -351,7 +362,9 @@ def summarise_cell(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[s
         clean = clean.sort_values("image_id").reset_index(drop=True)
         if not np.array_equal(clean["image_id"].to_numpy(), rows["image_id"].to_numpy()):
             raise ValueError("clean and reconstructed rows cover different images; cannot pair them")
-    weights = resampling.plan(rows, attributes, labels, n_resamples, seed)
+    plans = Weights(resampling.plan(rows, attributes, labels, n_resamples, seed),
+                    resampling.plan(rows, attributes, labels, n_resamples, seed, by_class=False))
+    weights = plans.by_group  # image means (quality, Dice) move with the case mix: resampled within group
     groups = list(iter_groups(rows, attributes))
     mins = Minimums(min_group_size, min_positives, min_negatives)
     emit = _Emitter(ci_level, resampling.clustered(rows))
@@ -370,7 +383,7 @@ def summarise_cell(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[s
 
     targets = rows[[f"target:{lb}" for lb in labels]].to_numpy(dtype=float)
     thr = [thresholds[lb] for lb in labels]
-    args = (targets, thr, labels, groups, weights, attributes, mins)
+    args = (targets, thr, labels, groups, plans, attributes, mins)
     recon = _task(rows[[f"score:{lb}" for lb in labels]].to_numpy(dtype=float), *args)
     base_task = None if clean is None else _task(clean[[f"score:{lb}" for lb in labels]].to_numpy(dtype=float), *args)
     _emit_task(emit, recon, base_task, _row_info(recon, targets, labels, groups, attributes), inherent)
