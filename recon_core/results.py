@@ -179,9 +179,13 @@ def test_text(p_value: float, q_value: float, family: str | None) -> str:
     """'p 0.003 · q 0.041 (primary)'; '' for a statistic that is not a test."""
     if p_value is None or p_value != p_value:
         return ""
-    text = f"p {p_value:.3g}"
+
+    def value(name: str, v: float) -> str:
+        return f"{name} < 0.0001" if v < 1e-4 else f"{name} {v:.2g}" if v < 0.01 else f"{name} {v:.3f}"
+
+    text = value("p", p_value)
     if family and isinstance(family, str):
-        text += f" · q {q_value:.3g} ({family})" if q_value == q_value else f" ({family})"
+        text += f" · {value('q', q_value)} ({family})" if q_value == q_value else f" ({family})"
     return text
 
 
