@@ -220,7 +220,8 @@ def test_rates_need_enough_positives_and_negatives_and_use_wilson_intervals():
     part = frame[(frame.sex == "M") & (frame["target:b"] == 1)]
     ci = binomtest(int((part["score:b"] >= 0.5).sum()), len(part)).proportion_ci(0.95, method="wilson")
     assert (row.ci_low, row.ci_high) == pytest.approx((ci.low, ci.high))
-    assert (summary.dropped.dropna() == 0).all()  # stratified resampling: no group loses its positives
+    dropped = pick(summary, "tpr", "b", "sex", "F").dropped  # resamples in which F drew no positive for b
+    assert 0 <= dropped < 0.01 and summary.dropped.notna().any()
 
 
 def test_images_of_one_subject_are_resampled_together():

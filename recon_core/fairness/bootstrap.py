@@ -110,16 +110,12 @@ def calibration_error(scores: np.ndarray, targets: np.ndarray, weights: np.ndarr
                       bins: int = 10) -> np.ndarray:
     """(R,) expected calibration error: Σ_b (n_b / n)·|mean score − observed rate| over equal-width bins."""
     use = mask & ~np.isnan(targets)
-    bin_of = np.minimum((scores * bins).astype(int), bins - 1)
-    w = weights.astype(np.float64)
-    total = w @ use.astype(np.float64)
-    error = np.zeros(weights.shape[0])
-    for b in range(bins):  # a loop over 10 bins, never over resamples
-        in_bin = (use & (bin_of == b)).astype(np.float64)
-        count = w @ in_bin
-        gap = np.abs(w @ (in_bin * (scores - np.nan_to_num(targets))))
-        error += np.where(count > 0, gap, 0.0)  # |Σ(score − y)| per bin = n_b·|mean score − rate|
-    return _ratio(error, total)
+    in_bin = np.zeros((len(scores), bins))
+    in_bin[np.arange(len(scores)), np.minimum((scores * bins).astype(int), bins - 1)] = use
+    w = weights if weights.dtype == np.float64 else weights.astype(np.float64)
+    count = w @ in_bin  # (R, bins): every bin in one product, never a loop over resamples
+    gap = np.abs(w @ (in_bin * (scores - np.nan_to_num(targets))[:, None]))  # |Σ(score − y)| = n_b·|mean − rate|
+    return _ratio(np.where(count > 0, gap, 0.0).sum(1), w @ use.astype(np.float64))
 
 
 def spread(per_group: np.ndarray) -> np.ndarray:

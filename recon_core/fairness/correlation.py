@@ -121,8 +121,7 @@ def quality_task_correlations(cells: dict[tuple[str, float], pd.DataFrame], labe
     first = next(iter(cells.values()))
     # the cells' own resampling plan within groups (by subject where subjects have several images):
     # one matrix for every cell
-    weights = resampling.plan(first.sort_values("image_id").reset_index(drop=True), attributes, labels,
-                              n_resamples, seed, by_class=False)
+    weights = resampling.plan(first.sort_values("image_id").reset_index(drop=True), attributes, n_resamples, seed)
     means = [*quality, *(t for t in tasks if t != "auroc")]
     per_cell = [_cell_samples(rows.sort_values("image_id").reset_index(drop=True), labels, thresholds,
                               attributes, weights, means) for rows in cells.values()]

@@ -27,9 +27,9 @@ Conventions (one definition everywhere; the Fairness page and the report state t
   (`multiple_testing.FAMILIES`): differences on the clean road, every `_diff_added`, and each
   overall task change; the run's finalisation assigns families and q-values.
 
-Resampling: `resampling.plan` (stratified by demographic cell and finding pattern; by subject
-when subjects have several images); the plan depends only on the cohort and seed, so every cell
-and its clean baseline share it.
+Resampling: `resampling.plan` (stratified by demographic cell; by subject when subjects have
+several images); the plan depends only on the cohort and seed, so every cell and its clean
+baseline share it.
 """
 
 from __future__ import annotations
@@ -152,20 +152,11 @@ class _Task:
     """DeLong variance of each single-group AUROC."""
 
 
-@dataclass(frozen=True)
-class Weights:
-    """The two resampling plans of a cell: within (group, class) for class-conditional rates, within group else."""
-
-    by_class: np.ndarray
-    by_group: np.ndarray
-
-
-def _label_stats(s: np.ndarray, t: np.ndarray, threshold: float, plans: Weights, mask: np.ndarray,
-                 mins: Minimums, whole: bool) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, int]], float]:
+def _label_stats(s: np.ndarray, t: np.ndarray, threshold: float, weights: np.ndarray, mask: np.ndarray,
+                 mins: Minimums, whole: bool, contrasted_only: bool = False
+                 ) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, int]], float]:
     """One label's task metrics within `mask` (NaN below the minimums), the counts for Wilson intervals and the
-    AUROC's DeLong variance. TPR, FPR and AUROC resample within class; PPV, selection rate and ECE, which
-    move with the prevalence, within group only."""
-    weights, group_weights = plans.by_class, plans.by_group
+    AUROC's DeLong variance."""
     nan = np.full(weights.shape[0], np.nan)
     called = s >= threshold
     pos, neg = mask & (t == 1), mask & (t == 0)
@@ -177,9 +168,11 @@ def _label_stats(s: np.ndarray, t: np.ndarray, threshold: float, plans: Weights,
     stats = {"auroc": bs.auroc(s, t, weights, mask) if pos_ok and neg_ok else nan,
              "tpr": tpr, "fnr": 1 - tpr,
              "fpr": bs.rate(called, t, False, weights, mask) if neg_ok else nan,
-             "ppv": bs.ppv(called, t, group_weights, mask) if pos_ok and neg_ok else nan,
-             "sel": bs.mean(called.astype(np.float64), group_weights, mask) if big else nan,
-             "ece": bs.calibration_error(s, t, group_weights, mask) if pos_ok and neg_ok else nan}
+             "ppv": bs.ppv(called, t, weights, mask) if pos_ok and neg_ok else nan,
+             "sel": bs.mean(called.astype(np.float64), weights, mask) if big else nan}
+    if contrasted_only:  # the pooled rest of a contrast: only what is compared
+        return stats, {}, np.nan
+    stats["ece"] = bs.calibration_error(s, t, weights, mask) if pos_ok and neg_ok else nan
     hits, false_alarms = int((called & pos).sum()), int((called & neg).sum())
     flagged = int((called & (pos | neg)).sum())
     counts = {"tpr": (hits, n_pos), "fnr": (n_pos - hits, n_pos), "fpr": (false_alarms, n_neg),
@@ -189,7 +182,7 @@ def _label_stats(s: np.ndarray, t: np.ndarray, threshold: float, plans: Weights,
 
 
 def _task(scores: np.ndarray, targets: np.ndarray, thresholds: Sequence[float], labels: Sequence[str],
-          groups: list[tuple[str, str, np.ndarray]], weights: Weights, attributes: Sequence[str],
+          groups: list[tuple[str, str, np.ndarray]], weights: np.ndarray, attributes: Sequence[str],
           mins: Minimums) -> _Task:
     """Every task statistic of one road: per (label, group), signed contrasts, folded gaps, label means."""
     out: dict[Key, np.ndarray] = {}
@@ -197,8 +190,8 @@ def _task(scores: np.ndarray, targets: np.ndarray, thresholds: Sequence[float], 
     variances: dict[Key, float] = {}
     for j, label in enumerate(labels):
 
-        def stats(mask: np.ndarray, whole: bool = False, j: int = j) -> tuple[dict, dict, float]:
-            return _label_stats(scores[:, j], targets[:, j], thresholds[j], weights, mask, mins, whole)
+        def stats(mask: np.ndarray, whole: bool = False, rest: bool = False, j: int = j) -> tuple[dict, dict, float]:
+            return _label_stats(scores[:, j], targets[:, j], thresholds[j], weights, mask, mins, whole, rest)
 
         for attribute, grp, mask in groups:
             values, n, variances["auroc", label, attribute, grp] = stats(mask, attribute == "all")
@@ -209,8 +202,9 @@ def _task(scores: np.ndarray, targets: np.ndarray, thresholds: Sequence[float], 
         for attribute in attributes:
             for c in contrasts(groups, attribute):
                 first = {m: out[m, label, attribute, c.name.split(MINUS)[0]] for m in CONTRASTED}
-                other = stats(c.other)[0] if c.k > 1 else {m: out[m, label, attribute, c.name.split(MINUS)[1]]
-                                                          for m in CONTRASTED}
+                second = c.name.split(MINUS)[1]
+                other = stats(c.other, rest=True)[0] if c.k > 1 else {m: out[m, label, attribute, second]
+                                                                      for m in CONTRASTED}
                 for m in CONTRASTED:
                     out[f"{m}_diff", label, attribute, c.name] = first[m] - other[m]
                 out["eodd_diff", label, attribute, c.name] = 0.5 * (out["tpr_diff", label, attribute, c.name]
@@ -362,9 +356,7 @@ def summarise_cell(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[s
         clean = clean.sort_values("image_id").reset_index(drop=True)
         if not np.array_equal(clean["image_id"].to_numpy(), rows["image_id"].to_numpy()):
             raise ValueError("clean and reconstructed rows cover different images; cannot pair them")
-    plans = Weights(resampling.plan(rows, attributes, labels, n_resamples, seed),
-                    resampling.plan(rows, attributes, labels, n_resamples, seed, by_class=False))
-    weights = plans.by_group  # image means (quality, Dice) move with the case mix: resampled within group
+    weights = resampling.plan(rows, attributes, n_resamples, seed).astype(np.float64)  # float64: means, ECE
     groups = list(iter_groups(rows, attributes))
     mins = Minimums(min_group_size, min_positives, min_negatives)
     emit = _Emitter(ci_level, resampling.clustered(rows))
@@ -383,7 +375,7 @@ def summarise_cell(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[s
 
     targets = rows[[f"target:{lb}" for lb in labels]].to_numpy(dtype=float)
     thr = [thresholds[lb] for lb in labels]
-    args = (targets, thr, labels, groups, plans, attributes, mins)
+    args = (targets, thr, labels, groups, weights, attributes, mins)
     recon = _task(rows[[f"score:{lb}" for lb in labels]].to_numpy(dtype=float), *args)
     base_task = None if clean is None else _task(clean[[f"score:{lb}" for lb in labels]].to_numpy(dtype=float), *args)
     _emit_task(emit, recon, base_task, _row_info(recon, targets, labels, groups, attributes), inherent)
