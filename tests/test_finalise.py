@@ -31,11 +31,13 @@ def test_a_run_stopped_before_finalisation_is_finalised_when_resumed(built_store
     assert queries.run_status(store, key) == "interrupted"
     assert (queries.cells(store, key).status == "done").all()  # every cell is in …
     assert queries.aggregates(store, key).q_value.isna().all() and queries.correlations(store, key).empty  # … not these
+    assert queries.runs(store).statistics.iloc[0] == STATISTICS_VERSION  # its aggregates are current: not stale
     rows_before = store.query("SELECT count(*) FROM image_metrics").iloc[0, 0]
 
     cells_run = []
     monkeypatch.setattr(study, "finalise_run", real)
     monkeypatch.setattr(study.Sweep, "run_cell", lambda self, *a: cells_run.append(a))
+    monkeypatch.setattr(study.Sweep, "resummarise", lambda self, cells: pytest.fail("re-summarised current cells"))
     study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
     assert not cells_run  # nothing recomputed
     assert queries.run_status(store, key) == "done"
@@ -140,5 +142,37 @@ def test_a_run_summarised_by_older_statistics_is_recomputed_from_stored_rows(bui
     study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
     again = queries.aggregates(store, key).sort_values(["reconstructor", "level", "metric", "label", "attribute",
                                                         "grp"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(again.drop(columns="config_hash"), fresh.drop(columns="config_hash"))
+    assert queries.runs(store).statistics.iloc[0] == STATISTICS_VERSION
+
+
+def test_a_run_that_fails_while_being_re_summarised_stays_stale(built_store, tiny_config, tmp_path, monkeypatch):
+    """A failure part-way through re-summarising must not mark the run current (the failed run's best-effort
+    finalisation included): the cells not yet recomputed would keep the older statistics for good."""
+    import shutil
+
+    source, key, cache = built_store
+    store = Store(shutil.copy(source.path, tmp_path / "old.duckdb"))
+    columns = ["reconstructor", "level", "metric", "label", "attribute", "grp"]
+    fresh = queries.aggregates(store, key).sort_values(columns).reset_index(drop=True)
+    with store.connect() as con:
+        con.execute("UPDATE aggregates SET estimate = estimate + 1, family = NULL, q_value = NULL")
+        con.execute("UPDATE runs SET statistics = NULL")
+    real, calls = study.Sweep.summary, []
+
+    def fails_on_the_third_cell(self, name, level):
+        calls.append((name, level))
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return real(self, name, level)
+
+    monkeypatch.setattr(study.Sweep, "summary", fails_on_the_third_cell)
+    monkeypatch.setattr(study.Sweep, "run_cell", lambda self, *a: pytest.fail(f"re-ran cell {a}"))
+    with pytest.raises(RuntimeError, match="disk full"):
+        study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
+    assert pd.isna(queries.runs(store).statistics.iloc[0])  # still stale …
+    monkeypatch.setattr(study.Sweep, "summary", real)
+    study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))  # … so recomputed in full
+    again = queries.aggregates(store, key).sort_values(columns).reset_index(drop=True)
     pd.testing.assert_frame_equal(again.drop(columns="config_hash"), fresh.drop(columns="config_hash"))
     assert queries.runs(store).statistics.iloc[0] == STATISTICS_VERSION

@@ -13,7 +13,6 @@ from collections.abc import Callable
 import pandas as pd
 
 from recon_core.config import StudyConfig
-from recon_core.fairness import STATISTICS_VERSION
 from recon_core.fairness.correlation import quality_task_correlations
 from recon_core.fairness.multiple_testing import q_values
 from recon_core.modalities import Modality
@@ -29,7 +28,7 @@ def finalise_run(store: Store, config: StudyConfig, modality: Modality, labels: 
     """
     key = config.config_hash()
     tests = queries.added_tests(store, key)
-    writes.write_q_values(store, key, q_values(tests, modality.primary_test, CLEAN), STATISTICS_VERSION)
+    writes.write_q_values(store, key, q_values(tests, modality.primary_test, CLEAN))
     finished = sorted((r, lv) for r, lv in queries.done_cells(store, key) if r != CLEAN)
     ev = config.evaluation
     table = quality_task_correlations({cell: unit_rows(*cell) for cell in finished}, labels, thresholds,

@@ -190,6 +190,9 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
         stale = bool(done) and not (pd.notna(version) and int(version) == STATISTICS_VERSION)
         if stale:  # summarised by older statistics: recomputed from the stored rows, cells not re-run
             sweep.resummarise(done)
+        # stamped only once every stored aggregate is current: a run that fails while being re-summarised
+        # stays stale (and is re-summarised next time); a new or current run is not flagged as outdated
+        writes.set_statistics(store, key, STATISTICS_VERSION)
         levels = models.physics.axis.worst_first(config.physics.levels)[::-1]  # the mildest level first
         order = [CLEAN, *sorted(models.reconstructors,
                                 key=lambda n: isinstance(models.reconstructors[n], TrainableModel))]

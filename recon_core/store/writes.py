@@ -62,14 +62,19 @@ def encode_pixels(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_q_values(store: Store, key: str, tests: pd.DataFrame, statistics: int) -> None:
+def set_statistics(store: Store, key: str, statistics: int) -> None:
+    """Records that every stored aggregate of the run comes from this statistics version (STATISTICS_VERSION)."""
+    with store.connect() as con:
+        con.execute("UPDATE runs SET statistics = ? WHERE config_hash = ?", [statistics, key])
+
+
+def write_q_values(store: Store, key: str, tests: pd.DataFrame) -> None:
     """Stores the run's test families and q-values (one row per test: reconstructor, level, metric, label,
-    attribute, grp, family, q_value) and the statistics version they were computed with."""
+    attribute, grp, family, q_value)."""
     with store.connect() as con:
         con.execute("BEGIN TRANSACTION")
         con.register("q", tests)
         con.execute("UPDATE aggregates SET q_value = NULL, family = NULL WHERE config_hash = ?", [key])
-        con.execute("UPDATE runs SET statistics = ? WHERE config_hash = ?", [statistics, key])
         con.execute("""UPDATE aggregates AS a SET q_value = q.q_value, family = q.family FROM q
                        WHERE a.config_hash = ? AND a.reconstructor = q.reconstructor AND a.level = q.level
                          AND a.metric = q.metric AND a.label = q.label AND a.attribute = q.attribute
