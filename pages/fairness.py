@@ -8,7 +8,7 @@ import streamlit as st
 from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
-from pages.ui.sidebar import attribute_label, page_run, scoped, sidebar_choices
+from pages.ui.sidebar import page_run, scoped, sidebar_choices
 from recon_core import results
 from recon_core.metrics import catalogue
 from recon_core.store import CLEAN
@@ -55,15 +55,20 @@ chart(st, "group-metric", cached_plot("group_forest", sel, "", catalogue.label(m
       width="stretch")
 too_small = sel[sel.estimate.isna()]
 if len(too_small):
-    st.caption("No estimate (group too small or a single class): "
+    st.caption("No estimate (group too small, or fewer positive or negative cases than the run's minimum, "
+               "evaluation.min_positives / min_negatives): "
                + ", ".join(sorted({f"{g} (n={n})" for g, n in zip(too_small.grp, too_small.n, strict=True)})))
-forest = sel[["reconstructor", "level", "grp", "estimate", "ci_low", "ci_high", "n", "n_pos"]]
+thin = sel[sel.dropped.fillna(0) > 0.01] if "dropped" in sel else sel.iloc[:0]
+if len(thin):
+    st.caption("Resamples without a value (a group drew no positive or no negative case; left out of the "
+               "interval): " + ", ".join(f"{g} {d:.0%}" for g, d in zip(thin.grp, thin.dropped, strict=True)))
+forest = sel[["reconstructor", "level", "grp", "estimate", "ci_low", "ci_high", "n", "n_pos",
+              *(["dropped"] if "dropped" in sel else [])]]
 download(forest, f"{metric}-by-{attribute}", "dl_forest")
 
 st.subheader("Bias added by reconstruction across the sweep")
 if run.statistics_outdated:
-    st.warning("This run's statistics were computed by an older version of Tandem (folded gaps, one test family "
-               "per metric). Run its study again to recompute them from the stored rows: no cell is re-run.")
+    st.warning(results.OUTDATED)
 offered = [g for g in (run.primary_test, *(f"{g}_added" for g in (*catalogue.FAIRNESS_GAPS,
                                                                    *(h.metric for h in run.gap_metrics))))
            if g in present]  # the run's headline test first, then the signed differences
@@ -82,14 +87,14 @@ what = f"{catalogue.label(gap)} ({grid.grp.iloc[0]})" if signed and len(grid) el
 family = grid.family.dropna()
 star = (f"★ q < 0.05 within the {family.iloc[0]} family (Benjamini–Hochberg)" if len(family)
         else "no test: descriptive" if not signed else "★ once the run is complete")
-heat = cached_plot("added_heatmap", grid, f"{what}{' · ' + gap_label if gap_label else ''} by "
-                   f"{attribute_label(attribute).lower()} (reconstructed − clean, paired); {star}",
+heat = cached_plot("added_heatmap", grid, f"{what}{' · ' + gap_label if gap_label else ''}, reconstructed − clean"
+                   f"<br><sup>{star}</sup>",
                    higher_is_worse=run.level.higher_is_worse, level_label=run.level_label, flagged=collapsed)
 chart(st, "added-bias", heat, width="stretch")
 if signed:
-    st.caption("Colour: red where the signed difference moves up (towards the first group), blue where it moves "
-               "down; the colour range is set by the widest interval. Whether that widens the gap depends on the "
-               "difference on clean images, below. " + results.TEST_NOTE)
+    st.caption("Colour: red where the first group's value rose relative to the other's, blue where it fell; the "
+               "colour range is set by the widest interval. Whether that widens the gap depends on the difference "
+               "on clean images, below. " + results.TEST_NOTE)
 else:
     st.caption("A folded max − min gap is descriptive: sampling noise alone makes it positive, so it carries no "
                "test. Blue where it narrows, red where it widens; pick a signed difference for the test.")
@@ -104,18 +109,27 @@ if signed:
 if len(inherent):
     row = inherent.iloc[0]
     tested = results.test_text(row.p_value, row.q_value, row.family)
+    saturated = results.collapsed_cells(agg, gap, gap_label, attribute, clean=True)
     st.caption(f"Inherent (the diagnostic model on clean images), {row.grp or 'max − min'}: "
                f"{results.interval_text(row.estimate, row.ci_low, row.ci_high, signed=signed)}"
-               + (f" · {tested}" if tested else ""))
+               + (f" · {tested}" if tested else "")
+               + "".join(f" · ⚠ {why} on clean images: this difference cannot move there"
+                         for why in saturated.values()))
 if grid.q_value.isna().all() and run.status != "done":
     st.caption("q-values are computed once the run has finished, within each stated family of tests.")
-table = grid.assign(test=[results.test_text(p, q, f) for p, q, f in
-                          zip(grid.p_value, grid.q_value, grid.family, strict=True)])[
-    ["reconstructor", "level", "grp", "estimate", "ci_low", "ci_high", "test", "p_value", "q_value", "family"]
-].sort_values(["reconstructor", "level"], ascending=[True, run.level.higher_is_worse])  # mildest first
-st.dataframe(table.rename(columns={"grp": "groups"}).style.format(
-    {"level": "{:g}", "estimate": "{:+.3f}", "ci_low": "{:+.3f}", "ci_high": "{:+.3f}", "p_value": "{:.3g}",
-     "q_value": "{:.3g}"}, na_rep="—"), hide_index=True, width="stretch")
+elif run.status != "done" and grid.q_value.notna().any():
+    st.caption(f"The run is {run.status}: its q-values cover only the cells that finished (an incomplete family); "
+               "they are recomputed when the run completes.")
+table = grid[["reconstructor", "level", "grp", "estimate", "ci_low", "ci_high", "p_value", "q_value", "family"]
+             ].sort_values(["reconstructor", "level"], ascending=[True, run.level.higher_is_worse])  # mildest first
+st.dataframe(pd.DataFrame({
+    "reconstructor": table.reconstructor, "level": [f"{lv:g}" for lv in table.level],
+    "groups": [g or ("across groups" if "ratio" in gap else "max − min") for g in table.grp],
+    "change [95 % CI]": [results.interval_text(e, lo, hi, signed=True)
+                         for e, lo, hi in zip(table.estimate, table.ci_low, table.ci_high, strict=True)],
+    "test": [results.test_text(p, q, f) or "descriptive: no test"
+             for p, q, f in zip(table.p_value, table.q_value, table.family, strict=True)]}),
+    hide_index=True, width="stretch")
 download(table, f"{gap}-by-{attribute}", "dl_added")
 tests = results.families(agg)
 if len(tests):
@@ -128,7 +142,7 @@ quality = run.quality
 psnr = overall[(overall.metric == quality.metric) & (overall.label == quality.label)][
     ["reconstructor", "level", "estimate"]].rename(columns={"estimate": "x"})
 tasks = {h.metric: h for h in run.tasks if h.metric in present}
-left, right = st.columns([3, 2])
+left = right = st.container()  # chart, then the table at full width (its ρ column must be readable)
 task = tasks[left.radio("Task", list(tasks), format_func=lambda t: tasks[t].axis, horizontal=True,
                         key=scoped("fair_task", key))]
 scores = overall[(overall.metric == task.metric) & (overall.label == task.label)][

@@ -46,7 +46,8 @@ elif run.status != "done":
 
 # All this page draws, in one pass over the run's aggregates; categories make the many filters below and the
 # hashing of each chart's input (its cache key) cheap.
-agg = agg[agg.label.isin(["", "mean"]) & agg.attribute.isin(["all", attribute])].drop(columns="config_hash").astype(
+summary_rows = agg.label.isin(["", "mean"]) | (agg.metric == run.primary_test)  # the primary test per finding too
+agg = agg[summary_rows & agg.attribute.isin(["all", attribute])].drop(columns="config_hash").astype(
     {c: "category" for c in ("reconstructor", "metric", "label", "attribute", "grp")})
 view = agg[agg.reconstructor.isin(chosen) & agg.level.isin(levels)]
 clean = agg[agg.reconstructor == CLEAN]
@@ -83,10 +84,12 @@ for column, gap in zip(st.columns(len(run.gap_metrics)), run.gap_metrics, strict
     chart(column, f"{gap.metric}-curve", figure, width="stretch")
 
 added = results.added(at_level, run, level, attribute)
-table = results.added_table(added, at_level, attribute)
+table = results.added_table(added, at_level, attribute, run.added_metrics)
 st.subheader("Added by reconstruction (reconstructed − clean, paired)")
+if run.statistics_outdated:
+    st.warning(results.OUTDATED)
 st.dataframe(table, hide_index=True, width="stretch")
-st.caption("Signed differences lead: a change of F − M above 0 moves the difference towards the first group. "
+st.caption("Signed differences lead: 'groups' names each one (first group − second, or a group − the rest). "
            + results.TEST_NOTE)
 if table["⚠ rate at a bound"].astype(bool).any():
     st.caption("⚠ A rate at the same bound in every group (the fixed threshold calls every such case one way for "
@@ -94,7 +97,7 @@ if table["⚠ rate at a bound"].astype(bool).any():
 first_group = run.group_metrics[0]
 small = at_level[(at_level.attribute == attribute) & at_level.estimate.isna() & (at_level.metric == first_group.metric)]
 if len(small):
-    st.caption("Groups without an estimate (too small or a single class): "
+    st.caption("Groups without an estimate (too small, or too few positive or negative cases): "
                + ", ".join(sorted({f"{g} (n={n})" for g, n in zip(small.grp, small.n, strict=True)})))
 
 st.download_button(

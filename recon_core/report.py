@@ -94,8 +94,9 @@ def _added_heatmaps(view: pd.DataFrame, run: results.RunView, attribute: str) ->
         for (label, contrast), grid in primary.groupby(["label", "grp"], sort=True):
             finding = f" · {label}" if label else ""
             figures.append(plots.added_heatmap(
-                grid, f"{catalogue.label(run.primary_test)}{finding} ({contrast}); ★ q < 0.05 within the primary "
-                "family (Benjamini–Hochberg)", higher_is_worse=worse, level_label=run.level_label,
+                grid, f"{catalogue.label(run.primary_test)}{finding} ({contrast}), by {attribute}"
+                "<br><sup>★ q < 0.05 within the primary family (Benjamini–Hochberg)</sup>", higher_is_worse=worse,
+                level_label=run.level_label,
                 flagged=results.collapsed_cells(view, run.primary_test, str(label), attribute)))
         return figures
     gap = run.gap_metrics[0]
@@ -132,7 +133,7 @@ def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: 
     headline = headline.assign(level=["—" if r == CLEAN else f"{lv:g}"
                                       for r, lv in zip(headline.reconstructor, headline.level, strict=True)])
     added = results.added_table(results.added(view, run, level, attribute), agg[agg.level.isin([0.0, level])],
-                                attribute)
+                                attribute, run.added_metrics)
     families = results.families(agg)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Tandem report: {html.escape(run.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
@@ -153,6 +154,7 @@ Intervals are 95 % paired bootstrap intervals over {html.escape(run.unit_text)};
 fixed-threshold decision, not a fairer model. {html.escape(results.TEST_NOTE)}</p>
 <h3>Test families of this run</h3>
 {_table(families) if len(families) else "<p>Families and q-values are computed once the run is complete.</p>"}
+{f"<p><b>{html.escape(results.OUTDATED)}</b></p>" if run.statistics_outdated else ""}
 <h2>Does image quality predict the task?</h2>
 {_correlations(store, run)}
 <h2>Example images at {level:g} {html.escape(run.level.unit)}</h2>

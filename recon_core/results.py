@@ -186,17 +186,28 @@ def test_text(p_value: float, q_value: float, family: str | None) -> str:
     text = value("p", p_value)
     if family and isinstance(family, str):
         text += f" · {value('q', q_value)} ({family})" if q_value == q_value else f" ({family})"
+    elif p_value == 1:
+        text += " (nothing varied: in no family)"
     return text
 
 
-def added_table(rows: pd.DataFrame, agg: pd.DataFrame, attribute: str) -> pd.DataFrame:
-    """Rows of `added(...)` as shown by Overview and the report: human names, 'change [CI]', the test behind it."""
+def added_table(rows: pd.DataFrame, agg: pd.DataFrame, attribute: str, order: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows of `added(...)` as shown by Overview and the report: human names, 'change [CI]', the test behind it.
+
+    Ordered by reconstructor, then statistic (in `order`, the run's added metrics), finding (the mean last)
+    and groups.
+    """
+    rank = {m: i for i, m in enumerate(order)}
+    rows = rows.assign(_m=rows.metric.astype(str).map(lambda m: rank.get(m, len(rank))),
+                       _l=rows.label.astype(str).map(lambda lb: (lb == "mean", lb))).sort_values(
+        ["reconstructor", "_m", "_l", "grp"]).drop(columns=["_m", "_l"])
     return pd.DataFrame({
         "reconstructor": rows.reconstructor.to_numpy(),
         "statistic": [catalogue.label(m) for m in rows.metric],
-        "finding": ["all" if lb == "mean" else lb for lb in rows.label],
-        "groups": [g if g not in ("", "all") else ("everyone" if a == "all" else "max − min")
-                   for g, a in zip(rows.grp, rows.attribute, strict=True)],
+        "finding": ["mean over findings" if lb == "mean" else lb or "—" for lb in rows.label],
+        "groups": [g if g not in ("", "all") else "everyone" if a == "all" else
+                   "across groups" if "ratio" in str(m) else "max − min"
+                   for g, a, m in zip(rows.grp, rows.attribute, rows.metric, strict=True)],
         "change [95 % CI]": [interval_text(e, lo, hi, signed=True)
                              for e, lo, hi in zip(rows.estimate, rows.ci_low, rows.ci_high, strict=True)],
         "test": [test_text(p, q, f) for p, q, f in zip(rows.p_value, rows.q_value, rows.family, strict=True)],
@@ -214,25 +225,32 @@ def families(agg: pd.DataFrame) -> pd.DataFrame:
         "family", key=lambda s: s.map(order.index)).reset_index(drop=True)
 
 
-TEST_NOTE = ("p: paired bootstrap over the same resampled units on both roads (bootstrap-normal: the CI "
-             "excludes 0 exactly when p < 0.05; for three or more groups each 'group − rest' interval is "
-             "simultaneous and its p Bonferroni-adjusted). q: Benjamini–Hochberg within the named family, "
-             "computed once the run is complete. Folded max − min gaps are descriptive: no test.")
+TEST_NOTE = ("p: bootstrap-normal from the resampled units (a change is paired: the same resamples on the clean "
+             "and the reconstructed images), so the interval excludes 0 exactly when p is below its level; for "
+             "three or more groups each 'group − rest' interval is simultaneous and its p Bonferroni-adjusted. "
+             "q: Benjamini–Hochberg within the named family over those p-values, computed once the run is "
+             "complete. A change above 0 means the first group's value rose relative to the other's (good for "
+             "TPR and AUROC, bad for FPR). Folded max − min gaps are descriptive: no test.")
+OUTDATED = ("This run's statistics were computed by an older version of Tandem (folded gaps tested, one test "
+            "family per metric). Run its study again to recompute them from the stored rows: no cell is re-run.")
+"""Said wherever an outdated run's statistics are shown."""
 """How every star and q-value is made, said once for the pages and the report."""
 
 
-def collapsed_cells(agg: pd.DataFrame, gap: str, label: str, attribute: str) -> dict[tuple[str, float], str]:
+def collapsed_cells(agg: pd.DataFrame, gap: str, label: str, attribute: str,
+                    clean: bool = False) -> dict[tuple[str, float], str]:
     """{(reconstructor, level): which rate saturated} where a rate behind `gap` is the same bound in every group.
 
     E.g. 'TPR = 1 in every group': the fixed threshold calls every positive case (or none), so a
     gap that shrinks there is a collapse of the decision, not a fairer model. `gap` may end in `_added`.
+    `clean` looks at the clean road instead (a difference of exactly 0 there says nothing either).
     """
     base = gap.removesuffix("_added")
     if base not in catalogue.NAMED_GAPS and not base.endswith("_gap") and not base.endswith("_diff"):
         return {}
     rates = ("tpr", "fpr") if base in ("eodd", "eodd_diff") else (catalogue.source(base).name,)
     rows = agg[agg.metric.isin([r for r in rates if r in catalogue.THRESHOLD_RATES]) & (agg.label == label)
-               & (agg.attribute == attribute) & ~agg.grp.isin(["all", ""]) & (agg.reconstructor != CLEAN)]
+               & (agg.attribute == attribute) & ~agg.grp.isin(["all", ""]) & ((agg.reconstructor == CLEAN) == clean)]
     flagged: dict[tuple[str, float], str] = {}
     for (recon, level, metric), cell in rows.groupby(["reconstructor", "level", "metric"], observed=True):
         values = cell.estimate.to_numpy(dtype=float)
@@ -295,7 +313,8 @@ def correlation_table(corr: pd.DataFrame, levels: Sequence[float] | None = None)
     rho = [interval_text(e, lo, hi, signed=True) if e == e else "— (a side is constant)"
            for e, lo, hi in zip(corr.estimate, corr.ci_low, corr.ci_high, strict=True)]
     return pd.DataFrame({"scope": corr.scope.replace({POOLED: POOLED_SHOWN}).to_numpy(),
-                         "pair": (corr.x_metric + " ↔ " + corr.y_metric).to_numpy(),
+                         "pair": [f"{catalogue.label(x)} ↔ {catalogue.label(y)}"
+                                  for x, y in zip(corr.x_metric, corr.y_metric, strict=True)],
                          "attribute": corr.attribute.to_numpy(), "Spearman ρ [95 % CI]": rho,
                          "cells": corr.n_cells.to_numpy()})
 

@@ -97,7 +97,7 @@ def test_fairness_page_draws_groups_added_bias_and_correlations(built_store, mon
     buttons = at.get("download_button")
     assert sum(b.label.endswith("(CSV)") for b in buttons) == 3
     assert sum(b.label == "Interactive HTML" for b in buttons) == len(at.get("plotly_chart")) == 3
-    assert {"p_value", "q_value"} <= set(at.dataframe[0].value.columns)
+    assert {"change [95 % CI]", "test"} <= set(at.dataframe[0].value.columns)  # human names, the test in words
     assert "Spearman" in " ".join(at.dataframe[-1].value.columns)
     families = at.dataframe[1].value
     assert list(families.columns) == ["family", "question", "tests", "q < 0.05"]

@@ -106,12 +106,17 @@ def test_benjamini_hochberg_within_each_stated_family():
         "attribute": ["sex"] * 9 + ["sex", "all"],
         "reconstructor": ["unet"] * 7 + ["clean", "unet", "unet", "unet"],
         "p_value": [0.03, 0.01, 0.2, 0.04, 0.02, 0.04, 0.01, np.nan, 0.001, 0.001, 0.3]})
-    out = q_values(tests, "tpr_diff_added", "clean")
+    out = q_values(tests.assign(ci_low=-1.0, ci_high=1.0), "tpr_diff_added", "clean")
     assert list(out.family) == ["primary"] * 5 + ["secondary", "secondary", "inherent", None, None, "task"]
     np.testing.assert_allclose(out.q_value[:5], [0.05, 0.05, 0.2, 0.05, 0.05])
     np.testing.assert_allclose(out.q_value[5:7], [0.04, 0.02])
     assert out.q_value[7:10].isna().all() and out.q_value[10] == pytest.approx(0.3)
     assert family_of("tpr_diff", "a", "sex", road_is_clean=False, primary="tpr_diff_added") is None
+    flat = tests.assign(ci_low=-1.0, ci_high=1.0)
+    flat.loc[0, ["ci_low", "ci_high"]] = 0.0  # a test whose statistic never varied cannot reject: left out
+    out = q_values(flat, "tpr_diff_added", "clean")
+    assert out.family[0] is None and np.isnan(out.q_value[0])
+    np.testing.assert_allclose(out.q_value[1:5], [0.04, 0.2, 0.04 * 4 / 3, 0.04])  # m = 4 now
 
 
 def test_intersections_and_worst_group():

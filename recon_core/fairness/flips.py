@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from recon_core.fairness import bootstrap as bs
+from recon_core.fairness import resampling
 from recon_core.fairness.groups import iter_groups
 from recon_core.metrics import catalogue
-from recon_core.seeding import numpy_rng
 
 KINDS = ("lost", "invented", "recovered", "corrected", "unchanged")
 
@@ -59,7 +59,7 @@ def flip_rates(table: pd.DataFrame, attributes: Sequence[str], n_resamples: int 
         table = table[table.label == label]
     images = table.drop_duplicates("image_id").sort_values("image_id").reset_index(drop=True)
     position = pd.Series(np.arange(len(images)), index=images.image_id)
-    weights = bs.resample_weights(len(images), n_resamples, numpy_rng(seed, "bootstrap", len(images)))
+    weights = resampling.plan(images, attributes, n_resamples, seed)  # by subject, within demographic cells
     # per image: counts of present findings, of those lost; absent findings, of those invented
     at = position[table.image_id].to_numpy()
     counts = {name: np.bincount(at, weights=values.astype(float), minlength=len(images))

@@ -12,7 +12,10 @@ Every p-value Tandem stores belongs to exactly one family, fixed before any resu
 - **task**: the change of each overall task metric (reconstructed − clean), everyone together.
 
 No hypothesis is counted twice: FNR is −TPR and the folded max − min gaps are descriptive, so
-neither is tested. p-values are bootstrap-normal (`bootstrap.normal_test`), so a family of
+neither is tested. A statistic that did not vary in any resample (e.g. a TPR of 1 in every group
+on both roads: interval [0, 0], p = 1) can never be significant and is left out of its family
+(Tarone's rule for tests that cannot reject), so it does not dilute the others; on the X-ray demo
+that is about one primary test in six. p-values are bootstrap-normal (`bootstrap.normal_test`), so a family of
 hundreds of tests can reach significance with 1,000 resamples.
 """
 
@@ -60,12 +63,16 @@ def family_of(metric: str, label: str, attribute: str, road_is_clean: bool, prim
 
 
 def q_values(tests: pd.DataFrame, primary: str, clean: str) -> pd.DataFrame:
-    """`tests` (reconstructor, metric, label, attribute, p_value, …) with `family` and its BH `q_value`.
+    """`tests` (reconstructor, metric, label, attribute, ci_low, ci_high, p_value, …) with `family` and its
+    BH `q_value`.
 
-    Rows of no family, or without a p-value, get no q-value and do not count in a family's size.
+    Rows of no family, without a p-value, or whose interval has no width (nothing varied: it cannot
+    reject) get no family and no q-value and do not count in a family's size.
     """
-    family = [family_of(m, lb, a, r == clean, primary)
-              for m, lb, a, r in zip(tests.metric, tests.label, tests.attribute, tests.reconstructor, strict=True)]
+    degenerate = (tests.ci_low == tests.ci_high).to_numpy() if "ci_low" in tests else np.zeros(len(tests), bool)
+    family = [None if flat else family_of(m, lb, a, r == clean, primary)
+              for m, lb, a, r, flat in zip(tests.metric, tests.label, tests.attribute, tests.reconstructor, degenerate,
+                                           strict=True)]
     out = tests.assign(family=pd.Series(family, index=tests.index, dtype=object), q_value=np.nan)
     for _, members in out[out.family.notna()].groupby("family"):
         known = members["p_value"].dropna()

@@ -11,10 +11,12 @@ Conventions (one definition everywhere; the Fairness page and the report state t
 - **Signed differences** `<m>_diff` lead: for two groups the first minus the second (sorted:
   'F − M', '60+ − <60'); for three or more, each group minus the rest pooled ('F & <60 − rest'),
   with intervals simultaneous over the attribute's k contrasts and p-values adjusted to match
-  (Bonferroni). `eodd_diff` is the signed equalized-odds statistic ½(ΔTPR + ΔFPR) (the average
-  odds difference). FNR has no difference of its own (it is −ΔTPR: one hypothesis, not two); ECE
-  is not compared between groups (its estimator grows as a group shrinks: a perfectly calibrated
-  model scores 0.229 at n = 15 and 0.058 at n = 300).
+  (Bonferroni). `eodd_diff` = ½(ΔTPR + ΔFPR), the average odds difference: a signed EODD-type
+  statistic in which opposite moves cancel (a group better on TPR by 0.1 and on FPR by 0.1
+  scores 0), so it is read beside ΔTPR and ΔFPR, never alone. FNR has no difference of its
+  own (it is −ΔTPR: one hypothesis, not two); ECE is not compared between groups (its
+  estimator grows as a group shrinks: a perfectly calibrated model scores 0.229 at n = 15 and
+  0.058 at n = 300).
 - **Added by reconstruction** `<m>_diff_added` = the signed difference on reconstructed images −
   on clean images, with the same resampled images on both roads (paired). Estimate, interval
   and p-value come from one bootstrap distribution (`bootstrap.normal_test`), so they agree.
@@ -22,7 +24,8 @@ Conventions (one definition everywhere; the Fairness page and the report state t
   `_added` change and `<m>_ratio` (min / max) are descriptive numbers with percentile intervals
   and no p-value: sampling noise alone makes a max − min gap positive.
 - **Label 'mean'** = the mean over labels of each per-label statistic (of the per-label gaps,
-  differences and changes; never the gap of label-averaged rates, where opposite gaps cancel).
+  differences and changes; never the gap of label-averaged rates, where opposite gaps cancel),
+  over the same findings in every group: those with an estimate in each group of the attribute.
 - **p-values** are given only to the tests of the run's stated families
   (`multiple_testing.FAMILIES`): differences on the clean road, every `_diff_added`, and each
   overall task change; the run's finalisation assigns families and q-values.
@@ -34,7 +37,6 @@ baseline share it.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,8 +56,8 @@ CONTRASTED = ("auroc", "tpr", "fpr", "ppv", "sel")
 """Task metrics compared between groups (signed differences, folded gaps, ratios)."""
 GAP_NAME = {"tpr": "eo_gap"}
 """Folded gaps with a name of their own (the TPR gap is the equal-opportunity gap)."""
-NO_WORST = frozenset({"sel"})
-"""Metrics with no 'worse' direction: no worst group."""
+NO_WORST = frozenset({"sel", "ece"})
+"""No worst group: the selection rate has no 'worse' direction; ECE grows as a group shrinks."""
 COLUMNS = ["metric", "label", "attribute", "grp", "estimate", "ci_low", "ci_high", "n", "n_pos", "p_value",
            "dropped"]
 DEFAULT_ATTRIBUTES = ("sex", "age_band", "sex×age_band")
@@ -94,12 +96,6 @@ def contrasts(groups: list[tuple[str, str, np.ndarray]], attribute: str) -> list
         return [Contrast(f"{a}{MINUS}{b}", first, other, 1)]
     everyone = np.logical_or.reduce([m for _, m in members])
     return [Contrast(f"{g}{MINUS}rest", m, everyone & ~m, len(members)) for g, m in members]
-
-
-def _nanmean(stack: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(stack, axis=0)
 
 
 def _spread_ratio(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,8 +212,14 @@ def _task(scores: np.ndarray, targets: np.ndarray, thresholds: Sequence[float], 
                 out[f"{m}_ratio", label, attribute, ""] = ratio
             out["eodd", label, attribute, ""] = 0.5 * (out["eo_gap", label, attribute, ""]
                                                        + out["fpr_gap", label, attribute, ""])
+    known = {key: not np.isnan(samples[0]) for key, samples in out.items()}
     for metric, attribute, grp in sorted({(m, a, g) for (m, _, a, g) in out}):
-        out[metric, "mean", attribute, grp] = _nanmean(np.stack([out[metric, lb, attribute, grp] for lb in labels]))
+        # the same findings in every group: those with an estimate in each group of the attribute (for a
+        # difference or gap, at that statistic); a resample lacking one of them has no mean (counted as dropped)
+        names = [g for a, g, _ in groups if a == attribute] if metric in TASK_METRICS else [grp]
+        use = [lb for lb in labels if all(known[metric, lb, attribute, g] for g in names)]
+        out[metric, "mean", attribute, grp] = (np.mean(np.stack([out[metric, lb, attribute, grp] for lb in use]), 0)
+                                               if use else np.full(weights.shape[0], np.nan))
     return _Task(out, counts, variances)
 
 

@@ -66,7 +66,7 @@ BY_NAME = {m.name: m for m in CATALOGUE}
 
 NAMED_GAPS = {"eo_gap": ("Equal-opportunity gap (max − min TPR)", "tpr"),
               "eodd": ("Equalized-odds gap (½ [TPR gap + FPR gap])", "tpr"),
-              "eodd_diff": ("Average odds difference (½ [ΔTPR + ΔFPR])", "tpr"),
+              "eodd_diff": ("Average odds difference (½ [ΔTPR + ΔFPR]; opposite moves cancel)", "tpr"),
               "dice_skewed_error_ratio": ("Dice skewed error ratio", "dice")}
 """Statistics with names of their own: (label, the metric they are built from)."""
 SIGNED_GAPS = ("tpr_diff", "eodd_diff", "auroc_diff", "fpr_diff", "ppv_diff", "sel_diff", "dice_diff", "hd95_diff")

@@ -77,9 +77,9 @@ def aggregates(store: Store, key: str, metrics: list[str] | None = None) -> pd.D
 
 def added_tests(store: Store, key: str) -> pd.DataFrame:
     """Every added-bias test of a run with its p-value (the input of the run's multiple-testing correction)."""
-    return _frame(store.query("""SELECT reconstructor, level, metric, label, attribute, grp, p_value FROM aggregates
-                                 WHERE config_hash = ? AND p_value IS NOT NULL""", [key]),
-                  ["reconstructor", "level", "metric", "label", "attribute", "grp", "p_value"])
+    return _frame(store.query("""SELECT reconstructor, level, metric, label, attribute, grp, ci_low, ci_high, p_value
+                                 FROM aggregates WHERE config_hash = ? AND p_value IS NOT NULL""", [key]),
+                  ["reconstructor", "level", "metric", "label", "attribute", "grp", "ci_low", "ci_high", "p_value"])
 
 
 def image_rows(store: Store, key: str, reconstructor: str, level: float) -> pd.DataFrame:
