@@ -288,3 +288,18 @@ def test_a_selection_rate_difference_keeps_the_variation_of_the_prevalence():
     assert (row.ci_high - row.ci_low) / (2 * 1.96 * se) == pytest.approx(1.0, abs=0.12)
     tpr = pick(summary, "tpr_diff", "a", "sex", "F − M")
     assert tpr.estimate == 0 and tpr.p_value == 1.0  # every positive called in both groups: nothing to test
+
+
+def test_the_overall_auroc_change_uses_paired_delong():
+    """Everyone, the same cases on both roads: DeLong's paired variance gives the interval and the p-value."""
+    from recon_core.fairness import delong
+
+    clean = rows_frame(400, seed=13)
+    recon = clean.assign(**{"score:a": np.clip(clean["score:a"] + np.random.default_rng(1).normal(0, 0.1, 400), 0, 1)})
+    summary = summarise_cell(recon, ["a", "b"], {"a": 0.5, "b": 0.5}, clean=clean, n_resamples=200)
+    row = pick(summary, "auroc_added", "a")
+    diff, var = delong.paired_difference(recon["score:a"].to_numpy(), clean["score:a"].to_numpy(),
+                                         clean["target:a"].to_numpy())
+    assert row.estimate == pytest.approx(diff)
+    assert (row.ci_low, row.ci_high) == pytest.approx(delong.interval(diff, var, 0.95))
+    assert row.p_value == pytest.approx(delong.p_value(diff, var))

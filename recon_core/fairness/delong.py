@@ -1,4 +1,4 @@
-"""DeLong's variance for AUROC: one AUROC, a paired difference, and the change of a group difference.
+"""DeLong's variance for AUROC: one AUROC (per-group intervals) and a paired difference (the overall change).
 
 DeLong, DeLong & Clarke-Pearson (1988), "Comparing the areas under two or more correlated receiver
 operating characteristic curves: a nonparametric approach", Biometrics 44(3):837–845. The AUROC is the
@@ -77,22 +77,6 @@ def paired_difference(scores_a: np.ndarray, scores_b: np.ndarray, targets: np.nd
         return float("nan"), float("nan")
     auc, v10, v01 = parts
     return float(auc[0] - auc[1]), _variance(v10[0] - v10[1], v01[0] - v01[1])
-
-
-def group_difference_change(scores_clean: np.ndarray, scores_recon: np.ndarray, targets: np.ndarray,
-                            in_group_a: np.ndarray, in_group_b: np.ndarray) -> tuple[float, float]:
-    """[AUROC_recon(A) − AUROC_clean(A)] − [same for B] and its variance: the change of the group gap.
-
-    Each group's change is a paired difference (same cases, two score sets); the groups are disjoint,
-    hence independent, so their variances add.
-    """
-    in_group_a, in_group_b = np.asarray(in_group_a, dtype=bool), np.asarray(in_group_b, dtype=bool)
-    if np.any(in_group_a & in_group_b):
-        raise ValueError("group_difference_change needs disjoint groups (an image is in both)")
-    clean, recon, targets = np.asarray(scores_clean), np.asarray(scores_recon), np.asarray(targets)
-    change_a, var_a = paired_difference(recon[in_group_a], clean[in_group_a], targets[in_group_a])
-    change_b, var_b = paired_difference(recon[in_group_b], clean[in_group_b], targets[in_group_b])
-    return change_a - change_b, var_a + var_b
 
 
 def interval(estimate: float, variance: float, level: float, *, clip: bool = False) -> tuple[float, float]:

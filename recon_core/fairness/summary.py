@@ -20,6 +20,9 @@ Conventions (one definition everywhere; the Fairness page and the report state t
 - **Added by reconstruction** `<m>_diff_added` = the signed difference on reconstructed images −
   on clean images, with the same resampled images on both roads (paired). Estimate, interval
   and p-value come from one bootstrap distribution (`bootstrap.normal_test`), so they agree.
+  The overall change of a finding's AUROC (everyone, the same cases on both roads) is DeLong's
+  own case: its interval and p come from the paired DeLong variance (clustered cohorts: the
+  bootstrap), which tests/test_delong.py checks against the bootstrap's spread.
 - **Folded gaps** `<m>_gap` (max − min; `eo_gap` for TPR, `eodd` = ½[TPR gap + FPR gap]), their
   `_added` change and `<m>_ratio` (min / max) are descriptive numbers with percentile intervals
   and no p-value: sampling noise alone makes a max − min gap positive.
@@ -119,10 +122,16 @@ class _Emitter:
                  k: int = 1, test: bool = False, counts: tuple[int, int] | None = None,
                  variance: float | None = None) -> None:
         """how: 'percentile', 'normal' (with p when `test`; simultaneous over k), 'wilson' on `counts`,
-        or 'delong' with the AUROC's DeLong `variance`."""
+        'delong' with the AUROC's DeLong `variance`, or 'paired delong': a change of AUROC on the same
+        units with its paired DeLong `variance` (interval and p from it)."""
         estimate, p = float(samples[0]), None
+        if how == "paired delong" and (variance is None or not np.isfinite(variance) or self.clustered):
+            how = "normal"  # clustered units or a single-case class: the bootstrap's test instead
         if np.isnan(estimate):
             lo = hi = np.nan
+        elif how == "paired delong":
+            lo, hi = delong.interval(estimate, variance, self.ci_level)
+            p = delong.p_value(estimate, variance) if test else None
         elif how == "normal":
             lo, hi, p_value = bs.normal_test(samples, self.ci_level, k)
             p = p_value if test else None
@@ -146,6 +155,9 @@ class _Task:
     counts: dict[Key, tuple[int, int]]
     variances: dict[Key, float]
     """DeLong variance of each single-group AUROC."""
+    scores: np.ndarray
+    targets: np.ndarray
+    labels: Sequence[str]
 
 
 def _label_stats(s: np.ndarray, t: np.ndarray, threshold: float, weights: np.ndarray, mask: np.ndarray,
@@ -220,7 +232,7 @@ def _task(scores: np.ndarray, targets: np.ndarray, thresholds: Sequence[float], 
         use = [lb for lb in labels if all(known[metric, lb, attribute, g] for g in names)]
         out[metric, "mean", attribute, grp] = (np.mean(np.stack([out[metric, lb, attribute, grp] for lb in use]), 0)
                                                if use else np.full(weights.shape[0], np.nan))
-    return _Task(out, counts, variances)
+    return _Task(out, counts, variances, scores, targets, labels)
 
 
 def _emit_task(emit: _Emitter, recon: _Task, base: _Task | None, rows_info: dict[Key, tuple[int, int | None, int]],
@@ -240,7 +252,11 @@ def _emit_task(emit: _Emitter, recon: _Task, base: _Task | None, rows_info: dict
             continue
         added = samples - base.samples[key]
         name = (f"{metric}_added", label, attribute, grp)
-        if metric in TASK_METRICS or metric.endswith("_diff"):
+        if metric == "auroc" and attribute == "all" and label != "mean":  # DeLong's own case: paired, same cases
+            j = list(recon.labels).index(label)
+            variance = delong.paired_difference(recon.scores[:, j], base.scores[:, j], recon.targets[:, j])[1]
+            emit(name, added, n, n_pos, how="paired delong", test=True, variance=variance)
+        elif metric in TASK_METRICS or metric.endswith("_diff"):
             tested = metric.endswith("_diff") or (attribute == "all" and metric in CONTRASTED)
             emit(name, added, n, n_pos, how="normal", k=k, test=tested)
         else:
