@@ -45,7 +45,9 @@ def stratified_weights(units: np.ndarray, strata: np.ndarray, n_resamples: int,
     `units` (n_rows,) gives each row's resampling unit as a code 0…U−1 (a subject: all its images
     are drawn together); `strata` (U,) gives each unit's stratum. Within every stratum its units
     are drawn with replacement, as many as it has, so each stratum keeps its size in every
-    resample (a group never loses its positives); a row weighs as often as its unit was drawn.
+    resample; a row weighs as often as its unit was drawn. Hand-written: scipy.stats.bootstrap
+    draws independent observations only (no strata, no clusters) and returns no weight matrix
+    that every cell of a run can share for pairing.
     """
     n_units = len(strata)
     counts = np.zeros((n_resamples, n_units), np.float32)
