@@ -114,6 +114,26 @@ def test_a_store_written_before_the_volume_columns_still_reads(tmp_path):
     assert rows.psnr.notna().all()
 
 
+def test_a_store_from_before_statistics_v2_reads_and_says_its_statistics_are_outdated(tmp_path):
+    """No family, dropped or statistics column (dropped here by hand): aggregates read with them empty, and the
+    run view says its statistics are outdated, so the pages warn instead of failing."""
+    from recon_core import results
+
+    store = Store(tmp_path / "old.duckdb")
+    key = writes.register_run(store, StudyConfig(), XRAY.describe(StudyConfig()))
+    summary = pd.DataFrame({"metric": ["eo_gap_added"], "label": ["mean"], "attribute": ["sex"], "grp": [""],
+                            "estimate": [0.1], "ci_low": [0.0], "ci_high": [0.2], "n": [50], "n_pos": [None],
+                            "p_value": [0.03], "dropped": [0.0]})
+    writes.finish_cell(store, key, "none", 100.0, summary, 1.0, 50.0)
+    with store.connect() as con:
+        for table, column in (("aggregates", "family"), ("aggregates", "dropped"), ("runs", "statistics")):
+            con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # names, not values: no parameter fits
+    agg = queries.aggregates(store, key)
+    assert len(agg) == 1 and agg.family.isna().all() and agg.dropped.isna().all()
+    run = results.run_view(store, key)
+    assert run.statistics == 0 and run.statistics_outdated
+
+
 def test_a_store_file_removed_while_its_object_lives_is_made_again(tmp_path):
     store = Store(tmp_path / "s.duckdb")
     writes.register_run(store, StudyConfig(), XRAY.describe(StudyConfig()))

@@ -63,6 +63,10 @@ def thresholds(store: Store, key: str) -> dict[str, float]:
     return {} if df is None else dict(zip(df.label, df.threshold, strict=True))
 
 
+AGGREGATE_COLUMNS = ["config_hash", "reconstructor", "level", "metric", "label", "attribute", "grp", "estimate",
+                     "ci_low", "ci_high", "n", "n_pos", "p_value", "q_value", "family", "dropped"]
+
+
 def aggregates(store: Store, key: str, metrics: list[str] | None = None) -> pd.DataFrame:
     """Aggregates of a run, optionally only some metrics."""
     sql = "SELECT * FROM aggregates WHERE config_hash = ?"
@@ -70,9 +74,9 @@ def aggregates(store: Store, key: str, metrics: list[str] | None = None) -> pd.D
     if metrics:
         sql += " AND list_contains(?, metric)"
         params.append(metrics)
-    return _frame(store.query(sql + " ORDER BY reconstructor, level", params),
-                  ["config_hash", "reconstructor", "level", "metric", "label", "attribute", "grp",
-                   "estimate", "ci_low", "ci_high", "n", "n_pos", "p_value", "q_value", "family", "dropped"])
+    # a store written before a column existed, read without a write (the dashboard's snapshot), lacks it: NaN
+    return _frame(store.query(sql + " ORDER BY reconstructor, level", params), AGGREGATE_COLUMNS).reindex(
+        columns=AGGREGATE_COLUMNS)
 
 
 def added_tests(store: Store, key: str) -> pd.DataFrame:
