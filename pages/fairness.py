@@ -134,7 +134,8 @@ download(table, f"{gap}-by-{attribute}", "dl_added")
 tests = results.families(agg)
 if len(tests):
     st.markdown("**Test families of this run** (fixed before any result; each p-value belongs to one)")
-    st.dataframe(tests, hide_index=True, width="stretch")
+    st.dataframe(tests, hide_index=True, width="stretch",
+                 column_config={"question": st.column_config.TextColumn(width="large")})
 
 st.subheader("Does image quality predict the task?")
 overall = agg[(agg.attribute == "all") & (agg.reconstructor != CLEAN)]

@@ -88,7 +88,8 @@ table = results.added_table(added, at_level, attribute, run.added_metrics)
 st.subheader("Added by reconstruction (reconstructed − clean, paired)")
 if run.statistics_outdated:
     st.warning(results.OUTDATED)
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(table, hide_index=True, width="stretch",
+             column_config={c: st.column_config.TextColumn(width="medium") for c in ("statistic", "finding", "test")})
 st.caption("Signed differences lead: 'groups' names each one (first group − second, or a group − the rest). "
            + results.TEST_NOTE)
 if table["⚠ rate at a bound"].astype(bool).any():
