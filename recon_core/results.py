@@ -310,7 +310,7 @@ def correlation_table(corr: pd.DataFrame, levels: Sequence[float] | None = None)
         order[level_scope(float(level))] = (1, float(i))
     rank = [order.get(s, (1, float("inf")) if str(s).startswith("level ") else (2, 0.0)) for s in corr.scope]
     corr = corr.assign(_rank=rank).sort_values("_rank", kind="stable")
-    rho = [interval_text(e, lo, hi, signed=True) if e == e else "— (a side is constant)"
+    rho = [interval_text(e, lo, hi, signed=True) if e == e else "— (a side is constant or has no estimate)"
            for e, lo, hi in zip(corr.estimate, corr.ci_low, corr.ci_high, strict=True)]
     return pd.DataFrame({"scope": corr.scope.replace({POOLED: POOLED_SHOWN}).to_numpy(),
                          "pair": [f"{catalogue.label(x)} ↔ {catalogue.label(y)}"

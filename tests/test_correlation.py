@@ -73,5 +73,32 @@ def test_the_table_shows_within_levels_first_then_each_level_then_pooled_named_a
     shown = results.correlation_table(corr, [3000.0, 300.0])
     assert shown.columns[0] == "scope"
     assert shown.scope.tolist() == ["within levels", "level 3000", "level 300", "pooled (confounded by level)"]
-    assert shown["Spearman ρ [95 % CI]"].iloc[1] == "— (a side is constant)"
+    assert shown["Spearman ρ [95 % CI]"].iloc[1] == "— (a side is constant or has no estimate)"
     assert results.correlation_table(corr).scope.tolist()[1:3] == ["level 300", "level 3000"]  # else by value
+
+
+def test_the_correlations_eo_gap_is_the_cell_summarys():
+    """One definition everywhere: a cell's EO gap in the correlation equals its summary's label-mean EO gap,
+    minimum positives included (a finding with 3 positives in one group is left out of both)."""
+    from recon_core.fairness import summarise_cell
+    from recon_core.fairness.correlation import _cell_samples
+    from recon_core.fairness.resampling import plan
+    from recon_core.fairness.summary import Minimums
+
+    rng = np.random.default_rng(2)
+    n = 200
+    rows = pd.DataFrame({"image_id": [f"i{i:03d}" for i in range(n)], "sex": np.where(np.arange(n) % 2, "F", "M"),
+                         "age_band": "<60", "psnr": rng.normal(30, 1, n), "ssim": rng.random(n), "nmse": np.nan})
+    for label, share in (("a", 0.4), ("b", 0.4)):
+        rows[f"target:{label}"] = (rng.random(n) < share).astype(float)
+        rows[f"score:{label}"] = np.clip(0.3 * rows[f"target:{label}"] + rng.random(n) * 0.7, 0, 1)
+    women_b = rows.index[(rows.sex == "F") & (rows["target:b"] == 1)]
+    rows.loc[women_b[3:], "target:b"] = 0.0  # 3 positives for b among women: below the minimum of 5
+    thresholds = {"a": 0.5, "b": 0.5}
+    summary = summarise_cell(rows, ["a", "b"], thresholds, attributes=("sex",), n_resamples=50)
+    expected = summary[(summary.metric == "eo_gap") & (summary.label == "mean")].estimate.iloc[0]
+    weights = plan(rows, ("sex",), 50, 0)
+    got = _cell_samples(rows, ["a", "b"], thresholds, ("sex",), weights, ["psnr"], Minimums())["eo_gap:sex"][0]
+    assert got == pytest.approx(expected)
+    single = summary[(summary.metric == "eo_gap") & (summary.label == "a")].estimate.iloc[0]
+    assert got == pytest.approx(single)  # b has no gap: the mean is a's alone

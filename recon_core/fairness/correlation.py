@@ -32,12 +32,15 @@ from scipy.stats import rankdata
 from recon_core.fairness import bootstrap as bs
 from recon_core.fairness import resampling
 from recon_core.fairness.groups import iter_groups
+from recon_core.fairness.summary import Minimums
 
 COLUMNS = ["scope", "x_metric", "y_metric", "attribute", "estimate", "ci_low", "ci_high", "n_cells"]
 POOLED = "pooled"
 """Scope of ρ across every cell of the run (confounded by the level)."""
 WITHIN = "within levels"
 """Scope of the mean over levels of the within-level ρ."""
+DEFAULT_MINIMUMS = Minimums()
+"""The cell summaries' defaults (group size 10, 5 positives, 5 negatives)."""
 MIN_UNITS = 3
 """Fewest cells a ρ is taken over: across a run's cells, or across the reconstructors at one level."""
 
@@ -78,7 +81,10 @@ def _row(scope: str, pair: dict, rho: np.ndarray, ci_level: float, n_cells: int)
 
 
 def _cell_samples(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[str, float],
-                  attributes: Sequence[str], weights: np.ndarray, means: Sequence[str]) -> dict[str, np.ndarray]:
+                  attributes: Sequence[str], weights: np.ndarray, means: Sequence[str],
+                  mins: Minimums) -> dict[str, np.ndarray]:
+    """One cell's resampled statistics; its PSNR and EO gaps as the cell summaries define them (the same
+    minimum group size and positives; the label mean over the findings that have a gap)."""
     present = [m for m in means if m in rows]
     out = {m: bs.mean(rows[m].to_numpy(float), weights, np.ones(len(rows), bool)) for m in present}
     targets = rows[[f"target:{lb}" for lb in labels]].to_numpy(float)
@@ -87,14 +93,18 @@ def _cell_samples(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[st
     out["auroc"] = _quiet_nanmean(np.stack([bs.auroc(scores[:, j], targets[:, j], weights, everyone)
                                         for j in range(len(labels))]), axis=0)
     psnr = rows["psnr"].to_numpy(float)
+    nan = np.full(weights.shape[0], np.nan)
     for attribute in attributes:
-        groups = [m for a, _, m in iter_groups(rows, [attribute]) if a == attribute]
-        out[f"psnr_gap:{attribute}"] = bs.spread(np.stack([bs.mean(psnr, weights, m) for m in groups]))
+        groups = [m for a, _, m in iter_groups(rows, [attribute]) if a == attribute and m.sum() >= mins.group_size]
+        out[f"psnr_gap:{attribute}"] = bs.spread(np.stack([bs.mean(psnr, weights, m) for m in groups] or [nan]))
         gaps = []
         for j, label in enumerate(labels):
             decisions = scores[:, j] >= thresholds[label]
-            gaps.append(bs.spread(np.stack([bs.rate(decisions, targets[:, j], True, weights, m) for m in groups])))
-        out[f"eo_gap:{attribute}"] = _quiet_nanmean(np.stack(gaps), axis=0)
+            tprs = [bs.rate(decisions, targets[:, j], True, weights, m) if (m & (targets[:, j] == 1)).sum()
+                    >= mins.positives else nan for m in groups]
+            gaps.append(bs.spread(np.stack(tprs or [nan])))
+        found = [g for g in gaps if not np.isnan(g[0])]
+        out[f"eo_gap:{attribute}"] = np.mean(np.stack(found), axis=0) if found else nan
     return out
 
 
@@ -102,7 +112,7 @@ def quality_task_correlations(cells: dict[tuple[str, float], pd.DataFrame], labe
                               thresholds: dict[str, float], attributes: Sequence[str] = ("sex", "age_band"),
                               n_resamples: int = 1000, ci_level: float = 0.95, seed: int = 0,
                               quality: Sequence[str] = ("psnr", "ssim"),
-                              tasks: Sequence[str] = ("auroc",)) -> pd.DataFrame:
+                              tasks: Sequence[str] = ("auroc",), mins: Minimums = DEFAULT_MINIMUMS) -> pd.DataFrame:
     """ρ(quality, task) per quality and task metric, and per attribute ρ(PSNR gap, EO gap): pooled and within levels.
 
     `tasks` are 'auroc' (mean over labels, from the scores) or per-image columns averaged per cell
@@ -124,7 +134,7 @@ def quality_task_correlations(cells: dict[tuple[str, float], pd.DataFrame], labe
     weights = resampling.plan(first.sort_values("image_id").reset_index(drop=True), attributes, n_resamples, seed)
     means = [*quality, *(t for t in tasks if t != "auroc")]
     per_cell = [_cell_samples(rows.sort_values("image_id").reset_index(drop=True), labels, thresholds,
-                              attributes, weights, means) for rows in cells.values()]
+                              attributes, weights, means, mins) for rows in cells.values()]
     cell_levels = np.array([float(level) for _, level in cells])
     pairs = [(q, t, "all") for t in tasks for q in quality if q in per_cell[0] and t in per_cell[0]]
     pairs += [(f"psnr_gap:{a}", f"eo_gap:{a}", a) for a in attributes]

@@ -15,6 +15,7 @@ import pandas as pd
 from recon_core.config import StudyConfig
 from recon_core.fairness.correlation import quality_task_correlations
 from recon_core.fairness.multiple_testing import q_values
+from recon_core.fairness.summary import Minimums
 from recon_core.modalities import Modality
 from recon_core.store import CLEAN, Store, queries, writes
 
@@ -34,6 +35,7 @@ def finalise_run(store: Store, config: StudyConfig, modality: Modality, labels: 
     table = quality_task_correlations({cell: unit_rows(*cell) for cell in finished}, labels, thresholds,
                                       [a for a in ev.attributes if "×" not in a], n_resamples=ev.n_bootstrap,
                                       ci_level=ev.ci_level, seed=config.seed, quality=modality.correlated_quality,
-                                      tasks=[h.metric for h in modality.curves[1:]])
+                                      tasks=[h.metric for h in modality.curves[1:]],
+                                      mins=Minimums(ev.min_group_size, ev.min_positives, ev.min_negatives))
     if not table.empty:
         writes.replace_correlations(store, key, table)
