@@ -91,6 +91,9 @@ def test_overview_opened_first_renders_through_the_app(server, page):
     expect(recons.get_by_role("button", name="Remove none")).to_have_count(0)
     expect(recons.get_by_role("button", name="Remove unet")).to_have_count(1)
     page.locator(".js-plotly-plot").nth(5).wait_for(timeout=60_000)
+    # the rerun after removing `none` must be over: a click on a button the rerun replaces is lost
+    page.locator('[data-test-script-state="notRunning"]').first.wait_for(state="attached", timeout=60_000)
+    page.wait_for_timeout(500)
     assert page.locator('[data-testid="stException"]').count() == 0
     with page.expect_download(timeout=60_000) as download:
         page.get_by_role("button", name="Download a report of this selection (HTML, opens offline)").click()
