@@ -126,8 +126,9 @@ def test_a_store_from_before_statistics_v2_reads_and_says_its_statistics_are_out
                             "p_value": [0.03], "dropped": [0.0]})
     writes.finish_cell(store, key, "none", 100.0, summary, 1.0, 50.0)
     with store.connect() as con:
-        for table, column in (("aggregates", "family"), ("aggregates", "dropped"), ("runs", "statistics")):
-            con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # names, not values: no parameter fits
+        con.execute("ALTER TABLE aggregates DROP COLUMN family")
+        con.execute("ALTER TABLE aggregates DROP COLUMN dropped")
+        con.execute("ALTER TABLE runs DROP COLUMN statistics")
     agg = queries.aggregates(store, key)
     assert len(agg) == 1 and agg.family.isna().all() and agg.dropped.isna().all()
     run = results.run_view(store, key)
