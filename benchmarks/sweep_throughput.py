@@ -1,53 +1,72 @@
-"""Times the sweep's images/second per reconstructor against the bare forward passes of its models.
+"""Times the sweep's images/second per reconstructor against the bare work of its models on the same images.
 
-The sweep does more than the models: physics (Poisson draws per image), image metrics, moving
-tensors, and the classical denoiser's CPU loop. Both numbers come from the same batches in one
-run, so their ratio says where time goes. "Bare" is each reconstructor's own `reconstruct` on
-already degraded batches (a network's forward, diffusion's sampling loop, TV's CPU loop) plus
-the forward passes of the diagnostic models. Weights are untrained: speed does not depend on them.
+"Sweep" is `evaluate_cell` as a study runs it: physics (each image's own noise draws), the
+reconstructor, every diagnostic model's answer, image metrics and the moves between host and
+device. "Bare" is the models alone on inputs already degraded and already on the device, under
+no_grad: the reconstructor's own `reconstruct` (a network's forward plus data consistency, the
+diffusion sampling loop over all its posterior samples, TV's CPU loop; 'none' and 'zero_filled'
+hand back their input) followed by each diagnostic network's forward. No physics, metrics,
+cache or bookkeeping. sweep ÷ bare is the share of the models' own speed the sweep keeps
+(1 = the sweep costs nothing beyond its models). Both are warmed up on the first batch, then
+timed on the same batches in one run, CUDA synchronised before each clock reading; the device
+line names the card (or CPU) the figures come from. Weights are untrained: speed does not
+depend on them.
 
     python -m benchmarks.sweep_throughput [--config configs/demo.yaml] [--images 256] [--device auto]
+        [--image-size N]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 
 import torch
 
+from benchmarks.common import clock, device_name, sized_config
 from recon_core.config_loader import load_config
 from recon_core.device import pick_device
+from recon_core.diagnostics.task import TaskModel
 from recon_core.modalities import get_modality
-from recon_core.reconstructors import build_reconstructor
+from recon_core.models.batches import SplitData
+from recon_core.physics.base import Acquisition
+from recon_core.reconstructors import Reconstructor, build_reconstructor
 from recon_core.runner.evaluate import evaluate_cell
 from recon_core.runner.study import split_data
 
+Inputs = list[tuple[torch.Tensor, torch.Tensor, list[str]]]
+"""Degraded images, their measurements and image ids, batch by batch, on the device."""
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+
+def _first(data: SplitData, count: int) -> SplitData:
+    """The first `count` images of a split with their rows and masks."""
+    return dataclasses.replace(data, rows=data.rows.iloc[:count], images=data.images[:count],
+                               masks=None if data.masks is None else data.masks[:count])
+
+
+def _bare(recon: Reconstructor, task_models: list[TaskModel], physics: Acquisition, level: float,
+          inputs: Inputs) -> None:
+    """The models' own work on degraded inputs: the reconstructor, then each diagnostic network's forward."""
+    with torch.no_grad():
+        for degraded, measurement, ids in inputs:
+            output = recon.reconstruct(degraded, physics, level, measurement, ids)
+            for model in task_models:
+                model.net(output)
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     """Prints and returns (reconstructor, sweep images/s, bare images/s) for each reconstructor of the config."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--images", type=int, default=256)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--images", type=int, default=256, help="test images timed per reconstructor")
+    parser.add_argument("--image-size", type=int, help="default: the config's")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = sized_config(load_config(args.config), {"test": args.images}, args.image_size)
     modality = get_modality(config.modality)
-    per_subject = config.cohort.slices_per_subject if modality.unit == "patient" else 1
-    subjects = -(-args.images * 5 // per_subject)  # the test split is a fifth of the subjects
-    config = dataclasses.replace(config, cohort=dataclasses.replace(config.cohort, n_subjects=subjects))
     device = pick_device(args.device)
     cohort = modality.cohort_source(config).load()
-    test = split_data(cohort, "test")
-    take = slice(0, min(args.images, len(test)))
-    test = dataclasses.replace(test, rows=test.rows.iloc[take], images=test.images[take],
-                               masks=None if test.masks is None else test.masks[take])
+    test = _first(split_data(cohort, "test"), args.images)
     physics = modality.build_physics(config)
     task_models = modality.task_models(config, cohort.labels, device)
     for model in task_models:
@@ -55,34 +74,26 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     batch = config.evaluation.batch_size
     level = float(sorted(config.physics.levels)[len(config.physics.levels) // 2])
     ids = test.rows.image_id.tolist()
-    print(f"device {device}, {len(test)} test images at {config.cohort.image_size} px, batch {batch}, "
-          f"level {level:g}, torch threads {torch.get_num_threads()}")
-    print(f"{'reconstructor':<14}{'sweep img/s':>12}{'bare models img/s':>19}{'sweep / bare':>14}")
+    inputs: Inputs = []
+    for i in range(0, len(test), batch):
+        measurement = physics.measure(torch.from_numpy(test.images[i:i + batch][:, None]).to(device), level,
+                                      ids[i:i + batch])
+        inputs.append((physics.to_image(measurement, level), measurement, ids[i:i + batch]))
+    print(f"{config.name} on {device_name(device)}: {len(test)} test images at {config.cohort.image_size} px, "
+          f"batch {batch}, level {level:g} {physics.level_unit}")
+    print(f"{'reconstructor':<14}{'sweep img/s':>12}{'bare img/s':>12}{'sweep / bare':>14}")
     out = []
     for name in config.reconstructors.names:
         recon = build_reconstructor(name, config, device)
-        warm = dataclasses.replace(test, rows=test.rows.iloc[:batch], images=test.images[:batch],
-                                   masks=None if test.masks is None else test.masks[:batch])
-        evaluate_cell(warm, task_models, physics, recon, level, device, batch, [])  # warm-up
-        start = time.perf_counter()
+        evaluate_cell(_first(test, batch), task_models, physics, recon, level, device, batch, [])  # warm-up
+        start = clock(device)
         evaluate_cell(test, task_models, physics, recon, level, device, batch, [])
-        sweep_rate = len(test) / (time.perf_counter() - start)
-        # The same batches, degraded beforehand: only the reconstructor and the diagnostic networks run.
-        batches = []
-        for i in range(0, len(test), batch):
-            measurement = physics.measure(torch.from_numpy(test.images[i:i + batch][:, None]).to(device), level,
-                                          ids[i:i + batch])
-            batches.append((physics.to_image(measurement, level), measurement, ids[i:i + batch]))
-        _sync(device)
-        start = time.perf_counter()
-        with torch.no_grad():
-            for degraded, measurement, batch_ids in batches:
-                output = recon.reconstruct(degraded, physics, level, measurement, batch_ids)
-                for model in task_models:
-                    model.net(output.to(device))
-        _sync(device)
-        bare_rate = len(test) / (time.perf_counter() - start)
-        print(f"{name:<14}{sweep_rate:>12.1f}{bare_rate:>19.1f}{sweep_rate / bare_rate:>14.2f}")
+        sweep_rate = len(test) / (clock(device) - start)
+        _bare(recon, task_models, physics, level, inputs[:1])  # warm-up
+        start = clock(device)
+        _bare(recon, task_models, physics, level, inputs)
+        bare_rate = len(test) / (clock(device) - start)
+        print(f"{name:<14}{sweep_rate:>12.1f}{bare_rate:>12.1f}{sweep_rate / bare_rate:>14.2f}")
         out.append((name, sweep_rate, bare_rate))
     return out
 

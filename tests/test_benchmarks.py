@@ -9,26 +9,31 @@ import shutil
 import numpy as np
 import pytest
 
-from benchmarks import bootstrap_speed, browser_latency, diffusion_steps, page_latency, sweep_throughput, writer_wait
+from benchmarks import (
+    bootstrap_speed,
+    browser_latency,
+    diffusion_steps,
+    page_latency,
+    sweep_throughput,
+    writer_wait,
+)
+from recon_core.config_loader import load_config
 from tests.conftest import ROOT
 
 TINY = str(ROOT / "configs" / "tiny.yaml")
+SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def test_bootstrap_speed_agrees_with_scikit_learn():
     assert bootstrap_speed.main(["--images", "300", "--resamples", "20"]) < 1e-6
 
 
-def test_sweep_throughput_times_every_reconstructor():
-    rows = sweep_throughput.main(["--config", TINY, "--images", "16", "--device", "cpu"])
-    assert [name for name, *_ in rows] == ["none", "tv", "unet", "gan", "diffusion"]
-    assert all(sweep > 0 and bare > 0 for _, sweep, bare in rows)
-
-
-def test_sweep_throughput_on_mri():
-    rows = sweep_throughput.main(["--config", str(ROOT / "configs" / "tiny-mri.yaml"), "--images", "24",
-                                  "--device", "cpu"])
-    assert [name for name, *_ in rows] == ["zero_filled", "tv", "unet"]
+@pytest.mark.parametrize("config", SHIPPED, ids=lambda path: path.stem)
+def test_sweep_throughput_times_every_reconstructor_of_every_shipped_config(config):
+    """Each config's own reconstructors and task models at 32 px: a network one config alone uses cannot crash it."""
+    rows = sweep_throughput.main(["--config", str(config), "--images", "1", "--image-size", "32", "--device", "cpu"])
+    assert [name for name, *_ in rows] == list(load_config(config).reconstructors.names)
+    assert all(math.isfinite(rate) and rate > 0 for _, *rates in rows for rate in rates), rows
 
 
 def test_diffusion_steps_on_the_tiny_study(built_store):
