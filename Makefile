@@ -32,8 +32,9 @@ demo-mri: install  ## build the MRI demo study (configs/demo-mri.yaml) into the 
 lint: install
 	$(VENV)/bin/ruff check .
 
-bench: install  ## sweep throughput vs bare model forward passes
+bench: install  ## sweep and training throughput, each against its models' bare work, on the device in use
 	$(PY) -m benchmarks.sweep_throughput
+	$(PY) -m benchmarks.train_throughput
 
 clean:
 	rm -rf data/cache

@@ -15,6 +15,7 @@ from benchmarks import (
     diffusion_steps,
     page_latency,
     sweep_throughput,
+    train_throughput,
     writer_wait,
 )
 from recon_core.config_loader import load_config
@@ -33,6 +34,15 @@ def test_sweep_throughput_times_every_reconstructor_of_every_shipped_config(conf
     """Each config's own reconstructors and task models at 32 px: a network one config alone uses cannot crash it."""
     rows = sweep_throughput.main(["--config", str(config), "--images", "1", "--image-size", "32", "--device", "cpu"])
     assert [name for name, *_ in rows] == list(load_config(config).reconstructors.names)
+    assert all(math.isfinite(rate) and rate > 0 for _, *rates in rows for rate in rates), rows
+
+
+@pytest.mark.parametrize(("config", "models"), [("tiny.yaml", ["classifier", "unet", "gan", "diffusion"]),
+                                                 ("tiny-mri.yaml", ["classifier", "segmenter", "unet"])])
+def test_train_throughput_times_every_trained_model(config, models):
+    rows = train_throughput.main(["--config", str(ROOT / "configs" / config), "--steps", "2", "--warmup", "1",
+                                  "--images", "16", "--device", "cpu"])
+    assert [name for name, *_ in rows] == models
     assert all(math.isfinite(rate) and rate > 0 for _, *rates in rows for rate in rates), rows
 
 
