@@ -46,7 +46,7 @@ class Classifier(TaskModel):
 
     def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
         cfg = self.config.diagnostic
-        batches = data.sampler(self.config.seed, "classifier-train", cfg.batch_size)
+        batches = data.sampler(self.config.seed, "classifier-train", cfg.batch_size, self.device)
         optimiser, schedule = adam(self.net, cfg.learning_rate, cfg.steps, "one_cycle")
         return TrainingPlan(cfg.steps, batches, [Objective(lambda b: self.net(b.images), MaskedBCE(), optimiser,
                                                            schedule)], [self.net], self.device)

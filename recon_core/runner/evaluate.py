@@ -17,6 +17,7 @@ from recon_core.models.batches import SplitData
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import Reconstructor
+from recon_core.runner.inputs import KeptInputs, input_batches
 from recon_core.runner.recon_cache import ReconstructionCache
 
 
@@ -70,8 +71,12 @@ def _reconstruct(reconstructor: Reconstructor, degraded: torch.Tensor, physics: 
 def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Acquisition,
                   reconstructor: Reconstructor | None, level: float, device: torch.device, batch_size: int,
                   example_ids: Sequence[str], progress: Progress = silent, stage: str = "",
-                  cache_root: Path | None = None) -> CellResult:
+                  cache_root: Path | None = None, kept: KeptInputs | None = None) -> CellResult:
     """Runs every image of `data` through one (reconstructor, level) cell; `reconstructor=None` is the clean road.
+
+    Inputs are degraded ahead of the models by worker threads (`runner.inputs`), with each image's
+    own noise, so a cell's numbers do not depend on the batch size or the device; with `kept`, a
+    level's inputs are drawn once for every reconstructor of a sweep.
 
     Each task model answers on the output: the classifier's scores become the scores table, a
     segmenter's per-image Dice/HD95 join the metrics and its masks the examples (with the true
@@ -88,18 +93,15 @@ def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Ac
     metric_parts: list[dict[str, np.ndarray]] = []
     score_parts: list[np.ndarray] = []
     examples: dict[tuple[str, str], np.ndarray] = {}
-    for lo in range(0, len(ids), batch_size):
-        batch_ids = ids[lo:lo + batch_size]
-        clean = torch.from_numpy(data.images[lo:lo + batch_size][:, None]).to(device)
-        truth = None if data.masks is None else torch.from_numpy(data.masks[lo:lo + batch_size][:, None])
+    for batch in input_batches(data, physics, None if reconstructor is None else level, batch_size, device,
+                               kept=kept):
+        lo, batch_ids, clean, truth, degraded = batch.start, batch.ids, batch.clean, batch.truth, batch.degraded
         std = None
         if reconstructor is None:
             output = clean
             quality = {k: np.full(len(batch_ids), np.nan) for k in QUALITY_METRICS}
         else:
-            measurement = physics.measure(clean, level, batch_ids)
-            degraded = physics.to_image(measurement, level)
-            output, std = _reconstruct(reconstructor, degraded, physics, level, measurement, batch_ids, cache)
+            output, std = _reconstruct(reconstructor, degraded, physics, level, batch.measurement, batch_ids, cache)
             quality = {k: v.cpu().numpy() for k, v in image_quality(output, clean).items()}
         answers = [model.evaluate(output, truth) for model in task_models]
         for answer in answers:

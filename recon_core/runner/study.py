@@ -30,6 +30,7 @@ from recon_core.progress import Progress, silent
 from recon_core.reconstructors import Reconstructor, build_reconstructor
 from recon_core.runner.evaluate import evaluate_cell, pick_examples
 from recon_core.runner.finalise import finalise_run
+from recon_core.runner.inputs import KeptInputs
 from recon_core.store import CLEAN, Store, queries, writes
 
 
@@ -109,6 +110,8 @@ class Sweep:
         self.cache_root, self.progress = cache_root, progress
         self.test = split_data(models.cohort, "test")
         self.example_ids = pick_examples(self.test.rows, models.cohort.labels, config.evaluation.n_examples)
+        self.kept = KeptInputs()
+        """Each level's degraded test inputs, drawn once for all the reconstructors of the run."""
         self.unit_rows: dict[tuple[str, float], pd.DataFrame] = {}
         """Each cell's stored rows as the statistics see them, read once per run."""
 
@@ -129,7 +132,8 @@ class Sweep:
                 id_vars="image_id", value_vars=extra, var_name="attribute", value_name="value"))
         stage = "clean images" if recon is None else f"{name} at {level:g} {models.physics.level_unit}"
         result = evaluate_cell(self.test, models.task_models, models.physics, recon, level, self.device,
-                               config.evaluation.batch_size, self.example_ids, self.progress, stage, self.cache_root)
+                               config.evaluation.batch_size, self.example_ids, self.progress, stage, self.cache_root,
+                               self.kept)
         result.metrics.insert(0, "modality", models.modality.name)
         writes.write_cell_rows(self.store, self.key, name, level, result.metrics, result.scores, result.examples)
         writes.finish_cell(self.store, self.key, name, level, self.summary(name, level), result.seconds,
