@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
-from recon_core.config_loader import load_config
+from recon_core.config import ConfigError
+from recon_core.config_loader import from_dict, load_config
 from recon_core.modalities import get_modality
 from recon_core.models.batches import DeviceBatches, SplitData
 from recon_core.models.contract import run_training
@@ -158,3 +159,26 @@ def test_cuda_training_batches_are_made_on_the_device():
     unet = build_reconstructor("unet", config, cuda)
     run_training(unet.training_plan(data, {}), silent, "cuda smoke")
     assert next(unet.net.parameters()).is_cuda
+
+
+def test_bf16_is_a_config_option_of_its_own_run_and_moves_metrics_little():
+    """'bf16' runs the networks under bfloat16 autocast: a run of its own (hash), float32 outputs, close values."""
+    tiny = load_config(TINY)
+    bf16 = dataclasses.replace(tiny, evaluation=dataclasses.replace(tiny.evaluation, precision="bf16"))
+    assert bf16.config_hash() != tiny.config_hash()
+    assert "precision" not in tiny.to_dict()["evaluation"]  # float32 stays out of the hash: stored runs keep theirs
+    with pytest.raises(ConfigError, match="precision"):
+        from_dict({**tiny.to_dict(), "evaluation": {**tiny.to_dict()["evaluation"], "precision": "fp8"}})
+    modality = get_modality(tiny.modality)
+    cohort = modality.cohort_source(tiny).load()
+    test = split_data(cohort, "test")
+    task_models = modality.task_models(tiny, cohort.labels, CPU)
+    recon = build_reconstructor("unet", tiny, CPU)
+    for net in [recon.net, *(model.net for model in task_models)]:
+        net.eval()
+    physics = modality.build_physics(tiny)
+    full, half = (evaluate_cell(test, task_models, physics, recon, 300.0, CPU, 16, [], precision=p)
+                  for p in ("float32", "bf16"))
+    assert half.scores.score.dtype == np.float64 and half.metrics.psnr.notna().all()
+    np.testing.assert_allclose(half.scores.score, full.scores.score, atol=0.05)
+    np.testing.assert_allclose(half.metrics.psnr, full.metrics.psnr, atol=0.5)

@@ -54,7 +54,7 @@ class Classifier(TaskModel):
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """(B, L) probabilities for (B, 1, H, W) images, on the images' device."""
-        return torch.sigmoid(self.net(images.to(self.device))).to(images.device)
+        return torch.sigmoid(self.net(images.to(self.device)).float()).to(images.device)
 
     def evidence(self, label: str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """The logit of finding `label` (the first finding when None)."""

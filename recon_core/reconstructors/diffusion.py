@@ -91,8 +91,9 @@ class Diffusion(NetworkReconstructor):
         return stable_hash("diffusion", self.arch, c.cohort, c.physics, trained, c.seed)
 
     def cache_key(self) -> str:
-        d = self.config.reconstructors.diffusion
-        return stable_hash(self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency)
+        d, precision = self.config.reconstructors.diffusion, self.config.evaluation.precision
+        parts = (self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency)
+        return stable_hash(*parts, *(() if precision == "float32" else (precision,)))  # float32 keys unchanged
 
     def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
         cfg = self.config.reconstructors.diffusion

@@ -133,7 +133,7 @@ class Sweep:
         stage = "clean images" if recon is None else f"{name} at {level:g} {models.physics.level_unit}"
         result = evaluate_cell(self.test, models.task_models, models.physics, recon, level, self.device,
                                config.evaluation.batch_size, self.example_ids, self.progress, stage, self.cache_root,
-                               self.kept)
+                               self.kept, config.evaluation.precision)
         result.metrics.insert(0, "modality", models.modality.name)
         writes.write_cell_rows(self.store, self.key, name, level, result.metrics, result.scores, result.examples)
         writes.finish_cell(self.store, self.key, name, level, self.summary(name, level), result.seconds,
