@@ -98,7 +98,7 @@ def test_evaluation_inputs_do_not_depend_on_batch_size_or_threads(physics):
         return torch.cat([b.measurement for b in input_batches(data, physics, level, batch_size, CPU, workers)])
 
     reference = inputs(23, 1)
-    for batch_size, workers in ((4, 1), (5, 3), (1, 8)):
+    for batch_size, workers in ((4, 0), (4, 1), (5, 3), (1, 8)):
         assert torch.equal(inputs(batch_size, workers), reference)
     batches = list(input_batches(data, physics, level, 5, CPU, 3))
     assert [b.start for b in batches] == [0, 5, 10, 15, 20]
