@@ -18,8 +18,9 @@ import torch
 from recon_core.config import ConfigError
 from recon_core.config_loader import from_dict, load_config
 from recon_core.modalities import get_modality
-from recon_core.models.batches import DeviceBatches, SplitData
+from recon_core.models.batches import DeviceBatches, SplitData, TrainingBatch
 from recon_core.models.contract import run_training
+from recon_core.models.losses import MaskedBCE
 from recon_core.physics import KspaceUndersampling, ProjectionDose
 from recon_core.progress import silent
 from recon_core.reconstructors import build_reconstructor
@@ -182,3 +183,13 @@ def test_bf16_is_a_config_option_of_its_own_run_and_moves_metrics_little():
     assert half.scores.score.dtype == np.float64 and half.metrics.psnr.notna().all()
     np.testing.assert_allclose(half.scores.score, full.scores.score, atol=0.05)
     np.testing.assert_allclose(half.metrics.psnr, full.metrics.psnr, atol=0.5)
+
+
+@CUDA
+def test_masked_bce_on_cuda_equals_the_cpu_loss():
+    """The GPU form (no boolean indexing, no host sync) gives the CPU's value; unknown labels carry no loss."""
+    logits = torch.tensor([[0.3, -1.2], [2.0, 0.1], [-0.5, 0.7]])
+    targets = torch.tensor([[1.0, float("nan")], [0.0, 1.0], [float("nan"), 0.0]])
+    batch = TrainingBatch(torch.zeros(3, 1, 4, 4), pd.DataFrame(index=range(3)), targets)
+    torch.testing.assert_close(MaskedBCE()(logits.cuda(), batch.to(torch.device("cuda"))).cpu(),
+                               MaskedBCE()(logits, batch))

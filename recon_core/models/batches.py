@@ -131,7 +131,10 @@ class DeviceBatches:
 
     def batch(self, idx: np.ndarray) -> TrainingBatch:
         """The clean batch of images `idx` on the device: the same values as `SplitData.batch`."""
-        index = torch.from_numpy(idx).to(self.device)
+        index = torch.from_numpy(idx)
+        if self.device.type == "cuda":  # a pinned copy does not wait for the device's queue to drain
+            index = index.pin_memory().to(self.device, non_blocking=True)
+        index = index.to(self.device)
         rows = self.data.rows.iloc[idx].reset_index(drop=True)
         masks = None if self.masks is None else self.masks[index][:, None].long()
         return TrainingBatch(self.images[index][:, None], rows, self.targets[index], masks)

@@ -87,7 +87,7 @@ def _on_device(tensor: torch.Tensor | None, device: torch.device) -> torch.Tenso
     """A CPU tensor on the models' device; pinned first for a GPU, so the copy overlaps the models' work."""
     if tensor is None or device.type == "cpu":
         return tensor
-    return tensor.pin_memory().to(device, non_blocking=True)
+    return (tensor.pin_memory() if device.type == "cuda" else tensor).to(device, non_blocking=True)
 
 
 def input_batches(data: SplitData, physics: Acquisition, level: float | None, batch_size: int,
