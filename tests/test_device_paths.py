@@ -108,14 +108,16 @@ def test_evaluation_inputs_do_not_depend_on_batch_size_or_threads(physics):
 
 def test_a_level_is_drawn_once_and_served_unchanged():
     data, physics = split(n=23), ProjectionDose(seed=3)
-    kept = KeptInputs()
+    kept = KeptInputs(data)
     first = [b.degraded.clone() for b in input_batches(data, physics, 300.0, 5, CPU, kept=kept)]
     assert kept.get(300.0, 5) is not None and kept.used == 23 * 32 * 32 * 4  # X-ray: one tensor for both
     again = [b.degraded for b in input_batches(data, physics, 300.0, 5, CPU, kept=kept)]
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
-    small = KeptInputs(budget=1000)
+    small = KeptInputs(data, budget=1000)
     list(input_batches(data, physics, 300.0, 5, CPU, kept=small))
     assert small.get(300.0, 5) is None and small.used == 0  # too big to keep: drawn again next time
+    with pytest.raises(ValueError, match="another split"):
+        next(input_batches(split(n=5), physics, 300.0, 5, CPU, kept=kept))
 
 
 def tiny_cell(device: torch.device, batch_size: int, reconstructor: str = "unet") -> pd.DataFrame:

@@ -41,15 +41,15 @@ Prepared = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.T
 
 
 class KeptInputs:
-    """Each level's prepared batches, kept for the next cell at that level while they fit in `budget` bytes.
+    """Each level's prepared batches of one split, kept for the next cell at that level within `budget` bytes.
 
     Clean images and masks are views of the split (no copy); the measurement and the degraded image
     (the same tensor for X-ray) are what counts against the budget. A level that does not fit is
     drawn again by each cell, with the same numbers.
     """
 
-    def __init__(self, budget: int = 2 * 2**30) -> None:
-        self.budget = budget
+    def __init__(self, data: SplitData, budget: int = 2 * 2**30) -> None:
+        self.data, self.budget = data, budget
         self.levels: dict[tuple[float, int], list[Prepared]] = {}
         self.used = 0
 
@@ -100,6 +100,8 @@ def input_batches(data: SplitData, physics: Acquisition, level: float | None, ba
     `kept`, a level drawn before is served from it, and a level drawn now is offered to it.
     """
     ids = data.rows["image_id"].tolist()
+    if kept is not None and kept.data is not data:
+        raise ValueError("input_batches: the kept inputs belong to another split")
     if level is not None and kept is not None and (stored := kept.get(level, batch_size)) is not None:
         for lo, prepared in zip(range(0, len(ids), batch_size), stored, strict=True):
             yield _on_device_batch(lo, prepared, ids, batch_size, device)

@@ -122,7 +122,7 @@ class Sweep:
         self.cache_root, self.progress = cache_root, progress
         self.test = split_data(models.cohort, "test")
         self.example_ids = pick_examples(self.test.rows, models.cohort.labels, config.evaluation.n_examples)
-        self.kept = KeptInputs()
+        self.kept = KeptInputs(self.test)
         """Each level's degraded test inputs, drawn once for all the reconstructors of the run."""
         self.unit_rows: dict[tuple[str, float], pd.DataFrame] = {}
         """Each cell's stored rows as the statistics see them, read once per run."""
