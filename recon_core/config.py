@@ -205,6 +205,9 @@ class EvaluationConfig:
     min_negatives: int = field(default=5, metadata={"omit_if_default": True})
     # Groups for fairness: columns, or intersections written 'a×b'.
     attributes: tuple[str, ...] = ("sex", "age_band", "sex×age_band")
+    # The networks' arithmetic in the sweep: 'bf16' runs reconstructors and diagnostic models under
+    # bfloat16 autocast (faster on a GPU; physics and metrics stay float32). A bf16 run is its own run.
+    precision: Literal["float32", "bf16"] = field(default="float32", metadata={"omit_if_default": True})
 
 
 @dataclass(frozen=True)

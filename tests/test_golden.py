@@ -11,7 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from recon_core.runner import run_study, study
+from recon_core.store import Store, queries
 from tests.golden import COLUMNS, golden_path, golden_rows
 
 KEYS = COLUMNS[:7]
@@ -39,3 +42,13 @@ def test_stored_aggregates_equal_the_golden_file(request, fixture, name):
     store, key, _ = request.getfixturevalue(fixture)
     expected = pd.read_csv(golden_path(name), keep_default_na=False, na_values=[""])
     compare(golden_rows(store, key), expected)
+
+
+def test_statistics_in_a_thread_store_the_same_aggregates(built_store, tiny_config, tmp_path, monkeypatch):
+    """Beside a GPU each cell's statistics run in a thread while the next cell is evaluated: the same aggregates."""
+    _, _, cache = built_store
+    monkeypatch.setattr(study, "statistics_beside", lambda device: True)
+    store = Store(tmp_path / "tandem.duckdb")
+    key = run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))  # weights of the built study
+    assert set(queries.done_cells(store, key)) == set(queries.done_cells(built_store[0], built_store[1]))
+    compare(golden_rows(store, key), pd.read_csv(golden_path("tiny"), keep_default_na=False, na_values=[""]))

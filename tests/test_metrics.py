@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from monai.metrics import SSIMMetric
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import roc_auc_score
 
@@ -31,6 +32,15 @@ def test_image_metrics_match_scikit_image(pair):
         assert got["ssim"][i].item() == pytest.approx(ref_ssim, abs=1e-3)
         assert got["nmse"][i].item() == pytest.approx(mean_squared_error(c, n) / np.mean(c**2), rel=1e-4)
     assert got["psnr"][0] > got["psnr"][1] > got["psnr"][2]  # one value per image, ordered by noise
+
+
+def test_separable_ssim_equals_monai_ssim_metric():
+    """The separable window gives MONAI SSIMMetric's values (the definition stored results were made with)."""
+    rng = np.random.default_rng(1)
+    clean = torch.from_numpy(rng.random((4, 1, 64, 64)).astype(np.float32))
+    noisy = (clean + torch.from_numpy(rng.normal(0, 0.1, clean.shape).astype(np.float32))).clamp(0, 1)
+    monai_ssim = SSIMMetric(spatial_dims=2, data_range=1.0, reduction="none")(noisy, clean).reshape(-1)
+    torch.testing.assert_close(image_quality(noisy, clean)["ssim"], monai_ssim, rtol=0, atol=2e-6)
 
 
 def test_auroc_and_rates():

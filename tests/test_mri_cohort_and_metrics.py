@@ -13,7 +13,7 @@ from recon_core.config import BiasKnob, CohortConfig
 from recon_core.fairness.patients import patient_rows
 from recon_core.fairness.summary import summarise_cell
 from recon_core.metrics.image_quality import image_quality
-from recon_core.metrics.segmentation import dice, hd95
+from recon_core.metrics.segmentation import dice, hd95, segmentation_quality
 
 
 def cohort(**kw):
@@ -161,3 +161,14 @@ def test_dice_fairness_summaries_and_added_dice():
     assert out.loc[("dice_diff_added", "sex", "F − M"), "estimate"] == pytest.approx(-0.2)
     assert out.loc[("dice_diff_added", "sex", "F − M"), "p_value"] < 0.05
     assert np.isnan(out.loc[("dice_gap_added", "sex", ""), "p_value"])  # folded: descriptive, no test
+
+
+def test_segmentation_quality_in_threads_equals_one_pass():
+    """HD95 over chunks of slices in threads: the same values (and NaN for empty masks) as one call."""
+    yy, xx = torch.meshgrid(torch.arange(48), torch.arange(48), indexing="ij")
+    radii = torch.tensor([0, 3, 7, 11, 0, 5, 9, 13, 2, 6, 10, 0, 4, 8, 12, 1, 3, 7, 9])[:, None, None]
+    truth = (((yy - 24) ** 2 + (xx - 24) ** 2)[None] < radii ** 2).to(torch.uint8)[:, None]
+    pred = (((yy - 22) ** 2 + (xx - 25) ** 2)[None] < (radii.flip(0) + 1) ** 2).to(torch.uint8)[:, None]
+    got = segmentation_quality(pred, truth)
+    torch.testing.assert_close(got["hd95"], hd95(pred, truth), equal_nan=True, rtol=0, atol=0)
+    torch.testing.assert_close(got["dice"], dice(pred, truth), rtol=0, atol=0)

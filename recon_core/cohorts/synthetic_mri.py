@@ -15,7 +15,7 @@ prevalence, tumour contrast or size in one group. Deterministic per (seed, patie
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 import pandas as pd
@@ -24,12 +24,15 @@ from scipy import ndimage
 from recon_core.cohorts.base import Cohort, CohortSource, assign_splits, slice_of
 from recon_core.cohorts.brain_anatomy import BrainStack, brain_stack
 from recon_core.cohorts.demographics import CohortError, age_band, require_varied
+from recon_core.cohorts.workers import render_chunks
 from recon_core.config import CohortConfig
 from recon_core.progress import Progress, silent
 from recon_core.seeding import numpy_rng
 
 LABELS = ("high_grade",)
 SLICE_SPACING_MM = 3.0
+CHUNK = 20
+"""Most patients rendered per hand-off (and per progress report)."""
 
 
 def sample_patients(config: CohortConfig, seed: int) -> pd.DataFrame:
@@ -141,18 +144,32 @@ def render_patient(stack: BrainStack, patient: pd.Series, n_slices: int, seed: i
     return images, masks
 
 
-def generate_cohort(config: CohortConfig, seed: int, progress: Progress = silent) -> Cohort:
-    """The whole cohort: one row per slice (image_id '<patient>-s<k>'), its image and tumour mask."""
-    patients = sample_patients(config, seed)
-    require_varied(patients, ("sex", "age_band"), "generated MRI cohort")
-    stack = brain_stack(config.anatomy, config.image_size)
-    n = config.slices_per_subject
-    images = np.empty((len(patients) * n, config.image_size, config.image_size), np.float32)
+def _render_patients(anatomy: str, size: int, n_slices: int, seed: int,
+                     patients: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(images, masks) of a chunk of patients, n_slices rows each: one worker's share of `generate_cohort`."""
+    stack = brain_stack(anatomy, size)
+    images = np.empty((len(patients) * n_slices, size, size), np.float32)
     masks = np.empty(images.shape, np.uint8)
     for i, patient in enumerate(patients.itertuples(index=False)):
-        images[i * n:(i + 1) * n], masks[i * n:(i + 1) * n] = render_patient(stack, patient, n, seed)
-        if i % 20 == 0 or i == len(patients) - 1:
-            progress("generating MRI cohort", i + 1, len(patients))
+        rows = slice(i * n_slices, (i + 1) * n_slices)
+        images[rows], masks[rows] = render_patient(stack, patient, n_slices, seed)
+    return images, masks
+
+
+def generate_cohort(config: CohortConfig, seed: int, progress: Progress = silent,
+                    workers: int | None = None) -> Cohort:
+    """The whole cohort: one row per slice (image_id '<patient>-s<k>'), its image and tumour mask.
+
+    The same for any `workers` (processes to render over; None: `workers.cohort_workers()`).
+    """
+    patients = sample_patients(config, seed)
+    require_varied(patients, ("sex", "age_band"), "generated MRI cohort")
+    stack = brain_stack(config.anatomy, config.image_size)  # built once here, inherited by the workers
+    n = config.slices_per_subject
+    render = partial(_render_patients, config.anatomy, config.image_size, n, seed)
+    parts = list(render_chunks(render, patients, workers, CHUNK, progress, "generating MRI cohort"))
+    images = np.concatenate([part[0] for part in parts])
+    masks = np.concatenate([part[1] for part in parts])
     rows = patients.loc[patients.index.repeat(n)].reset_index(drop=True)
     rows.insert(0, "image_id", [f"{s}-s{k}" for s in patients.subject_id for k in range(n)])
     rows["slice"] = np.tile(np.arange(n), len(patients))

@@ -9,7 +9,7 @@ Deterministic per (seed, subject).
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 import pandas as pd
@@ -18,11 +18,15 @@ from scipy import ndimage
 from recon_core.cohorts.base import Cohort, CohortSource, assign_splits
 from recon_core.cohorts.chest_anatomy import Template, template_for
 from recon_core.cohorts.demographics import CohortError, age_band, require_varied
+from recon_core.cohorts.spline_zoom import cubic_zoom
+from recon_core.cohorts.workers import render_chunks
 from recon_core.config import CohortConfig
 from recon_core.progress import Progress, silent
 from recon_core.seeding import numpy_rng
 
 LABELS = ("cardiomegaly", "effusion", "nodule")
+CHUNK = 100
+"""Most subjects rendered per hand-off (and per progress report)."""
 
 
 def sample_subjects(config: CohortConfig, seed: int) -> pd.DataFrame:
@@ -59,11 +63,6 @@ def sample_subjects(config: CohortConfig, seed: int) -> pd.DataFrame:
     table["split"] = assign_splits(table["subject_id"].to_numpy(), config.split_fractions,
                                    numpy_rng(seed, "splits"))
     return table
-
-
-def _smooth_field(rng: np.random.Generator, size: int, amplitude: float) -> np.ndarray:
-    coarse = rng.normal(0, amplitude, size=(6, 6))
-    return ndimage.zoom(coarse, size / 6, order=3)[:size, :size]
 
 
 def render_subject(template: Template, row: pd.Series, seed: int) -> np.ndarray:
@@ -105,8 +104,8 @@ def render_subject(template: Template, row: pd.Series, seed: int) -> np.ndarray:
     u, v = xx - 0.5, yy - 0.5
     qx = (np.cos(angle) * u - np.sin(angle) * v) / scale + 0.5 + shift[0]
     qy = (np.sin(angle) * u + np.cos(angle) * v) / scale + 0.5 + shift[1]
-    qx = qx + _smooth_field(rng, size, 0.012)
-    qy = qy + _smooth_field(rng, size, 0.012)
+    field_x, field_y = cubic_zoom(rng.normal(0, 0.012, size=(2, 6, 6)), size)  # smooth elastic warp
+    qx, qy = qx + field_x, qy + field_y
     hx, hy = lm.heart_center
     hrx, hry = lm.heart_radius
     magnify = max(0.0, 0.02 + 0.0025 * (age - 40))  # hearts grow a little with age
@@ -123,16 +122,26 @@ def render_subject(template: Template, row: pd.Series, seed: int) -> np.ndarray:
     return np.clip(warped, 0, 1).astype(np.float32)
 
 
-def generate_cohort(config: CohortConfig, seed: int, progress: Progress = silent) -> Cohort:
-    """The embedded synthetic chest X-ray cohort, deterministic per seed."""
+def _render_rows(anatomy: str, size: int, seed: int, rows: pd.DataFrame) -> np.ndarray:
+    """(len(rows), size, size) images of a chunk of subjects: one worker's share of `generate_cohort`."""
+    template = template_for(anatomy, size)
+    images = np.empty((len(rows), size, size), np.float32)
+    for i, (_, row) in enumerate(rows.iterrows()):
+        images[i] = render_subject(template, row, seed)
+    return images
+
+
+def generate_cohort(config: CohortConfig, seed: int, progress: Progress = silent,
+                    workers: int | None = None) -> Cohort:
+    """The embedded synthetic chest X-ray cohort, deterministic per seed and the same for any `workers`.
+
+    `workers`: processes to render over (None: `workers.cohort_workers()`, the CPUs available).
+    """
     subjects = sample_subjects(config, seed)
     require_varied(subjects, ["sex", "age_band"], f"synthetic cohort (n={config.n_subjects})")
-    template = template_for(config.anatomy, config.image_size)
-    images = np.empty((len(subjects), config.image_size, config.image_size), np.float32)
-    for i, (_, row) in enumerate(subjects.iterrows()):
-        images[i] = render_subject(template, row, seed)
-        if i % 100 == 0 or i == len(subjects) - 1:
-            progress("generating cohort", i + 1, len(subjects))
+    template_for(config.anatomy, config.image_size)  # built once here, inherited by the workers
+    render = partial(_render_rows, config.anatomy, config.image_size, seed)
+    images = np.concatenate(list(render_chunks(render, subjects, workers, CHUNK, progress, "generating cohort")))
     return Cohort(subjects, images, LABELS, source=f"synthetic:{config.anatomy}")
 
 

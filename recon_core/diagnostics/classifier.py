@@ -46,7 +46,7 @@ class Classifier(TaskModel):
 
     def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
         cfg = self.config.diagnostic
-        batches = data.sampler(self.config.seed, "classifier-train", cfg.batch_size)
+        batches = data.sampler(self.config.seed, "classifier-train", cfg.batch_size, self.device)
         optimiser, schedule = adam(self.net, cfg.learning_rate, cfg.steps, "one_cycle")
         return TrainingPlan(cfg.steps, batches, [Objective(lambda b: self.net(b.images), MaskedBCE(), optimiser,
                                                            schedule)], [self.net], self.device)
@@ -54,7 +54,7 @@ class Classifier(TaskModel):
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """(B, L) probabilities for (B, 1, H, W) images, on the images' device."""
-        return torch.sigmoid(self.net(images.to(self.device))).to(images.device)
+        return torch.sigmoid(self.net(images.to(self.device)).float()).to(images.device)
 
     def evidence(self, label: str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """The logit of finding `label` (the first finding when None)."""

@@ -39,7 +39,7 @@ class Segmenter(TaskModel):
     def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
         """Dice + CE (softmax over background/tumour) on clean slices and their masks."""
         cfg = self.config.diagnostic
-        batches = data.sampler(self.config.seed, "segmenter-train", cfg.batch_size)
+        batches = data.sampler(self.config.seed, "segmenter-train", cfg.batch_size, self.device)
         optimiser, schedule = adam(self.net, cfg.learning_rate, cfg.segmenter_steps, "one_cycle")
         return TrainingPlan(cfg.segmenter_steps, batches, [Objective(lambda b: self.net(b.images), DiceCE(),
                                                                      optimiser, schedule)], [self.net], self.device)

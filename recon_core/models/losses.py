@@ -63,6 +63,10 @@ class MaskedBCE(Loss):
 
     def __call__(self, output: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
         known = ~torch.isnan(batch.targets)
+        if output.is_cuda:  # no boolean indexing on a GPU: its host sync would stall the device every step
+            losses = torch.nn.functional.binary_cross_entropy_with_logits(
+                output, batch.targets.nan_to_num(0.0), reduction="none")
+            return (losses * known).sum() / known.sum().clamp_min(1)
         return torch.nn.functional.binary_cross_entropy_with_logits(
             output[known], batch.targets[known], reduction="sum") / known.sum().clamp_min(1)
 

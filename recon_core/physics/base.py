@@ -82,11 +82,31 @@ class Acquisition(ABC):
     def measure(self, clean: torch.Tensor, level: float, image_ids: Sequence[str]) -> torch.Tensor:
         """What the scanner records (X-ray: the noisy image; MRI: masked complex k-space), on clean's device."""
         level = self.check_level(level)
-        if clean.ndim != 4 or clean.shape[1] != 1:
-            raise PhysicsError(f"{self.name}: expected (B, 1, H, W) images, got shape {tuple(clean.shape)}")
+        self._check_images(clean)
         if len(image_ids) != clean.shape[0]:
             raise PhysicsError(f"{self.name}: {clean.shape[0]} images but {len(image_ids)} ids")
         seeds = [self.image_seed(i, level) for i in image_ids]
+        return self._measure(clean, level, seeds)
+
+    def measure_batch(self, clean: torch.Tensor, level: float, generator: torch.Generator) -> torch.Tensor:
+        """What the scanner records for a training batch, every draw from `generator`, on its device.
+
+        For training only: no per-image generators and no trip through the host, but a draw depends
+        on the batch it falls in. Physics without a device model draw one seed per image from
+        `generator` and measure as `measure` does.
+        """
+        level = self.check_level(level)
+        self._check_images(clean)
+        return self._measure_batch(clean, level, generator)
+
+    def _check_images(self, clean: torch.Tensor) -> None:
+        """PhysicsError unless `clean` is a (B, 1, H, W) batch."""
+        if clean.ndim != 4 or clean.shape[1] != 1:
+            raise PhysicsError(f"{self.name}: expected (B, 1, H, W) images, got shape {tuple(clean.shape)}")
+
+    def _measure_batch(self, clean: torch.Tensor, level: float, generator: torch.Generator) -> torch.Tensor:
+        """Training draws: one seed per image from `generator`, then the per-image model."""
+        seeds = torch.randint(2**62, (clean.shape[0],), generator=generator, device=generator.device).tolist()
         return self._measure(clean, level, seeds)
 
     def to_image(self, measurement: torch.Tensor, level: float) -> torch.Tensor:

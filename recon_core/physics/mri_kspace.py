@@ -71,12 +71,15 @@ class KspaceUndersampling(Acquisition):
         """1 / sampled fraction of the mask used at this level."""
         return measured_acceleration(self.mask(level, size).numpy())
 
-    def _measure(self, clean: torch.Tensor, level: float, seeds: list[int]) -> torch.Tensor:
+    def _kspace(self, clean: torch.Tensor) -> torch.Tensor:
+        """The fully sampled k-space of square images (PhysicsError otherwise)."""
         height, width = clean.shape[-2:]
         if height != width:
             raise PhysicsError(f"{self.name}: square images expected, got {height}×{width}")
-        mask = self.mask(level, height).to(clean.device)
-        kspace = fft2c(clean.to(torch.complex64))
+        return fft2c(clean.to(torch.complex64))
+
+    def _measure(self, clean: torch.Tensor, level: float, seeds: list[int]) -> torch.Tensor:
+        kspace = self._kspace(clean)
         if self.snr is not None:  # complex Gaussian noise, std relative to the mean image intensity
             noise = torch.empty_like(kspace)
             for i, seed in enumerate(seeds):
@@ -85,6 +88,21 @@ class KspaceUndersampling(Acquisition):
                 noise[i] = torch.complex(torch.randn(kspace.shape[1:], generator=g),
                                          torch.randn(kspace.shape[1:], generator=g)).to(clean.device) * sigma
             kspace = kspace + noise
+        return self._undersampled(kspace, level)
+
+    def _measure_batch(self, clean: torch.Tensor, level: float, generator: torch.Generator) -> torch.Tensor:
+        """Training draws: the whole batch's k-space noise at once from `generator`, on its device."""
+        clean = clean.to(generator.device)
+        kspace = self._kspace(clean)
+        if self.snr is not None:
+            sigma = clean.mean((1, 2, 3), keepdim=True) / self.snr
+            draws = torch.randn((2, *kspace.shape), generator=generator, device=kspace.device)
+            kspace = kspace + torch.complex(draws[0], draws[1]) * sigma
+        return self._undersampled(kspace, level)
+
+    def _undersampled(self, kspace: torch.Tensor, level: float) -> torch.Tensor:
+        """k-space with the samples this level's mask leaves out set to zero."""
+        mask = self.mask(level, kspace.shape[-1]).to(kspace.device)
         return torch.where(mask, kspace, torch.zeros_like(kspace))
 
     def to_image(self, measurement: torch.Tensor, level: float) -> torch.Tensor:

@@ -44,3 +44,11 @@ class ProjectionDose(Acquisition):
             noisy[i] = counts
         image = self.log_transform(noisy, level).clamp(0, 1)
         return image.to(clean.device, clean.dtype)
+
+    def _measure_batch(self, clean: torch.Tensor, level: float, generator: torch.Generator) -> torch.Tensor:
+        """Training draws in float32 on the generator's device, the whole batch at once."""
+        expected = self.expected_counts(clean.detach().to(generator.device, torch.float32), level)
+        counts = torch.poisson(expected, generator=generator)
+        if self.electronic_noise > 0:
+            counts += self.electronic_noise * torch.randn(counts.shape, generator=generator, device=counts.device)
+        return self.log_transform(counts, level).clamp(0, 1).to(clean.dtype)

@@ -91,14 +91,15 @@ class Diffusion(NetworkReconstructor):
         return stable_hash("diffusion", self.arch, c.cohort, c.physics, trained, c.seed)
 
     def cache_key(self) -> str:
-        d = self.config.reconstructors.diffusion
-        return stable_hash(self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency)
+        d, precision = self.config.reconstructors.diffusion, self.config.evaluation.precision
+        parts = (self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency)
+        return stable_hash(*parts, *(() if precision == "float32" else (precision,)))  # float32 keys unchanged
 
     def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
         cfg = self.config.reconstructors.diffusion
         batches = data.degraded_sampler(self.config.physics.levels, self.config.seed, "diffusion-train",
-                                        cfg.batch_size)
-        generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "diffusion-noise"))
+                                        cfg.batch_size, self.device)
+        generator = torch.Generator(self.device).manual_seed(derive_seed(self.config.seed, "diffusion-noise"))
         optimiser, schedule = adam(self.net, cfg.learning_rate, cfg.steps)
         return TrainingPlan(cfg.steps, batches, [Objective(lambda b: self.denoise(b, generator), DenoisingLoss(),
                                                            optimiser, schedule)], [self.net], self.device)
@@ -106,14 +107,15 @@ class Diffusion(NetworkReconstructor):
     def denoise(self, batch: TrainingBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
         """(prediction, target) at a random t: ε̂(x_t, y, t) and ε (noise prediction), or x̂₀ and x₀ (sample).
 
-        t and ε come from `generator` on the CPU, so training draws the same numbers on every device.
+        t and ε come from `generator` on its own device (the model's, in training: no host round trip).
         """
-        x0, condition = batch.images.cpu() * 2 - 1, batch.degraded * 2 - 1
-        t = torch.randint(0, self.scheduler.num_train_timesteps, (len(x0),), generator=generator)
-        noise = torch.randn(x0.shape, generator=generator)
-        noisy = self.scheduler.add_noise(x0, noise, t).to(self.device)
+        where = generator.device if generator is not None else self.device
+        x0, condition = batch.images.to(where) * 2 - 1, batch.degraded.to(where) * 2 - 1
+        t = torch.randint(0, self.scheduler.num_train_timesteps, (len(x0),), generator=generator, device=where)
+        noise = torch.randn(x0.shape, generator=generator, device=where)
+        noisy = self.scheduler.add_noise(x0, noise, t)
         target = noise if self.config.reconstructors.diffusion.prediction == "epsilon" else x0
-        return self.net(noisy, condition.to(self.device), t.to(self.device)), target.to(self.device)
+        return self.net(noisy.to(self.device), condition.to(self.device), t.to(self.device)), target.to(self.device)
 
     def _starting_noise(self, shape: tuple[int, ...], image_ids: Sequence[str], level: float,
                         draws: Sequence[int]) -> torch.Tensor:

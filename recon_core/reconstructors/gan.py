@@ -47,7 +47,8 @@ class GAN(NetworkReconstructor):
     def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
         """Each step: one discriminator step on the generator's current output, then one generator step."""
         cfg = self.config.reconstructors.gan
-        batches = data.degraded_sampler(self.config.physics.levels, self.config.seed, "gan-train", cfg.batch_size)
+        batches = data.degraded_sampler(self.config.physics.levels, self.config.seed, "gan-train", cfg.batch_size,
+                                        self.device)
         betas = (0.5, 0.999)
 
         def generated(batch) -> torch.Tensor:

@@ -58,7 +58,8 @@ class UNetDenoiser(NetworkReconstructor):
 
     def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
         cfg = self.config.reconstructors.unet
-        batches = data.degraded_sampler(self.config.physics.levels, self.config.seed, "unet-train", cfg.batch_size)
+        batches = data.degraded_sampler(self.config.physics.levels, self.config.seed, "unet-train", cfg.batch_size,
+                                        self.device)
         optimiser, schedule = adam(self.net, cfg.learning_rate, cfg.steps)
         return TrainingPlan(cfg.steps, batches, [Objective(lambda b: self.net(b.degraded), ImageLoss("mse"),
                                                            optimiser, schedule)], [self.net], self.device)

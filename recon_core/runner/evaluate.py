@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recon_core.device import network_precision
 from recon_core.diagnostics.task import TaskModel, scorer
 from recon_core.metrics.image_quality import QUALITY_METRICS, image_quality
 from recon_core.models.batches import SplitData
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import Reconstructor
+from recon_core.runner.inputs import KeptInputs, input_batches
 from recon_core.runner.recon_cache import ReconstructionCache
 
 
@@ -58,8 +60,9 @@ def _reconstruct(reconstructor: Reconstructor, degraded: torch.Tensor, physics: 
     if todo:
         new, new_std = reconstructor.reconstruct_samples(degraded[todo], physics, level, measurement[todo],
                                                          [ids[j] for j in todo])
-        for k, j in enumerate(todo):
-            cache.put(ids[j], new[k].cpu().numpy(), None if new_std is None else new_std[k].cpu().numpy())
+        for k, j in enumerate(todo):  # float32 on disk, whatever arithmetic made them
+            cache.put(ids[j], new[k].float().cpu().numpy(),
+                      None if new_std is None else new_std[k].float().cpu().numpy())
             hits[j] = cache.get(ids[j])
     output = torch.from_numpy(np.stack([h[0] for h in hits])).to(degraded.device)
     stds = [h[1] for h in hits]
@@ -70,8 +73,14 @@ def _reconstruct(reconstructor: Reconstructor, degraded: torch.Tensor, physics: 
 def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Acquisition,
                   reconstructor: Reconstructor | None, level: float, device: torch.device, batch_size: int,
                   example_ids: Sequence[str], progress: Progress = silent, stage: str = "",
-                  cache_root: Path | None = None) -> CellResult:
+                  cache_root: Path | None = None, kept: KeptInputs | None = None,
+                  precision: str = "float32") -> CellResult:
     """Runs every image of `data` through one (reconstructor, level) cell; `reconstructor=None` is the clean road.
+
+    Inputs are degraded ahead of the models by worker threads (`runner.inputs`), with each image's
+    own noise, so a cell's numbers do not depend on the batch size or the device; with `kept`, a
+    level's inputs are drawn once for every reconstructor of a sweep. `precision` 'bf16' runs the
+    networks under bfloat16 autocast; physics and image metrics stay float32.
 
     Each task model answers on the output: the classifier's scores become the scores table, a
     segmenter's per-image Dice/HD95 join the metrics and its masks the examples (with the true
@@ -88,20 +97,21 @@ def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Ac
     metric_parts: list[dict[str, np.ndarray]] = []
     score_parts: list[np.ndarray] = []
     examples: dict[tuple[str, str], np.ndarray] = {}
-    for lo in range(0, len(ids), batch_size):
-        batch_ids = ids[lo:lo + batch_size]
-        clean = torch.from_numpy(data.images[lo:lo + batch_size][:, None]).to(device)
-        truth = None if data.masks is None else torch.from_numpy(data.masks[lo:lo + batch_size][:, None])
+    for batch in input_batches(data, physics, None if reconstructor is None else level, batch_size, device,
+                               kept=kept):
+        lo, batch_ids, clean, truth, degraded = batch.start, batch.ids, batch.clean, batch.truth, batch.degraded
         std = None
         if reconstructor is None:
             output = clean
             quality = {k: np.full(len(batch_ids), np.nan) for k in QUALITY_METRICS}
         else:
-            measurement = physics.measure(clean, level, batch_ids)
-            degraded = physics.to_image(measurement, level)
-            output, std = _reconstruct(reconstructor, degraded, physics, level, measurement, batch_ids, cache)
+            with network_precision(device, precision):
+                output, std = _reconstruct(reconstructor, degraded, physics, level, batch.measurement, batch_ids,
+                                           cache)
+            output, std = output.float(), None if std is None else std.float()
             quality = {k: v.cpu().numpy() for k, v in image_quality(output, clean).items()}
-        answers = [model.evaluate(output, truth) for model in task_models]
+        with network_precision(device, precision):
+            answers = [model.evaluate(output, truth) for model in task_models]
         for answer in answers:
             quality |= answer.metrics
         score_parts.append(answers[scoring].scores)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from recon_core.progress import Progress, silent
 from recon_core.reconstructors import Reconstructor, build_reconstructor
 from recon_core.runner.evaluate import evaluate_cell, pick_examples
 from recon_core.runner.finalise import finalise_run
+from recon_core.runner.inputs import KeptInputs
 from recon_core.store import CLEAN, Store, queries, writes
 
 
@@ -99,8 +102,18 @@ def fit_reconstructor(recon: Reconstructor, models: TrainedModels, checkpoint_di
                   frozen={"classifier": models.classifier})
 
 
+def statistics_beside(device: torch.device) -> bool:
+    """Whether cells' statistics run in a thread beside the models: yes for a GPU; a CPU's cores run the models."""
+    return device.type != "cpu"
+
+
 class Sweep:
-    """The cells of one run: evaluates each, stores its rows, summarises them from the store, keeps unit rows."""
+    """The cells of one run: evaluates each, stores its rows, summarises them from the store, keeps unit rows.
+
+    Beside a GPU, a cell's statistics (bootstrap, seconds of CPU work) are computed in a thread
+    while the device evaluates the next cell; the main thread alone touches the store, and a cell
+    is marked done only when its aggregates are written (`land`), so a stopped run resumes it.
+    """
 
     def __init__(self, store: Store, config: StudyConfig, models: TrainedModels, device: torch.device,
                  cache_root: Path, progress: Progress) -> None:
@@ -109,8 +122,12 @@ class Sweep:
         self.cache_root, self.progress = cache_root, progress
         self.test = split_data(models.cohort, "test")
         self.example_ids = pick_examples(self.test.rows, models.cohort.labels, config.evaluation.n_examples)
+        self.kept = KeptInputs(self.test)
+        """Each level's degraded test inputs, drawn once for all the reconstructors of the run."""
         self.unit_rows: dict[tuple[str, float], pd.DataFrame] = {}
         """Each cell's stored rows as the statistics see them, read once per run."""
+        self.statistics = ThreadPoolExecutor(1, "tandem-statistics") if statistics_beside(device) else None
+        self.unfinished: deque[tuple[str, float, float, int, Future[pd.DataFrame]]] = deque()
 
     def rows(self, reconstructor: str, level: float) -> pd.DataFrame:
         """A finished cell's stored rows per statistical unit (from the store the first time, then kept)."""
@@ -129,19 +146,44 @@ class Sweep:
                 id_vars="image_id", value_vars=extra, var_name="attribute", value_name="value"))
         stage = "clean images" if recon is None else f"{name} at {level:g} {models.physics.level_unit}"
         result = evaluate_cell(self.test, models.task_models, models.physics, recon, level, self.device,
-                               config.evaluation.batch_size, self.example_ids, self.progress, stage, self.cache_root)
+                               config.evaluation.batch_size, self.example_ids, self.progress, stage, self.cache_root,
+                               self.kept, config.evaluation.precision)
         result.metrics.insert(0, "modality", models.modality.name)
         writes.write_cell_rows(self.store, self.key, name, level, result.metrics, result.scores, result.examples)
-        writes.finish_cell(self.store, self.key, name, level, self.summary(name, level), result.seconds,
-                           len(self.test) / result.seconds)
+        rows, clean = self.rows(name, level), None if name == CLEAN else self.rows(CLEAN, 0.0)
+        if self.statistics is None:
+            self._finish(name, level, result.seconds, len(self.test), self.summarise(rows, clean))
+            return
+        self.unfinished.append((name, level, result.seconds, len(self.test),
+                                self.statistics.submit(self.summarise, rows, clean)))
+        self.land(wait=False)
+
+    def land(self, wait: bool = True) -> None:
+        """Writes the aggregates of cells whose statistics are ready (all of them when `wait`), in order."""
+        while self.unfinished and (wait or self.unfinished[0][-1].done()):
+            name, level, seconds, images, future = self.unfinished.popleft()
+            self._finish(name, level, seconds, images, future.result())
+
+    def close(self) -> None:
+        """Stops the statistics thread (cells not landed stay unfinished and are evaluated again on resume)."""
+        if self.statistics is not None:
+            self.statistics.shutdown(wait=True, cancel_futures=True)
+
+    def _finish(self, name: str, level: float, seconds: float, images: int, aggregates: pd.DataFrame) -> None:
+        """A cell's aggregates written and the cell marked done."""
+        writes.finish_cell(self.store, self.key, name, level, aggregates, seconds, images / seconds)
 
     def summary(self, name: str, level: float) -> pd.DataFrame:
         """A finished cell's aggregates, computed from its stored rows (paired with the clean road's)."""
+        return self.summarise(self.rows(name, level), None if name == CLEAN else self.rows(CLEAN, 0.0))
+
+    def summarise(self, rows: pd.DataFrame, clean: pd.DataFrame | None) -> pd.DataFrame:
+        """The aggregates of a cell's unit rows (paired with the clean road's; None for the clean road itself)."""
         ev = self.config.evaluation
-        return summarise_cell(self.rows(name, level), self.models.cohort.labels, self.models.thresholds,
-                              clean=None if name == CLEAN else self.rows(CLEAN, 0.0), attributes=ev.attributes,
-                              n_resamples=ev.n_bootstrap, ci_level=ev.ci_level, min_group_size=ev.min_group_size,
-                              min_positives=ev.min_positives, min_negatives=ev.min_negatives, seed=self.config.seed)
+        return summarise_cell(rows, self.models.cohort.labels, self.models.thresholds, clean=clean,
+                              attributes=ev.attributes, n_resamples=ev.n_bootstrap, ci_level=ev.ci_level,
+                              min_group_size=ev.min_group_size, min_positives=ev.min_positives,
+                              min_negatives=ev.min_negatives, seed=self.config.seed)
 
     def resummarise(self, cells: set[tuple[str, float]]) -> None:
         """Recomputes finished cells' aggregates from their stored rows (statistics newer than the run's)."""
@@ -206,6 +248,7 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
             for level in todo:
                 sweep.run_cell(name, float(level))
                 ran += 1
+        sweep.land()
         if ran or stale or not was_done:
             progress("finalising the run", 0, 1)
             finalise_run(store, config, modality, models.cohort.labels, models.thresholds, sweep.rows)
@@ -231,9 +274,14 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
             # best effort: the cells that did finish keep their q-values and correlations; the error
             # that stopped the run is the one raised, whatever happens here
             with contextlib.suppress(Exception):
+                sweep.land()
+            with contextlib.suppress(Exception):
                 finalise_run(store, config, modality, sweep.models.cohort.labels, sweep.models.thresholds,
                              sweep.rows)
         raise
+    finally:
+        if sweep is not None:
+            sweep.close()
     writes.set_run_status(store, key, "done", seconds=time.perf_counter() - start)
     progress("done", 1, 1)
     return key
