@@ -2,10 +2,12 @@
 
 "Sweep" is `evaluate_cell` as a study runs it: physics (each image's own noise draws), the
 reconstructor, every diagnostic model's answer, image metrics and the moves between host and
-device. "Bare" is the models alone on inputs already degraded and already on the device, under
+device; each cell draws its own inputs (as a study's first reconstructor at a level does: later
+ones reuse the kept inputs). "Bare" is the models alone on inputs already degraded and already on the device, under
 no_grad: the reconstructor's own `reconstruct` (a network's forward plus data consistency, the
 diffusion sampling loop over all its posterior samples, TV's CPU loop; 'none' and 'zero_filled'
-hand back their input) followed by each diagnostic network's forward. No physics, metrics,
+hand back their input) followed by each diagnostic network's forward, at the same precision (the
+config's `evaluation.precision`, or `--precision`). No physics, metrics,
 cache or bookkeeping. sweep ÷ bare is the share of the models' own speed the sweep keeps
 (1 = the sweep costs nothing beyond its models). Both are warmed up on the first batch, then
 timed on the same batches in one run, CUDA synchronised before each clock reading; the device
@@ -13,7 +15,7 @@ line names the card (or CPU) the figures come from. Weights are untrained: speed
 depend on them.
 
     python -m benchmarks.sweep_throughput [--config configs/demo.yaml] [--images 256] [--device auto]
-        [--image-size N]
+        [--image-size N] [--precision float32|bf16]
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 
 from benchmarks.common import clock, device_name, sized_config
 from recon_core.config_loader import load_config
-from recon_core.device import pick_device
+from recon_core.device import network_precision, pick_device
 from recon_core.diagnostics.task import TaskModel
 from recon_core.modalities import get_modality
 from recon_core.models.batches import SplitData
@@ -45,9 +47,9 @@ def _first(data: SplitData, count: int) -> SplitData:
 
 
 def _bare(recon: Reconstructor, task_models: list[TaskModel], physics: Acquisition, level: float,
-          inputs: Inputs) -> None:
+          inputs: Inputs, precision: str) -> None:
     """The models' own work on degraded inputs: the reconstructor, then each diagnostic network's forward."""
-    with torch.no_grad():
+    with torch.no_grad(), network_precision(recon.device, precision):
         for degraded, measurement, ids in inputs:
             output = recon.reconstruct(degraded, physics, level, measurement, ids)
             for model in task_models:
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     parser.add_argument("--images", type=int, default=256, help="test images timed per reconstructor")
     parser.add_argument("--image-size", type=int, help="default: the config's")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--precision", choices=["float32", "bf16"], help="the networks' (default: the config's)")
     args = parser.parse_args(argv)
     config = sized_config(load_config(args.config), {"test": args.images}, args.image_size)
     modality = get_modality(config.modality)
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     task_models = modality.task_models(config, cohort.labels, device)
     for model in task_models:
         model.net.eval()
-    batch = config.evaluation.batch_size
+    batch, precision = config.evaluation.batch_size, args.precision or config.evaluation.precision
     level = float(sorted(config.physics.levels)[len(config.physics.levels) // 2])
     ids = test.rows.image_id.tolist()
     inputs: Inputs = []
@@ -80,18 +83,19 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
                                       ids[i:i + batch])
         inputs.append((physics.to_image(measurement, level), measurement, ids[i:i + batch]))
     print(f"{config.name} on {device_name(device)}: {len(test)} test images at {config.cohort.image_size} px, "
-          f"batch {batch}, level {level:g} {physics.level_unit}")
+          f"batch {batch}, level {level:g} {physics.level_unit}, {precision}")
     print(f"{'reconstructor':<14}{'sweep img/s':>12}{'bare img/s':>12}{'sweep / bare':>14}")
     out = []
     for name in config.reconstructors.names:
         recon = build_reconstructor(name, config, device)
-        evaluate_cell(_first(test, batch), task_models, physics, recon, level, device, batch, [])  # warm-up
+        evaluate_cell(_first(test, batch), task_models, physics, recon, level, device, batch, [],
+                      precision=precision)  # warm-up
         start = clock(device)
-        evaluate_cell(test, task_models, physics, recon, level, device, batch, [])
+        evaluate_cell(test, task_models, physics, recon, level, device, batch, [], precision=precision)
         sweep_rate = len(test) / (clock(device) - start)
-        _bare(recon, task_models, physics, level, inputs[:1])  # warm-up
+        _bare(recon, task_models, physics, level, inputs[:1], precision)  # warm-up
         start = clock(device)
-        _bare(recon, task_models, physics, level, inputs)
+        _bare(recon, task_models, physics, level, inputs, precision)
         bare_rate = len(test) / (clock(device) - start)
         print(f"{name:<14}{sweep_rate:>12.1f}{bare_rate:>12.1f}{sweep_rate / bare_rate:>14.2f}")
         out.append((name, sweep_rate, bare_rate))
