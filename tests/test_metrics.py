@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from monai.metrics import SSIMMetric
+from monai.metrics import PSNRMetric, SSIMMetric
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import roc_auc_score
 
@@ -34,13 +34,17 @@ def test_image_metrics_match_scikit_image(pair):
     assert got["psnr"][0] > got["psnr"][1] > got["psnr"][2]  # one value per image, ordered by noise
 
 
-def test_separable_ssim_equals_monai_ssim_metric():
-    """The separable window gives MONAI SSIMMetric's values (the definition stored results were made with)."""
+def test_ssim_and_psnr_equal_monai_metrics():
+    """The separable window and the written-out PSNR give MONAI's values (the definitions stored results used)."""
     rng = np.random.default_rng(1)
     clean = torch.from_numpy(rng.random((4, 1, 64, 64)).astype(np.float32))
     noisy = (clean + torch.from_numpy(rng.normal(0, 0.1, clean.shape).astype(np.float32))).clamp(0, 1)
     monai_ssim = SSIMMetric(spatial_dims=2, data_range=1.0, reduction="none")(noisy, clean).reshape(-1)
-    torch.testing.assert_close(image_quality(noisy, clean)["ssim"], monai_ssim, rtol=0, atol=2e-6)
+    got = image_quality(noisy, clean)
+    torch.testing.assert_close(got["ssim"], monai_ssim, rtol=0, atol=2e-6)
+    torch.testing.assert_close(got["psnr"], PSNRMetric(max_val=1.0, reduction="none")(noisy, clean).reshape(-1),
+                               rtol=0, atol=1e-5)
+    assert image_quality(clean, clean)["psnr"].isinf().all()  # an exact copy
 
 
 def test_auroc_and_rates():
