@@ -43,7 +43,7 @@ def timed(make: Callable[[], Cohort]) -> tuple[Cohort, float]:
     return cohort, time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> list[tuple[str, int, float, float, bool]]:
     """Prints old and new seconds per cohort, the speed-up and whether the bytes are identical."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--xray", type=int, default=2000, help="X-ray subjects at 256 px and at 128 px")
@@ -67,14 +67,18 @@ def main(argv: list[str] | None = None) -> None:
                                                                  image_size=256, **mri)),
     ]
     print(f"workers: {cohort_workers()}")
+    rows = []
     for name, old, new, config in cases:
-        new.generate_cohort(dataclasses.replace(config, n_subjects=20), 0)  # templates built before timing
+        # templates built before timing
+        new.generate_cohort(dataclasses.replace(config, n_subjects=min(20, config.n_subjects)), 0)
         before, old_seconds = timed(lambda old=old, config=config: old.generate_cohort(config, 0))
         after, new_seconds = timed(lambda new=new, config=config: new.generate_cohort(config, 0))
         same = (before.images.tobytes() == after.images.tobytes() and before.subjects.equals(after.subjects)
                 and (before.masks is None or np.array_equal(before.masks, after.masks)))
         print(f"{name:16s} {len(after.images):6d} images  old {old_seconds:6.1f} s  new {new_seconds:6.1f} s  "
               f"×{old_seconds / new_seconds:4.1f}  identical: {same}")
+        rows.append((name, len(after.images), old_seconds, new_seconds, same))
+    return rows
 
 
 if __name__ == "__main__":

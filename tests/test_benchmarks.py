@@ -12,8 +12,10 @@ import pytest
 from benchmarks import (
     bootstrap_speed,
     browser_latency,
+    cohort_generation,
     diffusion_steps,
     page_latency,
+    study_stages,
     sweep_throughput,
     train_throughput,
     writer_wait,
@@ -79,3 +81,18 @@ def test_writer_wait_times_both_kinds_of_reader(built_store):
                              "--rounds", "1"])
     assert [kind for kind, *_ in rows] == ["direct readers", "snapshot readers"]
     assert all(total >= 0 and worst >= median for _, median, worst, total in rows)
+
+
+def test_cohort_generation_old_and_new_are_identical():
+    rows = cohort_generation.main(["--xray", "24", "--mri", "12", "--mri-gpu", "12"])
+    assert len(rows) == 4 and all(same for *_, same in rows), rows
+
+
+def test_study_stages_times_every_stage(built_store, tmp_path):
+    """The tiny study end to end (its weights copied from the built study): every stage named and timed."""
+    _, _, cache = built_store
+    shutil.copytree(cache / "checkpoints", tmp_path / "checkpoints")
+    stages, total = study_stages.main(["--config", TINY, "--device", "cpu", "--cache", str(tmp_path)])
+    names = [stage.name for stage in stages]
+    assert "clean images" in names and "finalising the run" in names and any(" at " in n for n in names)
+    assert 0 < sum(stage.seconds for stage in stages) <= total + 1e-6
