@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from skimage.restoration import denoise_tv_chambolle
 
 from recon_core.config import ReconstructorsConfig, StudyConfig, UNetConfig
 from recon_core.diagnostics import Classifier
@@ -16,6 +17,7 @@ from recon_core.models.batches import SplitData
 from recon_core.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from recon_core.physics import ProjectionDose
 from recon_core.reconstructors import UnknownReconstructorError, available, build_reconstructor
+from recon_core.reconstructors.tv_denoise import TVDenoise, tv_chambolle
 
 CPU = torch.device("cpu")
 
@@ -106,3 +108,26 @@ def test_initial_weights_depend_on_the_config_not_on_what_ran_before(name):
     assert all(torch.equal(first[k], second[k]) for k in first)
     other = build_reconstructor("unet", StudyConfig(seed=6), CPU).net.state_dict() if name == "unet" else None
     assert other is None or not all(torch.equal(first[k], other[k]) for k in first)  # the seed does matter
+
+
+@pytest.mark.parametrize("max_num_iter", [200, 7])
+def test_batched_tv_equals_scikit_image_image_by_image(max_num_iter):
+    """The torch port stops each image where scikit-image's loop breaks (or at the iteration limit)."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 1, 40)[None, :] * np.ones((40, 1))
+    images = np.clip(ramp + rng.normal(0, 1, (6, 1, 1)) * np.array([0.01, 0.03, 0.1, 0.2, 0.3, 0.05])[:, None, None]
+                     * rng.standard_normal((6, 40, 40)), 0, 1)
+    weights = np.array([0.02, 0.05, 0.1, 0.3, 0.5, 1e-4])
+    expected = np.stack([denoise_tv_chambolle(im, weight=w, max_num_iter=max_num_iter)
+                         for im, w in zip(images, weights, strict=True)])
+    got = tv_chambolle(torch.from_numpy(images), torch.from_numpy(weights), max_num_iter=max_num_iter)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (none on this machine)")
+def test_tv_on_cuda_equals_tv_on_the_cpu(tiny_config):
+    noise = 0.05 * np.random.default_rng(1).standard_normal((8, 32, 32))
+    degraded = torch.from_numpy(np.clip(smooth_images(8, 32) + noise, 0, 1).astype(np.float32)[:, None])
+    cpu = TVDenoise(tiny_config, torch.device("cpu")).reconstruct(degraded, ProjectionDose(0), 300.0)
+    cuda = TVDenoise(tiny_config, torch.device("cuda")).reconstruct(degraded, ProjectionDose(0), 300.0)
+    torch.testing.assert_close(cuda, cpu, rtol=0, atol=1e-6)
