@@ -44,8 +44,8 @@ def test_stored_aggregates_equal_the_golden_file(request, fixture, name):
     compare(golden_rows(store, key), expected)
 
 
-def test_statistics_in_a_thread_store_the_same_aggregates(built_store, tiny_config, tmp_path, monkeypatch):
-    """Beside a GPU each cell's statistics run in a thread while the next cell is evaluated: the same aggregates."""
+def test_statistics_in_other_processes_store_the_same_aggregates(built_store, tiny_config, tmp_path, monkeypatch):
+    """Beside a GPU cells' statistics run in other processes while the next cells are evaluated: the same aggregates."""
     _, _, cache = built_store
     monkeypatch.setattr(study, "statistics_beside", lambda device: True)
     store = Store(tmp_path / "tandem.duckdb")

@@ -9,13 +9,17 @@ span the run (q-values, quality–task correlations) are computed once every cel
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+import os
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
+import threadpoolctl
 import torch
 
 from recon_core.cohorts import Cohort, CohortError
@@ -103,16 +107,28 @@ def fit_reconstructor(recon: Reconstructor, models: TrainedModels, checkpoint_di
 
 
 def statistics_beside(device: torch.device) -> bool:
-    """Whether cells' statistics run in a thread beside the models: yes for a GPU; a CPU's cores run the models."""
+    """Whether cells' statistics run in other processes beside the models: yes for a GPU; a CPU's cores run them."""
     return device.type != "cpu"
+
+
+def statistics_processes() -> ProcessPoolExecutor:
+    """Processes for cells' statistics beside a GPU: half the cores, at most 8, one BLAS thread each.
+
+    Started by a fork server (never a fork of a process that holds a CUDA context).
+    """
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return ProcessPoolExecutor(max(1, min(8, (os.cpu_count() or 2) // 2)), mp_context=context,
+                               initializer=threadpoolctl.threadpool_limits, initargs=(1,))
 
 
 class Sweep:
     """The cells of one run: evaluates each, stores its rows, summarises them from the store, keeps unit rows.
 
-    Beside a GPU, a cell's statistics (bootstrap, seconds of CPU work) are computed in a thread
-    while the device evaluates the next cell; the main thread alone touches the store, and a cell
-    is marked done only when its aggregates are written (`land`), so a stopped run resumes it.
+    Beside a GPU, cells' statistics (bootstrap, about a second of CPU work each) are computed in
+    other processes while the device evaluates the next cells; this process alone touches the
+    store, and a cell is marked done only when its aggregates are written (`land`), so a stopped
+    run resumes it.
     """
 
     def __init__(self, store: Store, config: StudyConfig, models: TrainedModels, device: torch.device,
@@ -126,7 +142,13 @@ class Sweep:
         """Each level's degraded test inputs, drawn once for all the reconstructors of the run."""
         self.unit_rows: dict[tuple[str, float], pd.DataFrame] = {}
         """Each cell's stored rows as the statistics see them, read once per run."""
-        self.statistics = ThreadPoolExecutor(1, "tandem-statistics") if statistics_beside(device) else None
+        ev = config.evaluation
+        self.summarise = partial(summarise_cell, labels=models.cohort.labels, thresholds=models.thresholds,
+                                 attributes=ev.attributes, n_resamples=ev.n_bootstrap, ci_level=ev.ci_level,
+                                 min_group_size=ev.min_group_size, min_positives=ev.min_positives,
+                                 min_negatives=ev.min_negatives, seed=config.seed)
+        """A cell's aggregates from its unit rows (and the clean road's, `clean=`): picklable, for other processes."""
+        self.statistics = statistics_processes() if statistics_beside(device) else None
         self.unfinished: deque[tuple[str, float, float, int, Future[pd.DataFrame]]] = deque()
 
     def rows(self, reconstructor: str, level: float) -> pd.DataFrame:
@@ -152,10 +174,10 @@ class Sweep:
         writes.write_cell_rows(self.store, self.key, name, level, result.metrics, result.scores, result.examples)
         rows, clean = self.rows(name, level), None if name == CLEAN else self.rows(CLEAN, 0.0)
         if self.statistics is None:
-            self._finish(name, level, result.seconds, len(self.test), self.summarise(rows, clean))
+            self._finish(name, level, result.seconds, len(self.test), self.summarise(rows, clean=clean))
             return
         self.unfinished.append((name, level, result.seconds, len(self.test),
-                                self.statistics.submit(self.summarise, rows, clean)))
+                                self.statistics.submit(self.summarise, rows, clean=clean)))
         self.land(wait=False)
 
     def land(self, wait: bool = True) -> None:
@@ -165,7 +187,7 @@ class Sweep:
             self._finish(name, level, seconds, images, future.result())
 
     def close(self) -> None:
-        """Stops the statistics thread (cells not landed stay unfinished and are evaluated again on resume)."""
+        """Stops the statistics processes (cells not landed stay unfinished and are evaluated again on resume)."""
         if self.statistics is not None:
             self.statistics.shutdown(wait=True, cancel_futures=True)
 
@@ -175,15 +197,7 @@ class Sweep:
 
     def summary(self, name: str, level: float) -> pd.DataFrame:
         """A finished cell's aggregates, computed from its stored rows (paired with the clean road's)."""
-        return self.summarise(self.rows(name, level), None if name == CLEAN else self.rows(CLEAN, 0.0))
-
-    def summarise(self, rows: pd.DataFrame, clean: pd.DataFrame | None) -> pd.DataFrame:
-        """The aggregates of a cell's unit rows (paired with the clean road's; None for the clean road itself)."""
-        ev = self.config.evaluation
-        return summarise_cell(rows, self.models.cohort.labels, self.models.thresholds, clean=clean,
-                              attributes=ev.attributes, n_resamples=ev.n_bootstrap, ci_level=ev.ci_level,
-                              min_group_size=ev.min_group_size, min_positives=ev.min_positives,
-                              min_negatives=ev.min_negatives, seed=self.config.seed)
+        return self.summarise(self.rows(name, level), clean=None if name == CLEAN else self.rows(CLEAN, 0.0))
 
     def resummarise(self, cells: set[tuple[str, float]]) -> None:
         """Recomputes finished cells' aggregates from their stored rows (statistics newer than the run's)."""
