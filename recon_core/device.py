@@ -13,10 +13,6 @@ def pick_device(preference: str = "auto") -> torch.device:
         preference = "cuda" if torch.cuda.is_available() else "cpu"
     if preference.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {preference!r} requested but CUDA is not available")
-    if preference.startswith("cuda"):
-        # cuDNN picks the fastest convolution algorithm for each input shape once: the shapes of a
-        # study repeat (fixed batch and image size), and GPU results are float-tolerant anyway
-        torch.backends.cudnn.benchmark = True
     return torch.device(preference)
 
 
