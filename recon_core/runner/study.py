@@ -86,10 +86,12 @@ def train_models(config: StudyConfig, checkpoint_dir: Path, device: torch.device
     modality = get_modality(config.modality)
     cohort = modality.cohort_source(config).load(progress)
     physics = modality.build_physics(config)
+    progress("building the models", 0, 1)
     task_models = modality.task_models(config, cohort.labels, device)
     diag_train = split_data(cohort, "diag_train")
     for model in task_models:
         model.fit(diag_train, checkpoint_dir, progress)
+    progress("choosing thresholds", 0, 1)
     models = TrainedModels(modality, cohort, physics, task_models, {},
                            {name: build_reconstructor(name, config, device) for name in config.reconstructors.names})
     models.thresholds = operating_thresholds(modality, cohort, models.classifier)
