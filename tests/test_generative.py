@@ -7,6 +7,7 @@ import dataclasses
 import pandas as pd
 import pytest
 import torch
+from monai.networks.nets import DiffusionModelUNet
 
 from recon_core.config import DiffusionConfig, GANConfig, ReconstructorsConfig, StudyConfig
 from recon_core.config_loader import load_config
@@ -16,6 +17,7 @@ from recon_core.models.checkpoints import CheckpointError
 from recon_core.models.losses import DenoisingLoss
 from recon_core.physics import KspaceUndersampling, ProjectionDose
 from recon_core.reconstructors import build_reconstructor
+from recon_core.reconstructors.diffusion import DiffusionNet
 from recon_core.runner.evaluate import evaluate_cell
 from tests.conftest import ROOT
 from tests.test_reconstructors import smooth_images, split_of
@@ -185,3 +187,17 @@ def test_an_unreadable_cache_file_is_resampled_not_an_error(tmp_path):
     again.put("a", torch.zeros(1, 4, 4).numpy(), None)
     again.save()
     assert float(ReconstructionCache(tmp_path, "diffusion", "k", 300.0).get("a")[0].sum()) == 0
+
+
+def test_diffusion_unet_fused_attention_equals_monai_einsum_attention():
+    """The GPU network's middle-block attention through torch's SDPA: MONAI's einsum values, same weights."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        fused = DiffusionNet("diffusion_unet", (16, 32, 32, 64), 1000, "epsilon")
+    plain = DiffusionModelUNet(spatial_dims=2, in_channels=2, out_channels=1, channels=(16, 32, 32, 64),
+                               attention_levels=(False,) * 4, num_res_blocks=1, norm_num_groups=16)
+    plain.load_state_dict(fused.body.state_dict())
+    x, condition, t = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32), torch.tensor([5, 500])
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x, condition, t), plain(torch.cat([x, condition], 1), t),
+                                   rtol=1e-4, atol=1e-5)
