@@ -8,13 +8,20 @@ statistic moves them by far more.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from recon_core.fairness import summarise_cell
 from recon_core.runner import run_study, study
 from recon_core.store import Store, queries
+from tests.conftest import ROOT
 from tests.golden import COLUMNS, golden_path, golden_rows
 
 KEYS = COLUMNS[:7]
@@ -52,3 +59,42 @@ def test_statistics_in_other_processes_store_the_same_aggregates(built_store, ti
     key = run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))  # weights of the built study
     assert set(queries.done_cells(store, key)) == set(queries.done_cells(built_store[0], built_store[1]))
     compare(golden_rows(store, key), pd.read_csv(golden_path("tiny"), keep_default_na=False, na_values=[""]))
+
+
+def test_failed_statistics_keep_every_other_cell_and_resume(built_store, tiny_config, tmp_path, monkeypatch):
+    """One cell's statistics fail beside a GPU: the others still land, the run says why, a rerun completes it."""
+    _, _, cache = built_store
+    calls = []
+
+    def failing_once(rows, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("statistics failed")
+        return summarise_cell(rows, **kwargs)
+
+    monkeypatch.setattr(study, "statistics_beside", lambda device: True)
+    monkeypatch.setattr(study, "statistics_processes", lambda: ThreadPoolExecutor(2))  # the patch reaches threads
+    monkeypatch.setattr(study, "summarise_cell", failing_once)
+    store = Store(tmp_path / "tandem.duckdb")
+    with pytest.raises(RuntimeError, match="statistics failed"):
+        run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
+    every = set(queries.done_cells(built_store[0], built_store[1]))
+    key = tiny_config.config_hash()
+    landed = set(queries.done_cells(store, key))
+    assert len(landed) >= 3 and len(landed) < len(every) and landed < every  # the failed cell is not done
+    assert queries.runs(store).status.iloc[0] == "failed"
+    monkeypatch.setattr(study, "summarise_cell", summarise_cell)
+    run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
+    assert set(queries.done_cells(store, key)) == every
+    compare(golden_rows(store, key), pd.read_csv(golden_path("tiny"), keep_default_na=False, na_values=[""]))
+
+
+def test_statistics_processes_run_one_thread_each():
+    """Launched like the CLI (nothing numerical imported up front), a statistics process runs BLAS on one thread."""
+    code = ("from recon_core.runner.study import statistics_processes\n"
+            "import threadpoolctl\n"
+            "with statistics_processes() as pool:\n"
+            "    print(max(lib['num_threads'] for lib in pool.submit(threadpoolctl.threadpool_info).result()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "1", out.stdout + out.stderr

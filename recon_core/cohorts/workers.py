@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
@@ -32,6 +33,15 @@ def cohort_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _holds_cuda() -> bool:
+    """Whether this process has a CUDA context, which a fork must not copy (then chunks render here, one by one).
+
+    Asked without importing torch: only a process that loaded it can hold a context.
+    """
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.cuda.is_initialized()
+
+
 def render_chunks(render: Callable[[pd.DataFrame], T], table: pd.DataFrame, workers: int | None, most: int,
                   progress: Progress, stage: str) -> Iterator[T]:
     """render(rows) for consecutive chunks of at most `most` rows, in order, over `workers` processes if several.
@@ -44,7 +54,8 @@ def render_chunks(render: Callable[[pd.DataFrame], T], table: pd.DataFrame, work
     total = len(table)
     chunk = max(1, min(most, -(-total // (workers * CHUNKS_PER_WORKER))))
     chunks = [table.iloc[start:start + chunk] for start in range(0, total, chunk)]
-    parallel = workers > 1 and len(chunks) > 1 and "fork" in multiprocessing.get_all_start_methods()
+    parallel = (workers > 1 and len(chunks) > 1 and "fork" in multiprocessing.get_all_start_methods()
+                and not _holds_cuda())
     pool = (ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("fork"))
             if parallel else nullcontext())
     done = 0

@@ -5,7 +5,9 @@ threads). On a CPU device each image is denoised by scikit-image's `denoise_tv_c
 threads. Beside a GPU, scikit-image's one-image-at-a-time CPU loop (≈ 2.5 ms a 128 px image) was
 the slowest part of the sweep, so the same iteration is ported to torch for a batch
 (`tv_chambolle`: float64, each image's own weight and stopping rule) and runs on the device; on
-a CPU the port is slower than scikit-image (all images iterate until the last one stops).
+a CPU the port is slower than scikit-image (all images iterate until the last one stops). The
+energies are summed in another order than NumPy's, so an image whose stopping test is borderline
+can stop one iteration apart on the two devices (values then differ by far less than the noise).
 """
 
 from __future__ import annotations

@@ -121,7 +121,17 @@ def statistics_processes() -> ProcessPoolExecutor:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     return ProcessPoolExecutor(max(1, min(8, (os.cpu_count() or 2) // 2)), mp_context=context,
-                               initializer=threadpoolctl.threadpool_limits, initargs=(1,))
+                               initializer=one_thread_each)
+
+
+def one_thread_each() -> None:
+    """A statistics process's BLAS and torch on one thread: several processes share the cores.
+
+    Runs in the new process after this module (hence NumPy and torch) is imported to unpickle it,
+    so the libraries it limits are loaded.
+    """
+    threadpoolctl.threadpool_limits(1)
+    torch.set_num_threads(1)
 
 
 class Sweep:
@@ -187,6 +197,14 @@ class Sweep:
         while self.unfinished and (wait or self.unfinished[0][-1].done()):
             name, level, seconds, images, future = self.unfinished.popleft()
             self._finish(name, level, seconds, images, future.result())
+
+    def salvage(self, wait: bool) -> None:
+        """A stopping run's statistics: every cell whose statistics succeeded lands (waiting for running ones
+        when `wait`); a failed or unfinished one stays unfinished and is evaluated again on resume."""
+        while self.unfinished:
+            name, level, seconds, images, future = self.unfinished.popleft()
+            if (wait or future.done()) and not future.cancelled() and future.exception() is None:
+                self._finish(name, level, seconds, images, future.result())
 
     def close(self) -> None:
         """Stops the statistics processes (cells not landed stay unfinished and are evaluated again on resume)."""
@@ -290,13 +308,15 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
             # best effort: the cells that did finish keep their q-values and correlations; the error
             # that stopped the run is the one raised, whatever happens here
             with contextlib.suppress(Exception):
-                sweep.land()
+                sweep.salvage(wait=True)
             with contextlib.suppress(Exception):
                 finalise_run(store, config, modality, sweep.models.cohort.labels, sweep.models.thresholds,
                              sweep.rows)
         raise
     finally:
         if sweep is not None:
+            with contextlib.suppress(Exception):  # stopped another way (Ctrl-C, bad weights or data): keep what is done
+                sweep.salvage(wait=False)
             sweep.close()
     writes.set_run_status(store, key, "done", seconds=time.perf_counter() - start)
     progress("done", 1, 1)
