@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
+from recon_core.config_loader import load_config
 from recon_core.fairness import summarise_cell
 from recon_core.runner import run_study, study
 from recon_core.store import Store, queries
@@ -51,14 +52,16 @@ def test_stored_aggregates_equal_the_golden_file(request, fixture, name):
     compare(golden_rows(store, key), expected)
 
 
-def test_statistics_in_other_processes_store_the_same_aggregates(built_store, tiny_config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fixture,name", [("built_store", "tiny"), ("mri_store", "tiny-mri")])
+def test_statistics_in_other_processes_store_the_same_aggregates(request, fixture, name, tmp_path, monkeypatch):
     """Beside a GPU cells' statistics run in other processes while the next cells are evaluated: the same aggregates."""
-    _, _, cache = built_store
+    built, built_key, cache = request.getfixturevalue(fixture)
     monkeypatch.setattr(study, "statistics_beside", lambda device: True)
     store = Store(tmp_path / "tandem.duckdb")
-    key = run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))  # weights of the built study
-    assert set(queries.done_cells(store, key)) == set(queries.done_cells(built_store[0], built_store[1]))
-    compare(golden_rows(store, key), pd.read_csv(golden_path("tiny"), keep_default_na=False, na_values=[""]))
+    config = load_config(ROOT / "configs" / f"{name}.yaml")
+    key = run_study(config, store, cache / "checkpoints", torch.device("cpu"))  # weights of the built study
+    assert set(queries.done_cells(store, key)) == set(queries.done_cells(built, built_key))
+    compare(golden_rows(store, key), pd.read_csv(golden_path(name), keep_default_na=False, na_values=[""]))
 
 
 def test_failed_statistics_keep_every_other_cell_and_resume(built_store, tiny_config, tmp_path, monkeypatch):
