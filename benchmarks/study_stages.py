@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import device_name
 from recon_core.config_loader import load_config
 from recon_core.device import pick_device
 from recon_core.runner import run_study
@@ -102,8 +103,7 @@ def main(argv: list[str] | None = None) -> tuple[list[Stage], float]:
     parser.add_argument("--cache", help="folder for the store and checkpoints (default: a temporary one)")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"{args.config} on {name}, torch threads {torch.get_num_threads()}")
+    print(f"{args.config} on {device_name(device)}")
     with tempfile.TemporaryDirectory() as scratch:
         cache = Path(args.cache or scratch)
         clock = StageClock(device)

@@ -78,12 +78,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
         model.net.eval()
     batch, precision = config.evaluation.batch_size, args.precision or config.evaluation.precision
     level = float(sorted(config.physics.levels)[len(config.physics.levels) // 2])
-    ids = test.rows.image_id.tolist()
-    inputs: Inputs = []
-    for i in range(0, len(test), batch):
-        measurement = physics.measure(torch.from_numpy(test.images[i:i + batch][:, None]).to(device), level,
-                                      ids[i:i + batch])
-        inputs.append((physics.to_image(measurement, level), measurement, ids[i:i + batch]))
+    inputs: Inputs = [(b.degraded, b.measurement, b.ids) for b in input_batches(test, physics, level, batch, device)]
     print(f"{config.name} on {device_name(device)}: {len(test)} test images at {config.cohort.image_size} px, "
           f"batch {batch}, level {level:g} {physics.level_unit}, {precision}")
     kept = KeptInputs(test)

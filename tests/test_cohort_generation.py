@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from recon_core.cohorts import synthetic_mri, synthetic_xray
 from recon_core.cohorts.spline_zoom import cubic_zoom
+from recon_core.cohorts.workers import WORKERS_ENV, cohort_workers
 from recon_core.config import CohortConfig
 
 XRAY = CohortConfig(anatomy="procedural", n_subjects=36, image_size=32)
@@ -58,3 +61,15 @@ def test_mri_cohort_equals_the_old_generator_for_any_worker_count():
     assert (int(one.masks.sum()), int((one.masks * index).sum())) == (1800, 43716)
     images, masks = synthetic_mri.SyntheticBrainSource(MRI, seed=1).item("p0007-s2")
     assert images.tobytes() == one.images[7 * 4 + 2].tobytes() and masks.tobytes() == one.masks[7 * 4 + 2].tobytes()
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-3", "1.5"])
+def test_a_bad_worker_count_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv(WORKERS_ENV, value)
+    with pytest.raises(ValueError, match=f"TANDEM_COHORT_WORKERS must be a whole number.*{re.escape(repr(value))}"):
+        cohort_workers()
+
+
+def test_the_worker_count_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(WORKERS_ENV, " 3 ")
+    assert cohort_workers() == 3

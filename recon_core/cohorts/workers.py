@@ -28,8 +28,11 @@ CHUNKS_PER_WORKER = 4
 
 def cohort_workers() -> int:
     """Processes to render with: $TANDEM_COHORT_WORKERS, else the CPUs this process may run on."""
-    if os.environ.get(WORKERS_ENV):
-        return max(1, int(os.environ[WORKERS_ENV]))
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"${WORKERS_ENV} must be a whole number of processes ≥ 1, got {value!r}")
+        return int(value)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -4,9 +4,10 @@ Evaluation noise stays per (seed, image id, level), drawn on the CPU by each ima
 (`Acquisition.measure`): the numbers are the same on every device and for every batch size. So
 that these draws never hold the device up, worker threads prepare the next batches while the
 models run on a GPU (torch's CPU kernels release the GIL, so the draws of several batches run
-beside the device's work); batches come back in order. On a CPU device they are drawn inline. A study draws each level's
-inputs once: `KeptInputs` holds them for the other reconstructors' cells at that level, within a
-memory budget (every reconstructor of a sweep sees the same degraded images at a level).
+beside the device's work); batches come back in order. On a CPU device they are drawn inline.
+A study draws each level's inputs once: `KeptInputs` holds them for the other reconstructors'
+cells at that level, within a memory budget (every reconstructor of a sweep sees the same
+degraded images at a level).
 """
 
 from __future__ import annotations
