@@ -162,12 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     from recon_core.cohorts import CohortError
     from recon_core.diagnostics.thresholds import ThresholdError
     from recon_core.models.checkpoints import CheckpointError
+    from recon_core.models.user_models import UserModelError
     from recon_core.physics import PhysicsError
     from recon_core.registry import UnknownNameError
     from recon_core.store import StoreError
     try:
         return args.func(args)
     except (ConfigError, CohortError, PhysicsError, CheckpointError, UnknownNameError,
-            ThresholdError, StoreError) as exc:
+            ThresholdError, StoreError, UserModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

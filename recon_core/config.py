@@ -168,15 +168,80 @@ class DiffusionConfig:
     data_consistency: bool = False  # MRI: make every step's clean-image estimate consistent with k-space
 
 
+def _sha256() -> Any:
+    """A user model's content hash, set by `runner.prepare` from its file(s): a changed file is a new run."""
+    return field(default="", metadata={"omit_if_default": True})
+
+
+@dataclass(frozen=True)
+class UserReconstructorConfig:
+    """A reconstructor made outside Tandem, swept like the built-ins under its own `name`.
+
+    `source`: 'torchscript' (a file saved with torch.jit.save, loaded with torch.jit.load, never
+    pickle), 'entry_point' ('package.module:factory' importable here; `factory()`, or
+    `factory(path)` when `path` is set, returns an nn.Module or a callable), 'bundle' (a MONAI
+    bundle folder: configs/inference.json|yaml with `network_def`, and models/model.pt or
+    models/model.ts), or 'files' (reconstructions made elsewhere from `export-degraded`'s inputs,
+    read back by image id and level from the folder `path`).
+
+    The contract: Tandem hands the model (B, 1, size, size) float32 images mapped from [0, 1] to
+    `value_range`; with `inputs: image+kspace` also the measured k-space as (B, 2, H, W) real and
+    imaginary parts and the sampling mask (1, 1, H, W). It must return (B, 1, size, size) finite values in
+    `value_range`; outputs beyond it by more than `range_tolerance` of its span are a contract
+    violation, smaller excursions are clipped (as the built-in networks' outputs are).
+    """
+
+    name: str
+    source: Literal["torchscript", "entry_point", "bundle", "files"]
+    path: str = ""
+    entry_point: str = ""
+    per_level: dict[str, str] = field(default_factory=dict)  # level → file or folder: one model per dose/acceleration
+    value_range: tuple[float, float] = (0.0, 1.0)
+    image_size: int = 0  # the size the model takes; 0: the study's image size (others are resampled to it and back)
+    inputs: Literal["image", "image+kspace"] = "image"
+    range_tolerance: float = 0.05
+    sha256: str = _sha256()
+
+
+@dataclass(frozen=True)
+class UserDiagnosticConfig:
+    """A diagnostic model made outside Tandem (a classifier of the cohort's findings, or a segmenter).
+
+    Same sources as a user reconstructor (no 'files'). Tandem hands it (B, `channels`, size, size)
+    images: [0, 1] images resampled to `image_size`, normalised as (x − mean) / std, repeated over
+    the channels. A classifier returns (B, len(labels)) logits or probabilities in the order of
+    `labels` (which must include every finding of the cohort); thresholds are `thresholds` where
+    given, else chosen on the clean validation split as for the built-in classifier. A segmenter
+    returns (B, len(labels), H, W) class scores; `lesion` names the class that is the tumour.
+    """
+
+    source: Literal["torchscript", "entry_point", "bundle"]
+    path: str = ""
+    entry_point: str = ""
+    labels: tuple[str, ...] = ()
+    outputs: Literal["logits", "probabilities"] = "logits"
+    lesion: str = ""
+    image_size: int = 0
+    normalise: tuple[float, float] = (0.0, 1.0)  # (mean, std)
+    channels: int = 1
+    thresholds: dict[str, float] = field(default_factory=dict)
+    sha256: str = _sha256()
+
+
 @dataclass(frozen=True)
 class ReconstructorsConfig:
-    """Which reconstructors a sweep runs and their settings."""
+    """Which reconstructors a sweep runs and their settings; `user` declares the user's own (listed in `names`)."""
 
     names: tuple[str, ...] = ("none", "tv", "unet")
     unet: UNetConfig = UNetConfig()
     tv: TVConfig = TVConfig()
     gan: GANConfig = GANConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
+    user: tuple[UserReconstructorConfig, ...] = field(default=(), metadata={"omit_if_default": True})
+
+    def declared(self, name: str) -> UserReconstructorConfig | None:
+        """The user reconstructor declared under `name`, or None for a built-in."""
+        return next((u for u in self.user if u.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -189,6 +254,9 @@ class DiagnosticConfig:
     segmenter_steps: int = 600
     batch_size: int = 16
     learning_rate: float = 2e-3
+    # The user's own models in place of the built-in classifier / segmenter (nothing is trained for them).
+    classifier_model: UserDiagnosticConfig | None = field(default=None, metadata={"omit_if_default": True})
+    segmenter_model: UserDiagnosticConfig | None = field(default=None, metadata={"omit_if_default": True})
 
 
 @dataclass(frozen=True)
@@ -406,10 +474,86 @@ def _check_networks(config: StudyConfig) -> None:
                           "network's channels need (one halving per channel after the first)")
 
 
+def _check_source(key: str, source: str, path: str, entry_point: str, per_level: dict[str, str]) -> None:
+    """A user model names where it lives as its source needs: a path (or one per level), or an entry point."""
+    if source == "entry_point":
+        module, _, factory = entry_point.partition(":")
+        if not (module and factory):
+            raise ConfigError(f"{key}.entry_point: {entry_point!r} must be 'package.module:factory' (an importable "
+                              "module and a function in it that returns the model)")
+        if per_level:
+            raise ConfigError(f"{key}.per_level: an entry point's model is handed the level; one serves every level")
+        return
+    if entry_point:
+        raise ConfigError(f"{key}.entry_point: only for source 'entry_point', not {source!r}")
+    if bool(path) == bool(per_level):
+        raise ConfigError(f"{key}: source {source!r} needs either path (one model for every level) or per_level "
+                          "(a model per level), not " + ("both" if path else "neither"))
+
+
+def _check_user_models(config: StudyConfig) -> None:
+    """The user's models: sources that say where they live, ranges that are ranges, one model per level."""
+    levels = {float(level) for level in config.physics.levels}
+    for i, user in enumerate(config.reconstructors.user):
+        key = f"reconstructors.user[{i}]"
+        if not user.name or not user.name.replace("_", "").replace("-", "").replace("+", "").isalnum():
+            raise ConfigError(f"{key}.name: {user.name!r} must be a short name of letters, digits, '_', '-' or '+'")
+        _check_source(key, user.source, user.path, user.entry_point, user.per_level)
+        if user.source == "files" and user.per_level:
+            raise ConfigError(f"{key}.per_level: reconstructions read from files live in one folder (path)")
+        low, high = user.value_range
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ConfigError(f"{key}.value_range: {[low, high]} must be two finite numbers, low < high")
+        if not (math.isfinite(user.range_tolerance) and user.range_tolerance >= 0):
+            raise ConfigError(f"{key}.range_tolerance: {user.range_tolerance!r} must be a finite number ≥ 0")
+        if user.image_size and not 8 <= user.image_size <= 1024:
+            raise ConfigError(f"{key}.image_size: {user.image_size} must be 0 (the study's size) or within 8–1024")
+        given = {}
+        for text in user.per_level:
+            try:
+                given[float(text)] = text
+            except ValueError:
+                raise ConfigError(f"{key}.per_level: {text!r} is not a level (a number)") from None
+        if user.per_level and set(given) != levels:
+            missing = sorted(levels - set(given))
+            extra = sorted(set(given) - levels)
+            raise ConfigError(f"{key}.per_level: needs one model for each level of physics.levels; "
+                              + (f"missing {[f'{v:g}' for v in missing]}" if missing else
+                                 f"{[given[v] for v in extra]} not a level of the study"))
+        if user.name not in config.reconstructors.names:
+            raise ConfigError(f"{key}: {user.name!r} is declared but not in reconstructors.names; list it there "
+                              "to sweep it (or remove the declaration)")
+    names = [user.name for user in config.reconstructors.user]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"reconstructors.user: {names} declares a name twice")
+    for role in ("classifier_model", "segmenter_model"):
+        user = getattr(config.diagnostic, role)
+        if user is None:
+            continue
+        key = f"diagnostic.{role}"
+        _check_source(key, user.source, user.path, user.entry_point, {})
+        if not user.labels or len(set(user.labels)) != len(user.labels):
+            raise ConfigError(f"{key}.labels: {list(user.labels)} must name the model's outputs in order, each once")
+        if role == "segmenter_model" and user.lesion not in user.labels:
+            raise ConfigError(f"{key}.lesion: {user.lesion!r} must be one of its classes {list(user.labels)}")
+        mean, std = user.normalise
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+            raise ConfigError(f"{key}.normalise: {[mean, std]} must be (mean, std) with a finite std > 0")
+        if not 1 <= user.channels <= 16:
+            raise ConfigError(f"{key}.channels: {user.channels} must be within 1–16")
+        if user.image_size and not 8 <= user.image_size <= 1024:
+            raise ConfigError(f"{key}.image_size: {user.image_size} must be 0 (the study's size) or within 8–1024")
+        for label, threshold in user.thresholds.items():
+            if label not in user.labels or not 0 < threshold < 1:
+                raise ConfigError(f"{key}.thresholds.{label}: needs one of its labels {list(user.labels)} and a "
+                                  f"probability between 0 and 1, got {threshold!r}")
+
+
 def check_values(config: StudyConfig) -> StudyConfig:
     """Rejects values no study of any modality can run with, naming the offending key."""
     _check_numbers(config)
     _check_networks(config)
+    _check_user_models(config)
     if config.cohort.source == "synthetic":
         smallest = min(config.cohort.split_fractions) * config.cohort.n_subjects
         if smallest < MIN_SPLIT_SUBJECTS:

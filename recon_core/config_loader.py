@@ -26,9 +26,17 @@ def validate(config: StudyConfig) -> StudyConfig:
         raise ConfigError(f"modality: {exc}") from None
     modality.validate(config)
     physics = modality.build_physics(config)
+    for i, user in enumerate(config.reconstructors.user):
+        if user.name in available():
+            raise ConfigError(f"reconstructors.user[{i}].name: {user.name!r} is a built-in reconstructor; give yours "
+                              "another name")
+        if user.inputs == "image+kspace" and not physics.measures_kspace:
+            raise ConfigError(f"reconstructors.user[{i}].inputs: 'image+kspace' needs MRI k-space physics "
+                              f"(physics.model: kspace), not {config.physics.model!r}")
     for name in config.reconstructors.names:
-        if name not in available():
-            raise ConfigError(f"reconstructors.names: unknown reconstructor {name!r}; available {available()}")
+        if name not in available() and config.reconstructors.declared(name) is None:
+            raise ConfigError(f"reconstructors.names: unknown reconstructor {name!r}; available {available()}, "
+                              "or declare your own under reconstructors.user")
         settings = getattr(config.reconstructors, name, None)
         if getattr(settings, "data_consistency", False) and not physics.measures_kspace:
             raise ConfigError(f"reconstructors.{name}.data_consistency: needs MRI k-space physics "

@@ -22,6 +22,14 @@ REGISTRY = Registry("reconstructor", {
     "diffusion": "recon_core.reconstructors.diffusion:Diffusion",
 }, UnknownReconstructorError)
 
+USER_SOURCES = Registry("user reconstructor source", {
+    "torchscript": "recon_core.reconstructors.user:UserReconstructor",
+    "entry_point": "recon_core.reconstructors.user:UserReconstructor",
+    "bundle": "recon_core.reconstructors.user:UserReconstructor",
+    "files": "recon_core.reconstructors.imported:ImportedReconstructions",
+})
+"""How a reconstructor declared in `reconstructors.user` is built, by its source."""
+
 
 def available() -> list[str]:
     """Registered reconstructor names."""
@@ -29,5 +37,8 @@ def available() -> list[str]:
 
 
 def build_reconstructor(name: str, config: StudyConfig, device: torch.device) -> Reconstructor:
-    """Instantiates a registered reconstructor by name."""
-    return REGISTRY.load(name)(config, device)
+    """Instantiates a registered reconstructor, or the user's own declared under `name` in `reconstructors.user`."""
+    declared = config.reconstructors.declared(name)
+    if declared is None:
+        return REGISTRY.load(name)(config, device)
+    return USER_SOURCES.load(declared.source)(config, device, declared)

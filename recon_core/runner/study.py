@@ -31,12 +31,14 @@ from recon_core.modalities import Modality, get_modality
 from recon_core.models.batches import SplitData
 from recon_core.models.checkpoints import CheckpointError
 from recon_core.models.contract import TrainableModel
+from recon_core.models.user_models import UserModelError
 from recon_core.physics import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors import Reconstructor, build_reconstructor
 from recon_core.runner.evaluate import evaluate_cell, pick_examples
 from recon_core.runner.finalise import finalise_run
 from recon_core.runner.inputs import KeptInputs
+from recon_core.runner.model_cards import model_cards, with_model_hashes
 from recon_core.store import CLEAN, Store, queries, writes
 
 
@@ -234,7 +236,7 @@ def prepare(config: StudyConfig) -> StudyConfig:
     """
     source = get_modality(config.modality).cohort_source(config)
     source.check()
-    return replace(config, cohort=replace(config.cohort, fingerprint=source.fingerprint()))
+    return with_model_hashes(replace(config, cohort=replace(config.cohort, fingerprint=source.fingerprint())))
 
 
 def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: torch.device,
@@ -256,6 +258,7 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
     previous_message = stored.message.iloc[0] if len(stored) and isinstance(stored.message.iloc[0], str) else None
     was_done = previous == "done"
     writes.register_run(store, config, modality.describe(config))
+    writes.write_model_cards(store, key, model_cards(config))
     sweep = None
     try:
         models = train_models(config, checkpoint_dir, device, progress, fit_reconstructors=False)
@@ -272,7 +275,7 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
         levels = models.physics.axis.worst_first(config.physics.levels)[::-1]  # the mildest level first
         order = [CLEAN, *sorted(models.reconstructors,
                                 key=lambda n: isinstance(models.reconstructors[n], TrainableModel))]
-        ran = 0
+        ran, failed = 0, 0
         for name in order:
             todo = [lv for lv in ([0.0] if name == CLEAN else levels) if (name, float(lv)) not in done]
             if not todo:
@@ -280,7 +283,15 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
             if name != CLEAN:
                 fit_reconstructor(models.reconstructors[name], models, checkpoint_dir, progress)
             for level in todo:
-                sweep.run_cell(name, float(level))
+                try:
+                    sweep.run_cell(name, float(level))
+                except UserModelError as exc:
+                    if name == CLEAN:  # no clean road, no baseline: the run cannot go on
+                        raise
+                    # the user's model broke its contract on this cell: nothing of it was stored; the others go on
+                    writes.fail_cell(store, key, name, float(level), str(exc))
+                    failed += 1
+                    continue
                 ran += 1
         sweep.land()
         if ran or stale or not was_done:
@@ -296,7 +307,7 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
         else:
             writes.set_run_status(store, key, "failed", message=str(exc))
         raise
-    except (CohortError, ThresholdError) as exc:
+    except (CohortError, ThresholdError, UserModelError) as exc:
         if previous is None:  # bad data found while loading (an image that will not decode, a split too small)
             writes.forget_run(store, key)
         else:
@@ -318,6 +329,18 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
             with contextlib.suppress(Exception):  # stopped another way (Ctrl-C, bad weights or data): keep what is done
                 sweep.salvage(wait=False)
             sweep.close()
-    writes.set_run_status(store, key, "done", seconds=time.perf_counter() - start)
+    if failed:
+        writes.set_run_status(store, key, "incomplete", seconds=time.perf_counter() - start,
+                              message=failure_message(queries.failed_cells(store, key)))
+    else:
+        writes.set_run_status(store, key, "done", seconds=time.perf_counter() - start)
     progress("done", 1, 1)
     return key
+
+
+def failure_message(failed: pd.DataFrame, shown: int = 3) -> str:
+    """What a run with failed cells says: how many, the first reasons, and that running it again retries them."""
+    reasons = "; ".join(f"{r.reconstructor} at {r.level:g}: {r.message}" for r in failed.head(shown).itertuples())
+    more = f" (and {len(failed) - shown} more)" if len(failed) > shown else ""
+    return (f"{len(failed)} cell(s) failed, the others are stored — {reasons}{more}. Fix the model and run "
+            "the study again to retry them")

@@ -70,6 +70,12 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS image_attributes (
         config_hash VARCHAR, image_id VARCHAR, attribute VARCHAR, value VARCHAR,
         PRIMARY KEY (config_hash, image_id, attribute))""",
+    # a failed cell's reason (a user model that broke its contract); cleared when the cell is run again
+    "ALTER TABLE cells ADD COLUMN IF NOT EXISTS message VARCHAR",
+    # the user's models a run used: where each was read, its content hash and its declared contract
+    """CREATE TABLE IF NOT EXISTS model_cards (
+        config_hash VARCHAR, role VARCHAR, name VARCHAR, source VARCHAR, location VARCHAR, sha256 VARCHAR,
+        contract_json VARCHAR, PRIMARY KEY (config_hash, role, name))""",
     """CREATE TABLE IF NOT EXISTS examples (
         config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, image_id VARCHAR, kind VARCHAR,
         height INTEGER, width INTEGER, pixels BLOB,

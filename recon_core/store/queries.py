@@ -47,7 +47,20 @@ def cells(store: Store, key: str) -> pd.DataFrame:
     return _frame(store.query(
         "SELECT * FROM cells WHERE config_hash = ? ORDER BY reconstructor, level DESC", [key]),
         ["config_hash", "reconstructor", "level", "status", "n_images", "seconds", "images_per_second",
-         "finished_at"])
+         "finished_at", "message"])
+
+
+def failed_cells(store: Store, key: str) -> pd.DataFrame:
+    """A run's failed cells (reconstructor, level) with the reason each failed."""
+    df = cells(store, key)
+    return df.loc[df.status == "failed", ["reconstructor", "level", "message"]].reset_index(drop=True)
+
+
+def model_cards(store: Store, key: str) -> pd.DataFrame:
+    """The user's models a run used: role, name, source, location, SHA-256 and declared contract (JSON)."""
+    return _frame(store.query("""SELECT role, name, source, location, sha256, contract_json FROM model_cards
+                                 WHERE config_hash = ? ORDER BY role, name""", [key]),
+                  ["role", "name", "source", "location", "sha256", "contract_json"])
 
 
 def done_cells(store: Store, key: str) -> set[tuple[str, float]]:

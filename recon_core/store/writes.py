@@ -121,8 +121,10 @@ def write_cell_rows(store: Store, key: str, reconstructor: str, level: float, me
                        ON CONFLICT DO NOTHING""", [key, reconstructor, level])
         con.execute("""INSERT INTO examples SELECT ?, ?, ?, image_id, kind, height, width, pixels FROM e
                        ON CONFLICT DO NOTHING""", [key, reconstructor, level])
-        con.execute("""INSERT INTO cells VALUES (?, ?, ?, 'rows', ?, NULL, NULL, NULL)
-                       ON CONFLICT DO NOTHING""", [key, reconstructor, level, len(metrics)])
+        con.execute("""INSERT INTO cells (config_hash, reconstructor, level, status, n_images)
+                       VALUES (?, ?, ?, 'rows', ?)
+                       ON CONFLICT DO UPDATE SET status = 'rows', n_images = excluded.n_images, message = NULL""",
+                    [key, reconstructor, level, len(metrics)])
         con.execute("COMMIT")
 
 
@@ -157,7 +159,26 @@ def finish_cell(store: Store, key: str, reconstructor: str, level: float, aggreg
         con.execute("COMMIT")
 
 
-RUN_TABLES = ("cells", "thresholds", "image_metrics", "image_scores", "aggregates", "correlations",
+def fail_cell(store: Store, key: str, reconstructor: str, level: float, message: str) -> None:
+    """Marks a cell failed with its reason; it holds no rows (a failing cell stores none) and runs again on resume."""
+    with store.connect() as con:
+        con.execute("""INSERT INTO cells (config_hash, reconstructor, level, status, message)
+                       VALUES (?, ?, ?, 'failed', ?)
+                       ON CONFLICT DO UPDATE SET status = 'failed', message = excluded.message, finished_at = now()""",
+                    [key, reconstructor, level, message])
+
+
+def write_model_cards(store: Store, key: str, cards: pd.DataFrame) -> None:
+    """The user's models of a run (role, name, source, location, SHA-256, contract); kept as first written."""
+    if cards.empty:
+        return
+    with store.connect() as con:
+        con.register("m", cards)
+        con.execute("""INSERT INTO model_cards SELECT ?, role, name, source, location, sha256, contract_json FROM m
+                       ON CONFLICT DO NOTHING""", [key])
+
+
+RUN_TABLES = ("cells", "model_cards", "thresholds", "image_metrics", "image_scores", "aggregates", "correlations",
               "image_attributes", "examples", "runs")
 """Every table whose rows carry a run's config hash (the run's own row last)."""
 
