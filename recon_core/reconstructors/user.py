@@ -62,6 +62,15 @@ def checked_output(output: Any, shape: tuple[int, ...], value_range: tuple[float
     return output.clamp(low, high)
 
 
+def raised(exc: Exception) -> str:
+    """What a user's model raised, in one line: its type and first line; TorchScript's own error from the end of
+    the interpreter's trace ('RuntimeError: …'), which it puts after a header and the scripted code."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, torch.jit.Error) and lines:
+        return lines[-1][:300]
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
+
+
 class UserReconstructor(Reconstructor):
     """A model declared in `reconstructors.user`: one for every level, or one per level (`per_level`)."""
 
@@ -109,7 +118,6 @@ class UserReconstructor(Reconstructor):
         except UserModelError:
             raise
         except Exception as exc:  # whatever the user's code raises, the cell fails with its words
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            raise UserModelError(f"{what}: raised {type(exc).__name__}: {first}") from exc
+            raise UserModelError(f"{what}: raised {raised(exc)}") from exc
         output = checked_output(output, tuple(images.shape), declared.value_range, declared.range_tolerance, what)
         return resample((output - low) / (high - low), degraded.shape[-1]).clamp(0, 1).to(degraded.device)
