@@ -18,6 +18,7 @@ from benchmarks import (
     study_stages,
     sweep_throughput,
     train_throughput,
+    user_model_overhead,
     writer_wait,
 )
 from recon_core.config_loader import load_config
@@ -96,3 +97,9 @@ def test_study_stages_times_every_stage(built_store, tmp_path):
     names = [stage.name for stage in stages]
     assert "clean images" in names and "finalising the run" in names and any(" at " in n for n in names)
     assert 0 < sum(stage.seconds for stage in stages) <= total + 1e-6
+
+
+def test_user_model_overhead_times_every_route():
+    rates = user_model_overhead.main(["--config", TINY, "--images", "4", "--rounds", "1", "--device", "cpu"])
+    assert list(rates) == ["built in", "torchscript", "bundle"]
+    assert all(math.isfinite(rate) and rate > 0 for rate in rates.values()), rates
