@@ -17,6 +17,7 @@ from recon_core.config_loader import from_dict
 from recon_core.models.user_models import UserModelError
 from recon_core.reconstructors import build_reconstructor
 from recon_core.runner import prepare, run_study
+from recon_core.runner.replay import CaseReplayer
 from recon_core.store import Store, queries
 
 CPU = torch.device("cpu")
@@ -101,6 +102,22 @@ def test_the_model_files_sha256_keys_the_run(trained_unet, tiny_config, tmp_path
     assert changed.config_hash() != first.config_hash()
     assert changed.reconstructors.user[0].sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert tiny_config.config_hash() == prepare(tiny_config).config_hash()  # no user models: hashes as before
+
+
+def test_a_replay_uses_the_users_model_and_refuses_a_file_changed_since_the_run(trained_unet, built_store,
+                                                                               tiny_config, tmp_path):
+    store, key, cache = built_store
+    path = tmp_path / "model.pt"
+    path.write_bytes(trained_unet["torchscript"].read_bytes())
+    config = prepare(with_users(tiny_config, [{"name": "mine", "source": "torchscript", "path": str(path)}]))
+    replayer = CaseReplayer(config, cache / "checkpoints", CPU)
+    image_id = queries.image_rows(store, key, "unet", 300.0).image_id.iloc[0]
+    mine, built_in = replayer.case(image_id, "mine", 300.0), replayer.case(image_id, "unet", 300.0)
+    np.testing.assert_allclose(mine.reconstructed, built_in.reconstructed, atol=1e-6)
+    np.testing.assert_allclose(mine.recon_scores, built_in.recon_scores, atol=1e-6)
+    torch.jit.script(torch.nn.Identity()).save(str(path))
+    with pytest.raises(UserModelError, match=r"a model file of run tiny-xray \(\w+\) has changed since it ran"):
+        CaseReplayer(config, cache / "checkpoints", CPU)
 
 
 def test_a_user_model_that_fails_on_one_cell_fails_that_cell_only_and_is_retried_on_resume(

@@ -3,7 +3,7 @@
 Per-image seeds make this possible without the rest of the cohort: the cohort source gives the
 one image (a synthetic subject re-rendered, a real image re-read), which is degraded with its
 own (seed, image id, level) noise and reconstructed with the stored weights. Nothing is trained
-here: missing weights are an error.
+here: missing weights are an error, and so is a user's model file changed since the run.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from recon_core.config import StudyConfig
 from recon_core.diagnostics import scorer
 from recon_core.modalities import get_modality
 from recon_core.models.contract import TrainableModel
+from recon_core.models.user_models import UserModelError
 from recon_core.reconstructors import Reconstructor, build_reconstructor
+from recon_core.runner.model_cards import with_model_hashes
 
 
 @dataclass
@@ -54,6 +56,10 @@ class CaseReplayer:
             raise CohortError(f"the dataset of run {config.name} ({config.config_hash()}) has changed since it ran "
                               "(its files' fingerprint differs): a replay would not show what the run measured; "
                               "run the study again")
+        if with_model_hashes(config) != config:
+            raise UserModelError(f"a model file of run {config.name} ({config.config_hash()}) has changed since it "
+                                 "ran (its SHA-256 differs): a replay would not show what the run measured; run the "
+                                 "study again")
         self.labels = self.source.labels
         self.task_models = modality.task_models(config, self.labels, device)
         for model in self.task_models:
