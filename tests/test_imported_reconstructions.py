@@ -19,13 +19,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from recon_core.cli import main
-from recon_core.config import ConfigError
+from recon_core.config import ConfigError, UserReconstructorConfig
 from recon_core.config_loader import load_config
 from recon_core.models.image_files import PNG_FULL_SCALE, read_image
 from recon_core.models.user_models import UserModelError
 from recon_core.reconstructors.imported import ImportedReconstructions
+from recon_core.reconstructors.user import resample
 from recon_core.runner import prepare
 from recon_core.runner.exchange import check_reconstructions, export_degraded, sweep_inputs, with_imported
 from recon_core.store import Store, queries
@@ -231,3 +233,34 @@ def test_mri_export_writes_kspace_and_masks_that_give_back_the_degraded_images(t
             image = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace), norm="ortho"))
             np.testing.assert_allclose(np.clip(np.abs(image), 0, 1), np.load(tmp_path / level / f"{image_id}.npy"),
                                        atol=1e-6)
+
+
+def test_declared_range_and_size_map_back_to_the_study_and_pngs_are_fractions(tmp_path):
+    config = load_config(ROOT / "configs" / "tiny.yaml")
+    (tmp_path / "300").mkdir()
+    values = np.linspace(-1, 1, 16 * 16, dtype=np.float32).reshape(1, 16, 16)  # (1, H, W): one image
+    np.save(tmp_path / "300" / "a.npy", values)
+    pixels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    Image.fromarray(pixels).save(tmp_path / "300" / "b.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "300" / "c.png")
+    declared = UserReconstructorConfig(name="mine", source="files", path=str(tmp_path), value_range=(-1.0, 1.0),
+                                       image_size=16)
+    recon = ImportedReconstructions(config, torch.device("cpu"), declared)
+    output = recon.reconstruct(torch.zeros(1, 1, 32, 32), None, 300.0, None, ["a"])
+    expected = resample(torch.from_numpy((values[None] + 1) / 2), 32).clamp(0, 1)
+    assert output.shape == (1, 1, 32, 32)
+    torch.testing.assert_close(output, expected, atol=1e-6, rtol=0)
+    output = recon.reconstruct(torch.zeros(1, 1, 32, 32), None, 300.0, None, ["b"])  # 8-bit: pixel / 255
+    torch.testing.assert_close(output, resample(torch.from_numpy(pixels / 255.0).float()[None, None], 32).clamp(0, 1))
+    with pytest.raises(UserModelError, match=r"c\.png: a PNG in mode 'RGB'; write 8- or 16-bit grayscale"):
+        recon.reconstruct(torch.zeros(1, 1, 32, 32), None, 300.0, None, ["c"])
+
+
+def test_export_cli_prints_what_to_write_back(tmp_path, capsys):
+    assert main(["export-degraded", "--config", str(ROOT / "configs" / "tiny.yaml"), "--out", str(tmp_path / "x"),
+                 "--format", "nifti"]) == 0
+    out = capsys.readouterr().out
+    assert "exported 48 test images × 2 levels (3000, 300 photons/pixel) of tiny-xray as nifti" in out
+    assert "(or .nii.gz as here)" in out and len(list((tmp_path / "x" / "3000").glob("*.nii.gz"))) == 48
+    assert main(["export-degraded", "--config", str(ROOT / "configs" / "tiny.yaml"), "--out", str(tmp_path / "x")]) == 2
+    assert "not an empty folder; export into a new or empty one" in capsys.readouterr().err
