@@ -1,4 +1,5 @@
-"""Command line: `python -m recon_core train|sweep|demo|report|fastmri-quality` over a YAML study config."""
+"""Command line: `python -m recon_core train|sweep|demo|report|fastmri-quality|export-degraded|import-reconstructions`
+over a YAML study config."""
 
 from __future__ import annotations
 
@@ -135,6 +136,37 @@ def cmd_fastmri_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_degraded(args: argparse.Namespace) -> int:
+    """Writes the test split's degraded inputs per level (and MRI k-space and masks) with a manifest."""
+    from recon_core.runner.exchange import export_degraded
+
+    out = Path(args.out).expanduser()
+    manifest = export_degraded(load_config(args.config or DEMO_CONFIG), out, args.format, _bar())
+    print(f"exported {len(manifest['image_ids'])} test images × {len(manifest['levels'])} levels "
+          f"({', '.join(manifest['levels'])} {manifest['level_unit']}) of {manifest['config']} as {args.format} "
+          f"to {out}")
+    print(manifest["write_back"])
+    return 0
+
+
+def cmd_import_reconstructions(args: argparse.Namespace) -> int:
+    """Checks a folder of reconstructions made elsewhere, then sweeps it as reconstructor `--name`."""
+    from recon_core.confinement import root_folder
+    from recon_core.runner import run_study
+    from recon_core.runner.exchange import check_reconstructions, config_snippet, with_imported
+
+    folder = root_folder(args.from_folder, "--from folder")
+    config = with_imported(load_config(args.config or DEMO_CONFIG), args.name, folder, tuple(args.value_range))
+    check_reconstructions(config, args.name)
+    store = Store(args.store)
+    key = run_study(config, store, paths.checkpoint_dir(), pick_device(args.device), _progress(args))
+    print(f"study {config.name} ({key}) with {args.name!r} from {folder} stored in {store.path}")
+    print("To keep these reconstructions in this config's runs, add to it:")
+    print(config_snippet(config, args.name), end="")
+    print(report_text(store, key))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; errors in input print one clear line and exit 2."""
     parser = argparse.ArgumentParser(prog="python -m recon_core", description=__doc__)
@@ -158,8 +190,26 @@ def main(argv: list[str] | None = None) -> int:
                    help="registered reconstructors; trained ones load the config's checkpoints")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_fastmri_quality)
+    p = sub.add_parser("export-degraded", help="write the test split's degraded inputs for a model run elsewhere")
+    p.add_argument("--config", help="YAML study config (default: configs/demo.yaml)")
+    p.add_argument("--out", required=True, help="a new or empty folder for <level>/<image id> files and manifest.json")
+    p.add_argument("--format", default="npy", choices=["npy", "nifti", "png"],
+                   help="npy (float32), nifti (.nii.gz, float32) or png (16-bit grayscale)")
+    p.set_defaults(func=cmd_export_degraded)
+    p = sub.add_parser("import-reconstructions", help="check reconstructions made elsewhere and sweep them")
+    p.add_argument("--config", help="the YAML study config the inputs were exported with (default: demo.yaml)")
+    p.add_argument("--from", dest="from_folder", required=True,
+                   help="folder of <level>/<image id>.npy|.nii.gz|.png reconstructions")
+    p.add_argument("--name", required=True, help="the reconstructor's name in the store and the dashboard")
+    p.add_argument("--value-range", nargs=2, type=float, default=[0.0, 1.0], metavar=("LO", "HI"),
+                   help="the range the reconstructions' values span (default 0 1)")
+    p.add_argument("--store", default=str(paths.default_store_path()), help="DuckDB store file")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--progress-file", help="also write progress as JSON here (the dashboard polls it)")
+    p.set_defaults(func=cmd_import_reconstructions)
     args = parser.parse_args(argv)
     from recon_core.cohorts import CohortError
+    from recon_core.confinement import OutsideRootsError
     from recon_core.diagnostics.thresholds import ThresholdError
     from recon_core.models.checkpoints import CheckpointError
     from recon_core.models.user_models import UserModelError
@@ -169,6 +219,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, CohortError, PhysicsError, CheckpointError, UnknownNameError,
-            ThresholdError, StoreError, UserModelError) as exc:
+            ThresholdError, StoreError, UserModelError, OutsideRootsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
