@@ -241,6 +241,7 @@ def test_given_thresholds_for_every_finding_read_no_validation_image(xray, entry
 # ---------------------------------------------------------------- the tiny MRI study's segmenter
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # MONAI's UNet checks shapes in Python
 def test_a_user_segmenter_exported_to_torchscript_stores_the_built_in_runs_dice_and_hd95(mri_store, tmp_path):
     reference, reference_key, cache = mri_store
     checkpoints = cache / "checkpoints"
