@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import torch
 from monai.networks.nets import DenseNet, DenseNet121
@@ -42,7 +43,10 @@ class Classifier(TaskModel):
         self.net = net.to(device)
 
     def weights_key(self) -> str:
-        return stable_hash("classifier", self.config.cohort, self.config.diagnostic, self.config.seed)
+        """Cohort, diagnostic settings and seed; the user's declared models are not its business (a declared user
+        segmenter leaves this classifier's weights, and every key from before they existed, unchanged)."""
+        diagnostic = replace(self.config.diagnostic, classifier_model=None, segmenter_model=None)
+        return stable_hash("classifier", self.config.cohort, diagnostic, self.config.seed)
 
     def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
         cfg = self.config.diagnostic

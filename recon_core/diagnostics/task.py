@@ -36,6 +36,11 @@ class TaskModel(TrainableModel):
     def evaluate(self, images: torch.Tensor, truth: torch.Tensor | None) -> TaskOutput:
         """Its answer for (B, 1, H, W) images; `truth` holds the true (B, 1, H, W) masks where the cohort has them."""
 
+    def given_thresholds(self) -> dict[str, float]:
+        """Operating thresholds its maker fixed, by finding (a user's classifier); the others are chosen on clean
+        validation images."""
+        return {}
+
     @abstractmethod
     def evidence(self, label: str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """A differentiable (B,) score of what its answer on (B, 1, H, W) images rests on: what attributions explain.

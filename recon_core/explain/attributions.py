@@ -53,7 +53,7 @@ def attribute(model: TaskModel, images: torch.Tensor, label: str | None, method:
     Integrated Gradients uses a black baseline; Grad-CAM is upsampled to the image size.
     """
     net = model.net
-    device = next(net.parameters()).device
+    device = model.device  # not a parameter's: a user's model may have none
     x = images.to(device).float().requires_grad_(True)
     net.eval()
     evidence = model.evidence(label)

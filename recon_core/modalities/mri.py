@@ -17,9 +17,8 @@ from recon_core.cohorts.base import CohortSource
 from recon_core.cohorts.nifti_mri import NiftiBrainSource
 from recon_core.cohorts.synthetic_mri import LABELS, SyntheticBrainSource
 from recon_core.config import ConfigError, StudyConfig
-from recon_core.diagnostics.classifier import Classifier
-from recon_core.diagnostics.segmenter import Segmenter
 from recon_core.diagnostics.task import TaskModel
+from recon_core.diagnostics.user import study_classifier, study_segmenter
 from recon_core.fairness.patients import patient_rows
 from recon_core.modalities.base import Headline, Modality
 from recon_core.physics.base import Acquisition
@@ -80,7 +79,7 @@ class MRI(Modality):
             raise ConfigError(f"cohort.nifti.slice_range: {[start, stop]} must be [start, stop) with 0 ≤ start < stop")
 
     def task_models(self, config: StudyConfig, labels: tuple[str, ...], device: torch.device) -> list[TaskModel]:
-        return [Classifier(config, labels, device), Segmenter(config, device)]
+        return [study_classifier(config, labels, device), study_segmenter(config, device)]
 
     def unit_rows(self, rows: pd.DataFrame) -> pd.DataFrame:
         return patient_rows(rows) if not rows.empty else rows

@@ -11,8 +11,8 @@ from recon_core.cohorts.base import CohortSource
 from recon_core.cohorts.csv_xray import CsvChestSource
 from recon_core.cohorts.synthetic_xray import LABELS, SyntheticChestSource
 from recon_core.config import ConfigError, StudyConfig
-from recon_core.diagnostics.classifier import Classifier
 from recon_core.diagnostics.task import TaskModel
+from recon_core.diagnostics.user import study_classifier
 from recon_core.modalities.base import Headline, Modality
 from recon_core.physics.base import Acquisition
 from recon_core.physics.xray_projection import ProjectionDose
@@ -50,4 +50,4 @@ class XRay(Modality):
             raise ConfigError("cohort.csv: source 'csv' needs csv_path and image_root")
 
     def task_models(self, config: StudyConfig, labels: tuple[str, ...], device: torch.device) -> list[TaskModel]:
-        return [Classifier(config, labels, device)]
+        return [study_classifier(config, labels, device)]

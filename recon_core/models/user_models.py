@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 
 class UserModelError(ValueError):
@@ -27,6 +28,15 @@ class UserModelError(ValueError):
 
 BUNDLE_CONFIGS = ("inference.json", "inference.yaml", "inference.yml")
 """A bundle's network definition, in the order looked for (MONAI's inference config names)."""
+
+
+def resample(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, W) images at (size, size), as a user model's contract asks: bilinear, antialiased when shrinking;
+    unchanged at their own size (so a model at the study's size sees exactly Tandem's pixels)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=size < images.shape[-1])
 
 
 def file_sha256(path: Path) -> str:

@@ -15,9 +15,11 @@ from recon_core.device import network_precision
 from recon_core.diagnostics.task import TaskModel, scorer
 from recon_core.metrics.image_quality import QUALITY_METRICS, image_quality
 from recon_core.models.batches import SplitData
+from recon_core.models.user_models import UserModelError
 from recon_core.physics.base import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors.base import Reconstructor
+from recon_core.reconstructors.user import named_ids
 from recon_core.runner.inputs import KeptInputs, input_batches
 from recon_core.runner.recon_cache import ReconstructionCache
 
@@ -111,7 +113,10 @@ def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Ac
             output, std = output.float(), None if std is None else std.float()
             quality = {k: v.cpu().numpy() for k, v in image_quality(output, clean).items()}
         with network_precision(device, precision):
-            answers = [model.evaluate(output, truth) for model in task_models]
+            try:
+                answers = [model.evaluate(output, truth) for model in task_models]
+            except UserModelError as exc:  # a user's diagnostic model broke its contract: say on which images
+                raise UserModelError(f"{exc} (on {named_ids(batch_ids)})") from exc
         for answer in answers:
             quality |= answer.metrics
         score_parts.append(answers[scoring].scores)

@@ -68,18 +68,23 @@ def split_data(cohort: Cohort, split: str, physics: Acquisition | None = None) -
 
 def operating_thresholds(modality: Modality, cohort: Cohort, classifier: TaskModel,
                          batch_size: int = 64) -> dict[str, float]:
-    """Each label's equal-error threshold on clean validation data, per statistical unit (MRI: patients)."""
+    """Each label's threshold: as its maker gave it (a user's classifier), else its equal-error threshold on
+    clean validation data, per statistical unit (MRI: patients). All given: the validation split is not read."""
+    given = classifier.given_thresholds()
+    labels = tuple(lb for lb in cohort.labels if lb not in given)
+    if not labels:
+        return {lb: given[lb] for lb in cohort.labels}
     val = split_data(cohort, "val")
     scores = torch.cat([torch.from_numpy(classifier.evaluate(torch.from_numpy(val.images[i:i + batch_size][:, None]),
                                                              None).scores)
                         for i in range(0, len(val), batch_size)]).numpy()
-    labels = cohort.labels
-    rows = val.rows.assign(**{f"score:{lb}": scores[:, j] for j, lb in enumerate(labels)},
+    rows = val.rows.assign(**{f"score:{lb}": scores[:, j] for j, lb in enumerate(cohort.labels) if lb in labels},
                            **{f"target:{lb}": val.rows[lb] for lb in labels})
     rows = modality.unit_rows(rows[["image_id", "subject_id", "sex", "age", "age_band",
                                     *[c for c in rows if ":" in c]]])
-    return choose_thresholds(rows[[f"target:{lb}" for lb in labels]].to_numpy(dtype=float),
-                             rows[[f"score:{lb}" for lb in labels]].to_numpy(dtype=float), labels)
+    chosen = choose_thresholds(rows[[f"target:{lb}" for lb in labels]].to_numpy(dtype=float),
+                               rows[[f"score:{lb}" for lb in labels]].to_numpy(dtype=float), labels)
+    return {lb: given[lb] if lb in given else chosen[lb] for lb in cohort.labels}
 
 
 def train_models(config: StudyConfig, checkpoint_dir: Path, device: torch.device,
