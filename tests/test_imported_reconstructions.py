@@ -25,9 +25,8 @@ from recon_core.cli import main
 from recon_core.config import ConfigError, UserReconstructorConfig
 from recon_core.config_loader import load_config
 from recon_core.models.image_files import PNG_FULL_SCALE, read_image
-from recon_core.models.user_models import UserModelError
+from recon_core.models.user_models import UserModelError, resample
 from recon_core.reconstructors.imported import ImportedReconstructions
-from recon_core.reconstructors.user import resample
 from recon_core.runner import prepare
 from recon_core.runner.exchange import check_reconstructions, export_degraded, sweep_inputs, with_imported
 from recon_core.store import Store, queries

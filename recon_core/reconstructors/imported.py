@@ -20,10 +20,10 @@ import torch
 
 from recon_core.config import StudyConfig, UserReconstructorConfig
 from recon_core.models.image_files import file_stem, image_id_of, read_image
-from recon_core.models.user_models import UserModelError
+from recon_core.models.user_models import UserModelError, resample
 from recon_core.physics.base import Acquisition
 from recon_core.reconstructors.base import Reconstructor
-from recon_core.reconstructors.user import checked_output, named_ids, resample
+from recon_core.reconstructors.user import checked_output, named_ids
 
 
 def level_folder(folder: Path, level: float) -> Path:

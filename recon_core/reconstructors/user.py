@@ -13,20 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from recon_core.config import StudyConfig, UserReconstructorConfig
-from recon_core.models.user_models import UserModelError, load_model
+from recon_core.models.user_models import UserModelError, load_model, resample
 from recon_core.physics.base import Acquisition
 from recon_core.reconstructors.base import Reconstructor
-
-
-def resample(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, C, H, W) images at (size, size): bilinear, antialiased when shrinking; unchanged at their own size."""
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=size < images.shape[-1])
 
 
 def named_ids(image_ids: Sequence[str] | None, shown: int = 3) -> str:
