@@ -223,7 +223,7 @@ def test_the_failure_cases_replay_works_with_a_user_classifier(xray, tmp_path):
     assert maps.shape == (2, 32, 32) and np.isfinite(maps).all() and maps.max() == pytest.approx(1.0)
     scripted(Constant(0.0, len(xray["labels"])), tmp_path)
     (tmp_path / "model.ts").replace(path)  # another model under the run's file name
-    with pytest.raises(UserModelError, match="changed since the run"):
+    with pytest.raises(UserModelError, match="has changed since it ran"):
         CaseReplayer(config, tmp_path, CPU)
 
 

@@ -26,7 +26,7 @@ from recon_core.diagnostics.task import TaskModel, TaskOutput
 from recon_core.metrics.segmentation import segmentation_quality
 from recon_core.models.batches import SplitData
 from recon_core.models.contract import TrainableModel, TrainingPlan
-from recon_core.models.user_models import UserModelError, load_model, resample, source_sha256
+from recon_core.models.user_models import UserModelError, load_model, raised, resample
 from recon_core.progress import Progress, silent
 
 PROBABILITY_EPS = 1e-6
@@ -65,8 +65,7 @@ class UserNet(torch.nn.Module):
         except UserModelError:
             raise
         except Exception as exc:  # whatever the user's code raises, the cell fails with its words
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            raise UserModelError(f"{self.what}: raised {type(exc).__name__}: {first}") from exc
+            raise UserModelError(f"{self.what}: raised {raised(exc)}") from exc
         shape = (len(x), len(declared.labels), *((size, size) if self.spatial else ()))
         output = checked_scores(output, shape, declared.outputs == "probabilities", self.what)[:, self.picked]
         return resample(output, images.shape[-1]) if self.spatial else output
@@ -130,14 +129,8 @@ class UserTaskModel(TaskModel):
         self.net.eval()
 
     def load(self, checkpoint_dir: Path) -> None:
-        """No checkpoint: checks that the user's file(s) are still those the run hashed (a replay shows what the
-        run measured), else a UserModelError."""
-        declared = self.declared
-        if declared.sha256 and source_sha256(declared.source, self.path(), declared.entry_point,
-                                             self.what) != declared.sha256:
-            raise UserModelError(f"{self.what}: its file(s) changed since the run (SHA-256 differs from "
-                                 f"{declared.sha256[:12]}…): a replay would not show what the run measured; run the "
-                                 "study again")
+        """No checkpoint: the model was loaded when built (a replay checks first that its files are those the run
+        hashed: `runner.replay`)."""
         self.net.eval()
 
 

@@ -39,6 +39,15 @@ def resample(images: torch.Tensor, size: int) -> torch.Tensor:
                          antialias=size < images.shape[-1])
 
 
+def raised(exc: Exception) -> str:
+    """What a user's model raised, in one line: its type and first line; TorchScript's own error from the end of
+    the interpreter's trace ('RuntimeError: …'), which it puts after a header and the scripted code."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, torch.jit.Error) and lines:
+        return lines[-1][:300]
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
+
+
 def file_sha256(path: Path) -> str:
     """The SHA-256 of one file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from recon_core.config import StudyConfig, UserReconstructorConfig
-from recon_core.models.user_models import UserModelError, load_model, resample
+from recon_core.models.user_models import UserModelError, load_model, raised, resample
 from recon_core.physics.base import Acquisition
 from recon_core.reconstructors.base import Reconstructor
 
@@ -51,15 +51,6 @@ def checked_output(output: Any, shape: tuple[int, ...], value_range: tuple[float
                              f"value_range [{low:g}, {high:g}] (± {tolerance:g} of the span); declare the range "
                              "it really outputs")
     return output.clamp(low, high)
-
-
-def raised(exc: Exception) -> str:
-    """What a user's model raised, in one line: its type and first line; TorchScript's own error from the end of
-    the interpreter's trace ('RuntimeError: …'), which it puts after a header and the scripted code."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if isinstance(exc, torch.jit.Error) and lines:
-        return lines[-1][:300]
-    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
 
 
 class UserReconstructor(Reconstructor):
