@@ -286,3 +286,30 @@ def test_declarations_that_cannot_work_are_config_errors(user, message, tiny_con
     data["reconstructors"]["user"] = [{"name": "mine", "source": "torchscript", "path": "m.pt"}]
     with pytest.raises(ConfigError, match=r"'mine' is declared but not in reconstructors.names"):
         from_dict(data)
+
+
+class ZeroFilledFromKspace(torch.nn.Module):
+    """A k-space model: the zero-filled image from the measured (real, imaginary) k-space and the mask it is handed."""
+
+    def forward(self, image: torch.Tensor, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        measured = torch.complex(kspace[:, 0], kspace[:, 1]) * mask[:, 0]
+        shifted = torch.fft.ifftshift(measured, dim=(-2, -1))
+        return torch.fft.fftshift(torch.fft.ifft2(shifted, norm="ortho"), dim=(-2, -1)).abs().clamp(0, 1)[:, None]
+
+
+def test_an_mri_model_handed_kspace_and_mask_reproduces_the_zero_filled_images(mri_store, tmp_path):
+    store, key, cache = mri_store
+    path = tmp_path / "kspace.pt"
+    torch.jit.script(ZeroFilledFromKspace()).save(str(path))
+    config = queries.run_config(store, key)
+    config["reconstructors"]["names"] = ["zero_filled", "from_kspace"]
+    config["reconstructors"]["user"] = [{"name": "from_kspace", "source": "torchscript", "path": str(path),
+                                         "inputs": "image+kspace"}]
+    config["cohort"].pop("fingerprint", None)
+    mine = Store(tmp_path / "mri.duckdb")
+    user_key = run_study(from_dict(config), mine, cache / "checkpoints", CPU)
+    for level in (4.0, 8.0):
+        a = queries.image_rows(mine, user_key, "from_kspace", level).sort_values("image_id").select_dtypes("number")
+        b = queries.image_rows(store, key, "zero_filled", level).sort_values("image_id").select_dtypes("number")
+        assert len(a) == len(b) > 0
+        np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), atol=1e-6, equal_nan=True)
