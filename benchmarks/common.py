@@ -7,14 +7,20 @@ import math
 import platform
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from recon_core.cohorts.base import SPLITS
 from recon_core.config import MIN_SPLIT_SUBJECTS, StudyConfig, check_values
-from recon_core.config_loader import validate
+from recon_core.config_loader import load_config, validate
+from recon_core.device import pick_device
+from recon_core.diagnostics.task import TaskModel
 from recon_core.modalities import get_modality
+from recon_core.models.batches import SplitData
+from recon_core.physics.base import Acquisition
+from recon_core.runner.study import split_data
 
 
 def sized_config(config: StudyConfig, images: Mapping[str, int], image_size: int | None = None) -> StudyConfig:
@@ -50,3 +56,35 @@ def clock(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
+
+
+def first(data: SplitData, count: int) -> SplitData:
+    """The first `count` images of a split with their rows and masks."""
+    return dataclasses.replace(data, rows=data.rows.iloc[:count], images=data.images[:count],
+                               masks=None if data.masks is None else data.masks[:count])
+
+
+@dataclass
+class SweepBench:
+    """What a sweep benchmark times cells on: the sized config, its test images, physics and task models, a level."""
+
+    config: StudyConfig
+    device: torch.device
+    test: SplitData
+    physics: Acquisition
+    task_models: list[TaskModel]
+    level: float
+    """The middle one of the config's levels."""
+
+
+def sweep_bench(config_path: str, images: int, image_size: int | None, device: str) -> SweepBench:
+    """The config sized for `images` test images (at `image_size`), its untrained task models in eval mode."""
+    config = sized_config(load_config(config_path), {"test": images}, image_size)
+    modality = get_modality(config.modality)
+    chosen = pick_device(device)
+    cohort = modality.cohort_source(config).load()
+    task_models = modality.task_models(config, cohort.labels, chosen)
+    for model in task_models:
+        model.net.eval()
+    return SweepBench(config, chosen, first(split_data(cohort, "test"), images), modality.build_physics(config),
+                      task_models, float(sorted(config.physics.levels)[len(config.physics.levels) // 2]))

@@ -22,30 +22,19 @@ figures come from. Weights are untrained: speed does not depend on them.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import torch
 
-from benchmarks.common import clock, device_name, sized_config
-from recon_core.config_loader import load_config
-from recon_core.device import network_precision, pick_device
+from benchmarks.common import clock, device_name, first, sweep_bench
+from recon_core.device import network_precision
 from recon_core.diagnostics.task import TaskModel
-from recon_core.modalities import get_modality
-from recon_core.models.batches import SplitData
 from recon_core.physics.base import Acquisition
 from recon_core.reconstructors import Reconstructor, build_reconstructor
 from recon_core.runner.evaluate import evaluate_cell
 from recon_core.runner.inputs import KeptInputs, input_batches
-from recon_core.runner.study import split_data
 
 Inputs = list[tuple[torch.Tensor, torch.Tensor, list[str]]]
 """Degraded images, their measurements and image ids, batch by batch, on the device."""
-
-
-def _first(data: SplitData, count: int) -> SplitData:
-    """The first `count` images of a split with their rows and masks."""
-    return dataclasses.replace(data, rows=data.rows.iloc[:count], images=data.images[:count],
-                               masks=None if data.masks is None else data.masks[:count])
 
 
 def _bare(recon: Reconstructor, task_models: list[TaskModel], physics: Acquisition, level: float,
@@ -67,17 +56,10 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--precision", choices=["float32", "bf16"], help="the networks' (default: the config's)")
     args = parser.parse_args(argv)
-    config = sized_config(load_config(args.config), {"test": args.images}, args.image_size)
-    modality = get_modality(config.modality)
-    device = pick_device(args.device)
-    cohort = modality.cohort_source(config).load()
-    test = _first(split_data(cohort, "test"), args.images)
-    physics = modality.build_physics(config)
-    task_models = modality.task_models(config, cohort.labels, device)
-    for model in task_models:
-        model.net.eval()
+    bench = sweep_bench(args.config, args.images, args.image_size, args.device)
+    config, device, test, physics, task_models, level = (bench.config, bench.device, bench.test, bench.physics,
+                                                         bench.task_models, bench.level)
     batch, precision = config.evaluation.batch_size, args.precision or config.evaluation.precision
-    level = float(sorted(config.physics.levels)[len(config.physics.levels) // 2])
     inputs: Inputs = [(b.degraded, b.measurement, b.ids) for b in input_batches(test, physics, level, batch, device)]
     print(f"{config.name} on {device_name(device)}: {len(test)} test images at {config.cohort.image_size} px, "
           f"batch {batch}, level {level:g} {physics.level_unit}, {precision}")
@@ -91,7 +73,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
     out = []
     for name in config.reconstructors.names:
         recon = build_reconstructor(name, config, device)
-        evaluate_cell(_first(test, batch), task_models, physics, recon, level, device, batch, [],
+        evaluate_cell(first(test, batch), task_models, physics, recon, level, device, batch, [],
                       precision=precision)  # warm-up
         start = clock(device)
         evaluate_cell(test, task_models, physics, recon, level, device, batch, [], precision=precision)

@@ -22,31 +22,32 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import clock, device_name, sized_config
-from benchmarks.sweep_throughput import _first
-from recon_core.config import StudyConfig
-from recon_core.config_loader import from_dict, load_config
-from recon_core.device import pick_device
-from recon_core.modalities import get_modality
+from benchmarks.common import clock, device_name, first, sweep_bench
+from recon_core.config import StudyConfig, UNetConfig
+from recon_core.config_loader import from_dict
 from recon_core.reconstructors import Reconstructor, build_reconstructor
 from recon_core.runner.evaluate import evaluate_cell
 from recon_core.runner.inputs import KeptInputs, input_batches
-from recon_core.runner.study import split_data
+
+
+def unet_bundle(net: torch.nn.Module, cfg: UNetConfig, bundle: Path) -> Path:
+    """A MONAI bundle of a residual U-Net as a user would ship it: configs/inference.json's network_def, and its
+    state dict as models/model.pt."""
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "models").mkdir()
+    (bundle / "configs" / "inference.json").write_text(json.dumps({"network_def": {
+        "_target_": "recon_core.reconstructors.unet_denoiser.Residual",
+        "body": {"_target_": "monai.networks.nets.UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 1,
+                 "channels": list(cfg.channels), "strides": list(cfg.strides), "num_res_units": cfg.num_res_units}}}))
+    torch.save(net.state_dict(), bundle / "models" / "model.pt")
+    return bundle
 
 
 def exported(config: StudyConfig, device: torch.device, folder: Path) -> dict[str, Reconstructor]:
     """The config's U-Net built in, and the same weights brought as a TorchScript file and as a MONAI bundle."""
     unet = build_reconstructor("unet", config, device)
     torch.jit.script(unet.net).save(str(folder / "unet.pt"))
-    bundle = folder / "bundle"
-    (bundle / "configs").mkdir(parents=True)
-    (bundle / "models").mkdir()
-    cfg = config.reconstructors.unet
-    (bundle / "configs" / "inference.json").write_text(json.dumps({"network_def": {
-        "_target_": "recon_core.reconstructors.unet_denoiser.Residual",
-        "body": {"_target_": "monai.networks.nets.UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 1,
-                 "channels": list(cfg.channels), "strides": list(cfg.strides), "num_res_units": cfg.num_res_units}}}))
-    torch.save(unet.net.state_dict(), bundle / "models" / "model.pt")
+    bundle = unet_bundle(unet.net, config.reconstructors.unet, folder / "bundle")
     data = config.to_dict()
     data["reconstructors"]["names"] = ["unet", "torchscript", "bundle"]
     data["reconstructors"]["user"] = [{"name": "torchscript", "source": "torchscript", "path": str(folder / "unet.pt")},
@@ -65,17 +66,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--image-size", type=int, help="default: the config's")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = parser.parse_args(argv)
-    config = sized_config(load_config(args.config), {"test": args.images}, args.image_size)
-    modality = get_modality(config.modality)
-    device = pick_device(args.device)
-    cohort = modality.cohort_source(config).load()
-    test = _first(split_data(cohort, "test"), args.images)
-    physics = modality.build_physics(config)
-    task_models = modality.task_models(config, cohort.labels, device)
-    for model in task_models:
-        model.net.eval()
+    bench = sweep_bench(args.config, args.images, args.image_size, args.device)
+    config, device, test, physics, task_models, level = (bench.config, bench.device, bench.test, bench.physics,
+                                                         bench.task_models, bench.level)
     batch = config.evaluation.batch_size
-    level = float(sorted(config.physics.levels)[len(config.physics.levels) // 2])
     kept = KeptInputs(test)
     for _ in input_batches(test, physics, level, batch, device, kept=kept):
         pass
@@ -84,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         rates: dict[str, list[float]] = {name: [] for name in routes}
         for recon in routes.values():  # warm-up: three batches (TorchScript's executor optimises on its second call)
             for _ in range(3):
-                evaluate_cell(_first(test, batch), task_models, physics, recon, level, device, batch, [])
+                evaluate_cell(first(test, batch), task_models, physics, recon, level, device, batch, [])
         for _ in range(args.rounds):
             for name, recon in routes.items():
                 start = clock(device)

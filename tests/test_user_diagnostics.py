@@ -327,7 +327,7 @@ def scripted(module: torch.nn.Module, folder: Path) -> str:
 
 @pytest.mark.parametrize("module,declared,problem", [
     (Constant(0.0, 3), {}, r"returned shape \[4, 3\], expected \[4, 2\] \(3 outputs where its labels name 2\)"),
-    (Constant(float("nan"), 2), {}, "returned NaN or Inf values for 4 of 4 images"),
+    (Constant(float("nan"), 2), {}, "returned NaN or Inf values in 4 of 4 images"),
     (Constant(2.5, 2), {"outputs": "probabilities"},
      r"declared outputs 'probabilities' but returned values in \[2.5, 2.5\]"),
 ], ids=["outputs", "nan", "probabilities"])

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from benchmarks.user_model_overhead import unet_bundle
 from recon_core.config import ConfigError, StudyConfig
 from recon_core.config_loader import from_dict
 from recon_core.models.user_models import UserModelError
@@ -59,15 +60,7 @@ def trained_unet(built_store, tiny_config, tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("user-models")
     torch.jit.script(unet.net).save(str(folder / "unet.pt"))
     torch.save(unet.net.state_dict(), folder / "unet-state.pt")
-    bundle = folder / "unet-bundle"
-    (bundle / "configs").mkdir(parents=True)
-    (bundle / "models").mkdir()
-    cfg = tiny_config.reconstructors.unet
-    (bundle / "configs" / "inference.json").write_text(json.dumps({"network_def": {
-        "_target_": "recon_core.reconstructors.unet_denoiser.Residual",
-        "body": {"_target_": "monai.networks.nets.UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 1,
-                 "channels": list(cfg.channels), "strides": list(cfg.strides), "num_res_units": cfg.num_res_units}}}))
-    torch.save(unet.net.state_dict(), bundle / "models" / "model.pt")
+    bundle = unet_bundle(unet.net, tiny_config.reconstructors.unet, folder / "unet-bundle")
     return {"torchscript": folder / "unet.pt", "state": folder / "unet-state.pt", "bundle": bundle}
 
 

@@ -26,7 +26,7 @@ from recon_core.diagnostics.task import TaskModel, TaskOutput
 from recon_core.metrics.segmentation import segmentation_quality
 from recon_core.models.batches import SplitData
 from recon_core.models.contract import TrainableModel, TrainingPlan
-from recon_core.models.user_models import UserModelError, load_model, raised, resample
+from recon_core.models.user_models import UserModelError, checked_tensor, load_model, raised, resample
 from recon_core.progress import Progress, silent
 
 PROBABILITY_EPS = 1e-6
@@ -79,17 +79,7 @@ class UserNet(torch.nn.Module):
 def checked_scores(output: Any, shape: tuple[int, ...], probabilities: bool, what: str) -> torch.Tensor:
     """A diagnostic model's output held to its contract: a tensor of `shape`, finite, in [0, 1] for probabilities;
     anything else is a UserModelError saying what was wrong."""
-    if not isinstance(output, torch.Tensor):
-        raise UserModelError(f"{what}: returned {type(output).__name__}, not a tensor of shape {list(shape)}")
-    if tuple(output.shape) != shape:
-        count = "" if output.ndim != len(shape) or output.shape[1] == shape[1] else \
-            f" ({output.shape[1]} outputs where its labels name {shape[1]})"
-        raise UserModelError(f"{what}: returned shape {list(output.shape)}, expected {list(shape)}{count}")
-    output = output.float()
-    finite = torch.isfinite(output)
-    if not bool(finite.all()):
-        bad = int((~finite).flatten(1).any(1).sum())
-        raise UserModelError(f"{what}: returned NaN or Inf values for {bad} of {shape[0]} images")
+    output = checked_tensor(output, shape, what, "{got} outputs where its labels name {want}")
     if probabilities and (float(output.min()) < 0 or float(output.max()) > 1):
         raise UserModelError(f"{what}: declared outputs 'probabilities' but returned values in "
                              f"[{float(output.min()):.4g}, {float(output.max()):.4g}]; declare outputs: logits if "

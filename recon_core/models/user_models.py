@@ -48,6 +48,23 @@ def raised(exc: Exception) -> str:
     return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
 
 
+def checked_tensor(output: Any, shape: tuple[int, ...], what: str, axis: str) -> torch.Tensor:
+    """A user model's output as a float tensor of `shape` with finite values, else a UserModelError saying what was
+    wrong; `axis` words a mismatch on the second axis ('{got} channels where {want} are expected')."""
+    if not isinstance(output, torch.Tensor):
+        raise UserModelError(f"{what}: returned {type(output).__name__}, not a tensor of shape {list(shape)}")
+    if tuple(output.shape) != shape:
+        mismatch = "" if output.ndim != len(shape) or output.shape[1] == shape[1] else \
+            " (" + axis.format(got=output.shape[1], want=shape[1]) + ")"
+        raise UserModelError(f"{what}: returned shape {list(output.shape)}, expected {list(shape)}{mismatch}")
+    output = output.float()
+    finite = torch.isfinite(output)
+    if not bool(finite.all()):
+        bad = int((~finite).flatten(1).any(1).sum())
+        raise UserModelError(f"{what}: returned NaN or Inf values in {bad} of {shape[0]} images")
+    return output
+
+
 def file_sha256(path: Path) -> str:
     """The SHA-256 of one file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from recon_core.config import StudyConfig, UserReconstructorConfig
-from recon_core.models.user_models import UserModelError, load_model, raised, resample
+from recon_core.models.user_models import UserModelError, checked_tensor, load_model, raised, resample
 from recon_core.physics.base import Acquisition
 from recon_core.reconstructors.base import Reconstructor
 
@@ -32,17 +32,7 @@ def checked_output(output: Any, shape: tuple[int, ...], value_range: tuple[float
                    what: str) -> torch.Tensor:
     """A model's output held to its contract: a tensor of `shape`, finite, within `value_range` (± tolerance of
     its span, clipped to it); anything else is a UserModelError saying what was wrong."""
-    if not isinstance(output, torch.Tensor):
-        raise UserModelError(f"{what}: returned {type(output).__name__}, not a tensor of shape {list(shape)}")
-    if tuple(output.shape) != shape:
-        channels = "" if output.ndim != len(shape) or output.shape[1] == shape[1] else \
-            f" ({output.shape[1]} channels where {shape[1]} are expected)"
-        raise UserModelError(f"{what}: returned shape {list(output.shape)}, expected {list(shape)}{channels}")
-    output = output.float()
-    finite = torch.isfinite(output)
-    if not bool(finite.all()):
-        bad = int((~finite).flatten(1).any(1).sum())
-        raise UserModelError(f"{what}: returned NaN or Inf values in {bad} of {shape[0]} images")
+    output = checked_tensor(output, shape, what, "{got} channels where {want} are expected")
     low, high = value_range
     slack = tolerance * (high - low)
     smallest, largest = float(output.min()), float(output.max())
