@@ -159,7 +159,7 @@ def model_files(roots: tuple[Path, ...], shown: int = 200) -> list[str]:
     found: set[Path] = set()
     for root in roots:
         try:
-            for folder in [root, *(d for d in root.iterdir() if d.is_dir() and inside(d.name, root))]:
+            for folder in [root, *(d for d in root.iterdir() if inside(d.name, root) and d.is_dir())]:
                 found |= {f for f in folder.iterdir() if f.suffix in MODEL_SUFFIXES
                           and inside(str(f.relative_to(root)), root) and f.is_file()}
         except OSError:  # a root that is not a readable folder offers nothing

@@ -97,13 +97,14 @@ def test_run_page_adds_a_torchscript_reconstructor_inside_the_allowed_folders(tm
     save_torchscript(allowed / "loud.ts", scale=10.0)
     (allowed / "notes.pt").write_text("not a model")
     outside = save_torchscript(tmp_path / "elsewhere" / "other.pt")
+    (allowed / "link.pt").symlink_to(outside)  # leads out: neither offered nor read
     monkeypatch.setenv("TANDEM_DATA_ROOTS", str(allowed))
     at = run_page("pages/run.py", str(tmp_path / "s.duckdb"), monkeypatch, str(tmp_path))
     at.selectbox(key="run_config").set_value("tiny.yaml").run()
     assert not any("Session slot" in m.value for m in at.markdown)  # no bare string drawn by Streamlit's magic
     files = at.selectbox(key="run_user_file").options
     assert str(mine.resolve()) in files and str(allowed.resolve() / "loud.ts") in files
-    assert not any("other.pt" in f for f in files)
+    assert not any("other.pt" in f or "link.pt" in f for f in files)
 
     def add(file: str, name: str = "", path: str = "") -> None:
         at.selectbox(key="run_user_file").set_value(file)
@@ -115,6 +116,8 @@ def test_run_page_adds_a_torchscript_reconstructor_inside_the_allowed_folders(tm
         assert not at.exception
 
     add("another path…", path=str(outside))
+    assert any("cannot be added" in e.value and "outside the folders Tandem may read" in e.value for e in at.error)
+    add("another path…", path=str(allowed / "link.pt"))
     assert any("cannot be added" in e.value and "outside the folders Tandem may read" in e.value for e in at.error)
     add("another path…", path=str(allowed / "notes.pt"))
     assert any("is not a TorchScript file" in e.value for e in at.error)

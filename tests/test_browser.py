@@ -71,6 +71,28 @@ def page(server, browser):
     context.close()
 
 
+def settled(page) -> None:
+    """Waits until the app's script run is over: a click on an element a rerun replaces is lost."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(state="attached",
+                                                                                      timeout=60_000)
+    page.wait_for_timeout(300)
+
+
+def pick(page, selectbox, option: str, tries: int = 5) -> None:
+    """Picks `option` in a Streamlit selectbox, opening its list again when the click that should open it was lost
+    (seen now and then on the Run page, whose progress fragment reruns every 2 s)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(tries):
+        selectbox.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=3_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    pytest.fail(f"option {option!r} never showed in the selectbox")
+
+
 def test_overview_opened_first_renders_through_the_app(server, page):
     from playwright.sync_api import expect
 
@@ -173,16 +195,18 @@ def test_a_torchscript_reconstructor_picked_on_the_run_page_lands_beside_the_bui
         path.fill(str(study))
         path.press("Enter")
         page.get_by_text("reconstructors none, tv at levels").wait_for(timeout=60_000)
+        settled(page)
         page.get_by_text("Your reconstructor (a TorchScript file)").click()
-        page.locator('[data-testid="stSelectbox"]').filter(has_text="Model file").click()
-        page.get_by_role("option", name=str(model), exact=True).click()
+        pick(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Model file"), str(model))
+        settled(page)
         name = page.get_by_role("textbox", name="Name")
         name.fill("mine")
         name.press("Enter")
-        page.locator('[data-test-script-state="notRunning"]').first.wait_for(state="attached", timeout=60_000)
+        settled(page)
         page.get_by_role("button", name="Add to the study").click()
         page.get_by_text("reconstructors none, tv, mine at levels").wait_for(timeout=60_000)
         page.screenshot(path=str(OUT / "run-user-model.png"), full_page=True)
+        settled(page)
         page.get_by_role("button", name="Start").click()
         page.get_by_text("This config's run is finished").wait_for(timeout=600_000)
         assert list((cache / "configs").glob("tiny-byo-*.yaml")), "the generated config is kept for the CLI"
