@@ -61,6 +61,8 @@ if agg.empty:
 if run.status == "running":
     st.caption(f"Run status: **running** — showing the {run.cells_done} cells finished so far; "
                "this page refreshes as more land.")
+elif run.status == "incomplete":  # its message lists the failed cells: the table below does, in full
+    st.caption("Run status: **incomplete** — some cells failed (listed below); the others are stored and shown.")
 elif run.status != "done":
     st.caption(f"Run status: **{run.status}** — {run.message}")
 failures_and_outside_models()
