@@ -353,8 +353,8 @@ if config is not None:
         st.warning(f"This config's run is incomplete: {len(data.failed_cells(config.config_hash()))} cell(s) "
                    "failed (listed on Overview). Start runs them again; the finished cells are kept.")
     if st.button("Start", type="primary", disabled=busy or done, key="run_start"):
-        if source == "dataset" or st.session_state[USER_MODELS]:  # described on this page: written where the run
-            # (and a rerun from the command line) reads it
+        if source == "dataset" or st.session_state[USER_MODELS]:
+            # described on this page: written where the run, and a rerun from the command line, reads it
             path = paths.cache_dir() / "configs" / f"{config.name}-{config.config_hash()}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
