@@ -31,18 +31,45 @@ def watch_for_new_cells() -> None:
 
 if run.status == "running" and st.sidebar.toggle("Auto-refresh while the build runs", value=True, key="autorefresh"):
     st.fragment(watch_for_new_cells, run_every=3.0)()
+
+
+def failures_and_outside_models() -> None:
+    """The run's failed cells with their reasons, and the models from outside Tandem it used (their cards).
+
+    Read from the store only (no model is loaded): a failed cell has no curve, so it is named here.
+    """
+    failed = data.failed_cells(key)
+    if len(failed):
+        st.subheader("Failed cells")
+        st.dataframe(failed.rename(columns={"message": "reason"}), hide_index=True, width="stretch",
+                     column_config={"level": st.column_config.NumberColumn(format="%g"),
+                                    "reason": st.column_config.TextColumn(width="large")})
+        st.caption("These cells stored nothing and have no curve; the other cells are complete. Starting the run "
+                   "again on the Run page retries them.")
+    cards = data.model_cards(key)
+    if len(cards):
+        with st.expander(f"Models from outside Tandem ({len(cards)})"):
+            st.dataframe(results.model_card_rows(cards), hide_index=True, width="stretch")
+            st.caption("SHA-256 of each model's files, shortened: part of the run's key, so a changed file is a "
+                       "new run. Contract: what Tandem hands the model and holds its output to.")
+
+
 if agg.empty:
     st.info(f"Run {run.name} has no finished cells yet ({run.status}). This page fills in as cells land.")
+    failures_and_outside_models()
     st.stop()
+if run.status == "running":
+    st.caption(f"Run status: **running** — showing the {run.cells_done} cells finished so far; "
+               "this page refreshes as more land.")
+elif run.status == "incomplete":  # its message lists the failed cells: the table below does, in full
+    st.caption("Run status: **incomplete** — some cells failed (listed below); the others are stored and shown.")
+elif run.status != "done":
+    st.caption(f"Run status: **{run.status}** — {run.message}")
+failures_and_outside_models()
 
 choice = sidebar_choices(agg, run)
 chosen, levels, level, attribute = choice.reconstructors, choice.levels, choice.level, choice.attribute
 attr_text = attribute_label(attribute).lower()
-if run.status == "running":
-    st.caption(f"Run status: **running** — showing the {run.cells_done} cells finished so far; "
-               "this page refreshes as more land.")
-elif run.status != "done":
-    st.caption(f"Run status: **{run.status}** — {run.message}")
 
 # All this page draws, in one pass over the run's aggregates; categories make the many filters below and the
 # hashing of each chart's input (its cache key) cheap.

@@ -346,3 +346,26 @@ def headline_table(store: Store, run: RunView, attribute: str = "sex") -> pd.Dat
                   for r in rows.itertuples()}
         table[title] = [values.get((r, lv), "—") for r, lv in zip(table.reconstructor, table.level, strict=True)]
     return table
+
+
+def _contract_value(key: str, value: object) -> str:
+    """One declared contract value in words: lists in brackets, an image size of 0 as the study's own."""
+    if key == "image_size" and value == 0:
+        return "the study's"
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def model_card_rows(cards: pd.DataFrame, sha_chars: int = 12) -> pd.DataFrame:
+    """Model cards (queries.model_cards, runner.model_cards) as shown: the SHA-256 cut to `sha_chars`, and the
+    contract in words ('value range: [0, 1]; image size: the study's; …', unset values left out)."""
+    contracts = [json.loads(text) if isinstance(text, str) else {} for text in cards.contract_json]
+    return pd.DataFrame({
+        "role": cards.role, "name": cards.name, "source": cards.source, "location": cards.location,
+        "SHA-256": [s[:sha_chars] + ("…" if len(s) > sha_chars else "") if isinstance(s, str) else ""
+                    for s in cards.sha256],
+        "contract": ["; ".join(f"{k.replace('_', ' ')}: {_contract_value(k, v)}" for k, v in sorted(c.items())
+                               if v not in ("", [], {}, None)) for c in contracts]}).reset_index(drop=True)

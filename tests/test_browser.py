@@ -15,6 +15,7 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from benchmarks import browser_latency
 from tests.conftest import ROOT
@@ -68,6 +69,28 @@ def page(server, browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     yield context.new_page()
     context.close()
+
+
+def settled(page) -> None:
+    """Waits until the app's script run is over: a click on an element a rerun replaces is lost."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(state="attached",
+                                                                                      timeout=60_000)
+    page.wait_for_timeout(300)
+
+
+def pick(page, selectbox, option: str, tries: int = 5) -> None:
+    """Picks `option` in a Streamlit selectbox, opening its list again when the click that should open it was lost
+    (seen now and then on the Run page, whose progress fragment reruns every 2 s)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(tries):
+        selectbox.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=3_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    pytest.fail(f"option {option!r} never showed in the selectbox")
 
 
 def test_overview_opened_first_renders_through_the_app(server, page):
@@ -142,6 +165,61 @@ def test_any_page_opened_first_on_a_fresh_server_renders_through_the_app(built_s
         nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
         assert all(title in nav for title in ("Home", "Overview", "Fairness", "Compare", "Failure cases", "Run"))
         assert not any(h in nav.split() for h in HELPERS)
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        page.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_a_torchscript_reconstructor_picked_on_the_run_page_lands_beside_the_built_ins(browser, tmp_path,
+                                                                                       monkeypatch):
+    """Issue 11 end to end: Run page → pick a TorchScript file in an allowed folder → Start → its curve on Overview."""
+    from playwright.sync_api import expect
+
+    from recon_core.store import Store
+    from tests.test_app_user_models import quick_spec, save_torchscript
+
+    allowed, cache = tmp_path / "allowed", tmp_path / "cache"
+    model = save_torchscript(allowed / "models" / "smooth.pt").resolve()
+    study = allowed / "study.yaml"
+    study.write_text(yaml.safe_dump({**quick_spec(names=["none", "tv"]), "name": "tiny-byo"}))
+    monkeypatch.setenv("TANDEM_DATA_ROOTS", str(allowed))
+    cache.mkdir()
+    proc, url = start_server(Store(cache / "tandem.duckdb"), cache)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{url}/run")
+        page.get_by_text("A YAML file in an allowed folder").click()
+        path = page.get_by_role("textbox", name="Config path")
+        path.fill(str(study))
+        path.press("Enter")
+        page.get_by_text("reconstructors none, tv at levels").wait_for(timeout=60_000)
+        settled(page)
+        page.get_by_text("Your reconstructor (a TorchScript file)").click()
+        pick(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Model file"), str(model))
+        settled(page)
+        name = page.get_by_role("textbox", name="Name")
+        name.fill("mine")
+        name.press("Enter")
+        settled(page)
+        page.get_by_role("button", name="Add to the study").click()
+        page.get_by_text("reconstructors none, tv, mine at levels").wait_for(timeout=60_000)
+        page.screenshot(path=str(OUT / "run-user-model.png"), full_page=True)
+        settled(page)
+        page.get_by_role("button", name="Start").click()
+        page.get_by_text("This config's run is finished").wait_for(timeout=600_000)
+        assert list((cache / "configs").glob("tiny-byo-*.yaml")), "the generated config is kept for the CLI"
+        page.goto(f"{url}/overview")
+        page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)
+        legend = page.locator(".js-plotly-plot").first.locator(".legendtext")
+        expect(legend.filter(has_text="mine")).to_have_count(1, timeout=30_000)
+        assert {"none", "tv", "mine"} <= set(legend.all_text_contents())  # SVG text: no inner text
+        assert page.get_by_text("Failed cells").count() == 0
+        cards = page.locator('[data-testid="stExpander"]').filter(has_text="Models from outside Tandem (1)")
+        cards.get_by_text("Models from outside Tandem (1)").click()
+        cards.locator('[data-testid="stDataFrame"]').wait_for(timeout=30_000)
+        page.screenshot(path=str(OUT / "overview-user-model.png"), full_page=True)
         assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()

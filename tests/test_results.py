@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from recon_core import results
 from recon_core.modalities import get_modality
 from recon_core.store import CLEAN, Store
@@ -63,3 +65,19 @@ def test_a_run_of_a_modality_this_installation_lacks_is_drawn_plainly(built_stor
                             key)
     assert view.title == "ct" and view.level.name == "dose" and [h.metric for h in view.curves] == ["psnr", "auroc"]
     assert results.modality_title("ct") == "ct"
+
+
+def test_model_cards_read_in_words_with_a_short_sha():
+    cards = pd.DataFrame({"role": ["classifier", "reconstructor"], "name": ["classifier", "mine"],
+                          "source": ["bundle", "torchscript"], "location": ["/m/cls", "/m/mine.pt"],
+                          "sha256": ["a" * 64, "b" * 64],
+                          "contract_json": ['{"channels": 3, "image_size": 224, "labels": ["Effusion"], '
+                                            '"normalise": [0.5, 0.25], "thresholds": {}}',
+                                            '{"image_size": 0, "inputs": "image", "per_level": {}, '
+                                            '"range_tolerance": 0.05, "value_range": [-1.0, 1.0]}']})
+    rows = results.model_card_rows(cards)
+    assert rows["SHA-256"].tolist() == ["a" * 12 + "…", "b" * 12 + "…"]
+    assert rows.contract.tolist() == [
+        "channels: 3; image size: 224; labels: [Effusion]; normalise: [0.5, 0.25]",
+        "image size: the study's; inputs: image; range tolerance: 0.05; value range: [-1, 1]"]
+    assert results.model_card_rows(cards, sha_chars=64)["SHA-256"].tolist() == ["a" * 64, "b" * 64]

@@ -105,6 +105,8 @@ def runs() -> pd.DataFrame:
 run_view = _served(results.run_view)
 run_config = _served(queries.run_config)
 cells = _served(queries.cells)
+failed_cells = _served(queries.failed_cells)
+model_cards = _served(queries.model_cards)
 thresholds = _served(queries.thresholds)
 aggregates = _served(queries.aggregates)
 image_rows = _served(queries.image_rows)

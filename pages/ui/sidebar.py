@@ -125,8 +125,9 @@ def _default(key: str, options: list, value: object) -> dict:
 
 
 def _first_choice(frame: pd.DataFrame) -> pd.Series:
-    """The run a fresh session opens on: the newest finished run, else the newest (runs come newest first)."""
-    done = frame[frame.status == "done"]
+    """The run a fresh session opens on: the newest finished run (an incomplete one, with failed cells, is
+    finished too), else the newest (runs come newest first)."""
+    done = frame[frame.status.isin(["done", "incomplete"])]
     return (done if len(done) else frame).iloc[0]
 
 

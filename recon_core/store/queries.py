@@ -42,12 +42,14 @@ def run_config(store: Store, key: str) -> dict | None:
     return None if df is None or df.empty else json.loads(df.iloc[0, 0])
 
 
+CELL_COLUMNS = ["config_hash", "reconstructor", "level", "status", "n_images", "seconds", "images_per_second",
+                "finished_at", "message"]
+
+
 def cells(store: Store, key: str) -> pd.DataFrame:
-    """A run's cells with status and timings."""
-    return _frame(store.query(
-        "SELECT * FROM cells WHERE config_hash = ? ORDER BY reconstructor, level DESC", [key]),
-        ["config_hash", "reconstructor", "level", "status", "n_images", "seconds", "images_per_second",
-         "finished_at", "message"])
+    """A run's cells with status and timings (a store written before cells had a message reads it as missing)."""
+    return _frame(store.query("SELECT * FROM cells WHERE config_hash = ? ORDER BY reconstructor, level DESC", [key]),
+                  CELL_COLUMNS).reindex(columns=CELL_COLUMNS)
 
 
 def failed_cells(store: Store, key: str) -> pd.DataFrame:
