@@ -16,6 +16,7 @@ import yaml
 from recon_core.config import ConfigError, StudyConfig, parse_config
 from recon_core.modalities import UnknownModalityError, get_modality
 from recon_core.reconstructors.registry import available
+from recon_core.store.database import CLEAN
 
 
 def validate(config: StudyConfig) -> StudyConfig:
@@ -27,9 +28,9 @@ def validate(config: StudyConfig) -> StudyConfig:
     modality.validate(config)
     physics = modality.build_physics(config)
     for i, user in enumerate(config.reconstructors.user):
-        if user.name in available():
-            raise ConfigError(f"reconstructors.user[{i}].name: {user.name!r} is a built-in reconstructor; give yours "
-                              "another name")
+        if user.name in available() or user.name == CLEAN:
+            taken = "the clean road's name in the store" if user.name == CLEAN else "a built-in reconstructor"
+            raise ConfigError(f"reconstructors.user[{i}].name: {user.name!r} is {taken}; give yours another name")
         if user.inputs == "image+kspace" and not physics.measures_kspace:
             raise ConfigError(f"reconstructors.user[{i}].inputs: 'image+kspace' needs MRI k-space physics "
                               f"(physics.model: kspace), not {config.physics.model!r}")
