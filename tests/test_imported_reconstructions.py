@@ -263,3 +263,14 @@ def test_export_cli_prints_what_to_write_back(tmp_path, capsys):
     assert "(or .nii.gz as here)" in out and len(list((tmp_path / "x" / "3000").glob("*.nii.gz"))) == 48
     assert main(["export-degraded", "--config", str(ROOT / "configs" / "tiny.yaml"), "--out", str(tmp_path / "x")]) == 2
     assert "not an empty folder; export into a new or empty one" in capsys.readouterr().err
+
+
+def test_a_value_range_unlike_the_declared_one_for_the_same_folder_is_refused_not_ignored(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    config = with_imported(load_config(ROOT / "configs" / "tiny.yaml"), "mine", folder, (0.0, 4095.0))
+    assert with_imported(config, "mine", folder) is config  # the declared range stands when the flag is left out
+    assert with_imported(config, "mine", folder, (0.0, 4095.0)) is config
+    with pytest.raises(ConfigError, match=r"--value-range 0 255: the config declares 'mine' with value_range "
+                                          r"\[0.0, 4095.0\]"):
+        with_imported(config, "mine", folder, (0.0, 255.0))

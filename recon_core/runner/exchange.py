@@ -121,11 +121,16 @@ def with_imported(config: StudyConfig, name: str, folder: Path,
     """The config with the folder declared as reconstructor `name` (source 'files') and swept; validated.
 
     A name already declared for that same folder is kept as it is (the snippet was added to the
-    config); declared otherwise, or a built-in's name, is a ConfigError.
+    config), unless `value_range` is given otherwise than declared; declared otherwise, or a
+    built-in's name, is a ConfigError.
     """
     declared = config.reconstructors.declared(name)
     if declared is not None:
         if declared.source == "files" and Path(declared.path).expanduser().resolve() == folder.resolve():
+            given = (float(value_range[0]), float(value_range[1]))
+            if given not in ((0.0, 1.0), tuple(declared.value_range)):
+                raise ConfigError(f"--value-range {given[0]:g} {given[1]:g}: the config declares {name!r} with "
+                                  f"value_range {list(declared.value_range)}; change it there, or leave the flag out")
             return config
         raise ConfigError(f"--name {name!r}: the config already declares a reconstructor {name!r} "
                           f"(source {declared.source!r}, path {declared.path!r}); choose another name")
