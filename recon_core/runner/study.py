@@ -344,8 +344,9 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
 
 
 def failure_message(failed: pd.DataFrame, shown: int = 3) -> str:
-    """What a run with failed cells says: how many, the first reasons, and that running it again retries them."""
+    """What a run with failed cells says: how many, the first reasons, and what running it again does (a fixed
+    model file has another SHA-256, hence another run; the same files retry the failed cells)."""
     reasons = "; ".join(f"{r.reconstructor} at {r.level:g}: {r.message}" for r in failed.head(shown).itertuples())
     more = f" (and {len(failed) - shown} more)" if len(failed) > shown else ""
-    return (f"{len(failed)} cell(s) failed, the others are stored — {reasons}{more}. Fix the model and run "
-            "the study again to retry them")
+    return (f"{len(failed)} cell(s) failed, the others are stored — {reasons}{more}. Running the study again "
+            "with the same model files retries them; a fixed model file is a new run")

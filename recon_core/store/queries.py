@@ -31,7 +31,7 @@ def runs(store: Store) -> pd.DataFrame:
 
 
 def run_status(store: Store, key: str) -> str | None:
-    """The status of one run ('running', 'done', 'failed', 'interrupted'), or None if it is not stored."""
+    """The status of one run ('running', 'done', 'incomplete', 'failed', 'interrupted'), or None if it is not stored."""
     df = store.query("SELECT status FROM runs WHERE config_hash = ?", [key])
     return None if df is None or df.empty else str(df.iloc[0, 0])
 
