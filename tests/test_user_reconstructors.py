@@ -307,3 +307,18 @@ def test_an_mri_model_handed_kspace_and_mask_reproduces_the_zero_filled_images(m
         b = queries.image_rows(store, key, "zero_filled", level).sort_values("image_id").select_dtypes("number")
         assert len(a) == len(b) > 0
         np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), atol=1e-6, equal_nan=True)
+
+
+def test_a_bundle_without_a_network_config_loads_its_torchscript_beside_a_state_dict(tiny_config, tmp_path):
+    bundle = tmp_path / "bundle"
+    (bundle / "models").mkdir(parents=True)
+    torch.jit.script(torch.nn.Identity()).save(str(bundle / "models" / "model.ts"))
+    torch.save({"weight": torch.ones(1)}, bundle / "models" / "model.pt")  # needs a network_def: not loadable here
+    config = with_users(tiny_config, [{"name": "mine", "source": "bundle", "path": str(bundle)}])
+    images = torch.rand(2, 1, 32, 32)
+    np.testing.assert_allclose(build_reconstructor("mine", config, CPU).reconstruct(images, None, 3000.0), images)
+    before = prepare(config).reconstructors.user[0].sha256
+    torch.save({"weight": torch.zeros(1)}, bundle / "models" / "model.pt")
+    assert prepare(config).reconstructors.user[0].sha256 == before  # the hash covers what is loaded: model.ts
+    torch.jit.script(torch.nn.ReLU()).save(str(bundle / "models" / "model.ts"))
+    assert prepare(config).reconstructors.user[0].sha256 != before

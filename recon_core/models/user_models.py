@@ -90,12 +90,13 @@ def folder_sha256(folder: Path, what: str) -> str:
 
 
 def bundle_files(folder: Path, what: str) -> tuple[Path, Path]:
-    """A bundle folder's network config and its weights (models/model.pt, else models/model.ts)."""
+    """A bundle folder's network config and its weights: models/model.pt, else models/model.ts; without a
+    network config, models/model.ts (the TorchScript needs none)."""
     if not folder.is_dir():
         raise UserModelError(f"{what}: MONAI bundle {folder} is not a folder (it needs configs/ and models/)")
     config = next((folder / "configs" / name for name in BUNDLE_CONFIGS if (folder / "configs" / name).is_file()), None)
-    weights = next((folder / "models" / name for name in ("model.pt", "model.ts")
-                    if (folder / "models" / name).is_file()), None)
+    order = ("model.pt", "model.ts") if config else ("model.ts", "model.pt")
+    weights = next((folder / "models" / name for name in order if (folder / "models" / name).is_file()), None)
     if weights is None:
         raise UserModelError(f"{what}: MONAI bundle {folder} has no models/model.pt or models/model.ts")
     if config is None and weights.suffix != ".ts":
