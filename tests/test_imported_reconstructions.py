@@ -263,6 +263,10 @@ def test_export_cli_prints_what_to_write_back(tmp_path, capsys):
     assert "(or .nii.gz as here)" in out and len(list((tmp_path / "x" / "3000").glob("*.nii.gz"))) == 48
     assert main(["export-degraded", "--config", str(ROOT / "configs" / "tiny.yaml"), "--out", str(tmp_path / "x")]) == 2
     assert "not an empty folder; export into a new or empty one" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("")
+    assert main(["export-degraded", "--config", str(ROOT / "configs" / "tiny.yaml"),
+                 "--out", str(tmp_path / "a-file" / "x")]) == 2
+    assert re.search(r"a-file/x: cannot make the export folder \(Not a directory\)", capsys.readouterr().err)
 
 
 def test_a_value_range_unlike_the_declared_one_for_the_same_folder_is_refused_not_ignored(tmp_path):

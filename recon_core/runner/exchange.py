@@ -62,6 +62,10 @@ def export_degraded(config: StudyConfig, out: Path, fmt: str = "npy", progress: 
         raise ConfigError(f"format {fmt!r}: choose one of {sorted(FORMATS)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out}: not an empty folder; export into a new or empty one")
+    try:  # before the cohort is loaded: a folder that cannot be made is said at once, in one line
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot make the export folder ({exc.strerror or exc})") from None
     config = prepare(config)
     data, physics = sweep_inputs(config, progress)
     ids = data.rows["image_id"].tolist()
