@@ -278,3 +278,19 @@ def test_a_value_range_unlike_the_declared_one_for_the_same_folder_is_refused_no
     with pytest.raises(ConfigError, match=r"--value-range 0 255: the config declares 'mine' with value_range "
                                           r"\[0.0, 4095.0\]"):
         with_imported(config, "mine", folder, (0.0, 255.0))
+
+
+@pytest.mark.parametrize("ending", [".npy", ".nii.gz"])
+def test_complex_values_are_refused_naming_the_file_not_cast_to_their_real_parts(tmp_path, ending):
+    path = tmp_path / f"a{ending}"
+    values = (np.ones((8, 8)) * (0.5 + 0.5j)).astype(np.complex64)
+    if ending == ".npy":
+        np.save(path, values)
+    else:
+        import nibabel as nib
+
+        nib.save(nib.Nifti1Image(values, np.eye(4)), str(path))
+    with pytest.raises(UserModelError, match=rf"{re.escape(str(path))}: holds complex values \(complex64\)"):
+        read_image(path)
+    np.save(tmp_path / "real.npy", np.full((8, 8), 0.5, np.float32))
+    assert read_image(tmp_path / "real.npy")[0].dtype == np.float32

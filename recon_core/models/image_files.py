@@ -61,22 +61,39 @@ def read_image(path: Path) -> tuple[np.ndarray, bool]:
 
     An unreadable file, or a PNG that is not grayscale, is a UserModelError naming the file.
     """
+    png = not path.name.endswith((".npy", ".nii", ".nii.gz"))
     try:
-        if path.name.endswith(".npy"):
-            return np.load(path, allow_pickle=False).astype(np.float32), False
-        if path.name.endswith((".nii", ".nii.gz")):
-            import nibabel as nib
+        if not png:
+            values = _stored_array(path)
+        else:
+            from PIL import Image
 
-            return np.asarray(nib.load(str(path)).dataobj, dtype=np.float32), False
-        from PIL import Image
-
-        with Image.open(path) as picture:
-            mode = picture.mode
-            pixels = np.asarray(picture)
+            with Image.open(path) as picture:
+                mode = picture.mode
+                pixels = np.asarray(picture)
     except Exception as exc:  # numpy, nibabel and Pillow each raise their own kinds for a damaged file
         raise UserModelError(f"{path}: not a readable {path.suffix.lstrip('.').upper()} image "
                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not png:
+        return _real(path, values), False
     scale = {"L": 255, "I;16": PNG_FULL_SCALE, "I;16B": PNG_FULL_SCALE, "I": PNG_FULL_SCALE}.get(mode)
     if scale is None:
         raise UserModelError(f"{path}: a PNG in mode {mode!r}; write 8- or 16-bit grayscale (one channel)")
     return pixels.astype(np.float32) / scale, True
+
+
+def _stored_array(path: Path) -> np.ndarray:
+    """An NPY (never unpickled) or NIfTI file's array, as stored."""
+    if path.name.endswith(".npy"):
+        return np.load(path, allow_pickle=False)
+    import nibabel as nib
+
+    return np.asarray(nib.load(str(path)).dataobj)
+
+
+def _real(path: Path, values: np.ndarray) -> np.ndarray:
+    """Stored values as float32; complex ones are refused (a cast would drop their imaginary parts unsaid)."""
+    if np.iscomplexobj(values):
+        raise UserModelError(f"{path}: holds complex values ({values.dtype}); write the real image (e.g. the "
+                             "magnitude) as float32")
+    return values.astype(np.float32)
