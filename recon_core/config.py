@@ -511,9 +511,12 @@ def _check_user_models(config: StudyConfig) -> None:
         given = {}
         for text in user.per_level:
             try:
-                given[float(text)] = text
+                level = float(text)
             except ValueError:
                 raise ConfigError(f"{key}.per_level: {text!r} is not a level (a number)") from None
+            if level in given:  # '300' and '3e2': one of the two models would be dropped unsaid
+                raise ConfigError(f"{key}.per_level: {given[level]!r} and {text!r} name the same level")
+            given[level] = text
         if user.per_level and set(given) != levels:
             missing = sorted(levels - set(given))
             extra = sorted(set(given) - levels)

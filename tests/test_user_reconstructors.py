@@ -268,6 +268,8 @@ def test_a_user_model_that_does_not_load_stores_nothing_of_a_new_run(tiny_config
 @pytest.mark.parametrize(("user", "message"), [
     ({"name": "unet", "source": "torchscript", "path": "m.pt"}, r"'unet' is a built-in reconstructor"),
     ({"name": "clean", "source": "torchscript", "path": "m.pt"}, r"'clean' is the clean road's name in the store"),
+    ({"name": "mine", "source": "torchscript", "per_level": {"3000": "a.pt", "300": "b.pt", "3e2": "c.pt"}},
+     r"per_level: '300' and '3e2' name the same level"),
     ({"name": "mine", "source": "torchscript"}, r"needs either path .* not neither"),
     ({"name": "mine", "source": "entry_point", "entry_point": "no_colon"}, r"must be 'package.module:factory'"),
     ({"name": "mine", "source": "torchscript", "path": "m.pt", "value_range": [1, 0]}, r"value_range: \[1.0, 0.0\]"),
