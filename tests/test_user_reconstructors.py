@@ -324,3 +324,12 @@ def test_a_bundle_without_a_network_config_loads_its_torchscript_beside_a_state_
     assert prepare(config).reconstructors.user[0].sha256 == before  # the hash covers what is loaded: model.ts
     torch.jit.script(torch.nn.ReLU()).save(str(bundle / "models" / "model.ts"))
     assert prepare(config).reconstructors.user[0].sha256 != before
+
+
+def test_the_cache_key_covers_the_declared_contract_not_only_the_files(tiny_config, tmp_path):
+    path = tmp_path / "identity.pt"
+    torch.jit.script(torch.nn.Identity()).save(str(path))
+    keys = {build_reconstructor("mine", prepare(with_users(tiny_config, [
+        {"name": "mine", "source": "torchscript", "path": str(path), **extra}])), CPU).cache_key()
+        for extra in ({}, {"value_range": [0, 10]}, {"image_size": 64})}
+    assert len(keys) == 3

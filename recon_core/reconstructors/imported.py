@@ -22,8 +22,7 @@ from recon_core.config import StudyConfig, UserReconstructorConfig
 from recon_core.models.image_files import file_stem, image_id_of, read_image
 from recon_core.models.user_models import UserModelError, resample
 from recon_core.physics.base import Acquisition
-from recon_core.reconstructors.base import Reconstructor
-from recon_core.reconstructors.user import checked_output, named_ids
+from recon_core.reconstructors.user import DeclaredReconstructor, checked_output, named_ids
 
 
 def level_folder(folder: Path, level: float) -> Path:
@@ -66,19 +65,14 @@ def checked_file(files: list[Path], size: int, declared: UserReconstructorConfig
     return ((checked - low) / (high - low)).clamp(0, 1)[0, 0].numpy()
 
 
-class ImportedReconstructions(Reconstructor):
+class ImportedReconstructions(DeclaredReconstructor):
     """A reconstructor declared with source 'files': its outputs are read from `path`, not computed."""
 
     def __init__(self, config: StudyConfig, device: torch.device, declared: UserReconstructorConfig) -> None:
-        super().__init__(config, device)
-        self.declared = declared
-        self.name = declared.name
+        super().__init__(config, device, declared)
         self.folder = Path(declared.path).expanduser()
         self.files: dict[float, dict[str, list[Path]]] = {}
         """Each level's files by image id, listed once when the level is first asked for."""
-
-    def cache_key(self) -> str:
-        return self.declared.sha256
 
     @torch.no_grad()
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from recon_core.config import StudyConfig, UserReconstructorConfig
+from recon_core.config import StudyConfig, UserReconstructorConfig, stable_hash
 from recon_core.models.user_models import UserModelError, checked_tensor, load_model, raised, resample
 from recon_core.physics.base import Acquisition
 from recon_core.reconstructors.base import Reconstructor
@@ -43,13 +43,25 @@ def checked_output(output: Any, shape: tuple[int, ...], value_range: tuple[float
     return output.clamp(low, high)
 
 
-class UserReconstructor(Reconstructor):
-    """A model declared in `reconstructors.user`: one for every level, or one per level (`per_level`)."""
+class DeclaredReconstructor(Reconstructor):
+    """A reconstructor declared in `reconstructors.user`, named as declared; its outputs are determined by its
+    declaration (the contract, and the SHA-256 of its files)."""
 
     def __init__(self, config: StudyConfig, device: torch.device, declared: UserReconstructorConfig) -> None:
         super().__init__(config, device)
         self.declared = declared
         self.name = declared.name
+
+    def cache_key(self) -> str:
+        """Its declaration: the files' SHA-256 and the contract (range, size, inputs) they are run under."""
+        return stable_hash(self.declared)
+
+
+class UserReconstructor(DeclaredReconstructor):
+    """A model declared in `reconstructors.user`: one for every level, or one per level (`per_level`)."""
+
+    def __init__(self, config: StudyConfig, device: torch.device, declared: UserReconstructorConfig) -> None:
+        super().__init__(config, device, declared)
         where = {float(level): path for level, path in declared.per_level.items()} or {None: declared.path}
         self.models: dict[float | None, Callable[..., Any]] = {
             level: load_model(declared.source, Path(path).expanduser() if path else None, declared.entry_point,
@@ -59,9 +71,6 @@ class UserReconstructor(Reconstructor):
     def what(self, level: float | None) -> str:
         """How errors name this model (and the level, for per-level models)."""
         return f"reconstructor {self.name!r}" + ("" if level is None else f" (level {level:g})")
-
-    def cache_key(self) -> str:
-        return self.declared.sha256
 
     @torch.no_grad()
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
