@@ -87,10 +87,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     medians = {name: statistics.median(values) for name, values in rates.items()}
     print(f"{config.name} on {device_name(device)}: {len(test)} test images at {config.cohort.image_size} px, batch "
           f"{batch}, level {level:g} {physics.level_unit}, median of {args.rounds} alternating rounds")
-    print(f"{'route':<14}{'sweep img/s':>12}{'÷ built in':>12}{'rounds (img/s)':>30}")
+    print(f"{'route':<14}{'sweep img/s':>12}{'÷ built in':>12}  rounds (img/s)")
     for name, rate in medians.items():
         rounds = ", ".join(f"{r:.1f}" for r in rates[name])
-        print(f"{name:<14}{rate:>12.1f}{rate / medians['built in']:>12.2f}{rounds:>30}")
+        print(f"{name:<14}{rate:>12.1f}{rate / medians['built in']:>12.2f}  {rounds}")
     return medians
 
 
