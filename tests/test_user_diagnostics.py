@@ -45,10 +45,15 @@ def configured(base: StudyConfig, names: tuple[str, ...], levels: tuple[float, .
     return from_dict(data)
 
 
+TABLES = {"image_scores": "SELECT * FROM image_scores WHERE config_hash = ?",
+          "image_metrics": "SELECT * FROM image_metrics WHERE config_hash = ?"}
+"""The per-image tables compared, each read by a fixed, parameterised query."""
+
+
 def table(store: Store, name: str, key: str) -> pd.DataFrame:
     """A run's rows of a per-image table, without the key, in a fixed order."""
     with store.connect() as con:
-        rows = con.execute(f"SELECT * FROM {name} WHERE config_hash = ?", [key]).df()  # a name from this file
+        rows = con.execute(TABLES[name], [key]).df()
     order = [c for c in ("reconstructor", "level", "image_id", "label") if c in rows]
     return rows.drop(columns="config_hash").sort_values(order).reset_index(drop=True)
 
