@@ -4,14 +4,16 @@ retries, failed cells that leave the others, and a killed driver that resumes wi
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from recon_core.config_loader import load_config
-from recon_core.runner import run_study
-from recon_core.store import Store, queries
+from recon_core.runner import ray_executor, run_study
+from recon_core.store import CLEAN, Store, queries
+from tests import ray_faults
 from tests.conftest import TINY
 from tests.golden import golden_rows
 from tests.test_golden import compare
@@ -33,6 +35,13 @@ def weights_of(built_store, tmp_path: Path) -> Path:
     return tmp_path / "checkpoints"
 
 
+def stored_rows(store: Store, key: str) -> dict[tuple[str, float], int]:
+    """Each stored cell's count of per-image rows."""
+    counts = store.query("SELECT reconstructor, level, count(*) AS n FROM image_metrics WHERE config_hash = ? "
+                         "GROUP BY ALL", [key])
+    return {(r.reconstructor, float(r.level)): int(r.n) for r in counts.itertuples()}
+
+
 def test_ray_executor_stores_the_local_executors_aggregates(built_store, local_ray, tmp_path):
     """Every cell evaluated on Ray workers, landed by the driver: the aggregates, p- and q-values are the local ones."""
     built, built_key, _ = built_store
@@ -43,3 +52,45 @@ def test_ray_executor_stores_the_local_executors_aggregates(built_store, local_r
     assert queries.done_cells(store, key) == queries.done_cells(built, built_key)
     assert queries.runs(store).status.tolist() == ["done"]
     compare(golden_rows(store, key), golden_rows(built, built_key))
+
+
+def two_roads(tiny_config):
+    """The tiny study with two untrained reconstructors only (none, tv): five cells, seconds to run."""
+    return replace(tiny_config, reconstructors=replace(tiny_config.reconstructors, names=("none", "tv")))
+
+
+def test_a_task_that_fails_once_is_retried_and_its_cell_lands(built_store, tiny_config, local_ray, tmp_path,
+                                                              monkeypatch):
+    """tv at 300 raises on its first attempt: Ray runs it again, the cell is done, every cell stored once."""
+    monkeypatch.setattr(ray_executor, "cell_task", ray_faults.failing_once)
+    store, checkpoints = Store(tmp_path / "tandem.duckdb"), weights_of(built_store, tmp_path)
+    key = run_study(two_roads(tiny_config), store, checkpoints, torch.device("cpu"), executor="ray")
+    assert ray_faults.attempts(checkpoints, "tv", 300.0) == 2
+    assert ray_faults.attempts(checkpoints, "tv", 3000.0) == 1
+    assert queries.run_status(store, key) == "done"
+    assert len(queries.done_cells(store, key)) == 5
+    assert stored_rows(store, key) == {(CLEAN, 0.0): 48, ("none", 300.0): 48, ("none", 3000.0): 48,
+                                       ("tv", 300.0): 48, ("tv", 3000.0): 48}
+
+
+def test_a_task_that_keeps_failing_fails_its_cell_only_and_resumes(built_store, tiny_config, local_ray, tmp_path,
+                                                                   monkeypatch):
+    """tv at 300 always raises: tried 1 + RETRIES times, then that cell is failed with the error, the others are
+    done, the run is incomplete; run again with a working task, the cell is done and nothing is stored twice."""
+    monkeypatch.setattr(ray_executor, "cell_task", ray_faults.failing_always)
+    store, checkpoints, config = Store(tmp_path / "tandem.duckdb"), weights_of(built_store, tmp_path), two_roads(
+        tiny_config)
+    key = run_study(config, store, checkpoints, torch.device("cpu"), executor="ray")
+    assert ray_faults.attempts(checkpoints, "tv", 300.0) == 1 + ray_executor.RETRIES
+    cells = queries.cells(store, key).set_index(["reconstructor", "level"])
+    assert cells.loc[("tv", 300.0), "status"] == "failed"
+    assert "RuntimeError: broken for good (simulated)" in cells.loc[("tv", 300.0), "message"]
+    assert len(queries.done_cells(store, key)) == 4
+    assert ("tv", 300.0) not in stored_rows(store, key)
+    run = queries.runs(store).set_index("config_hash").loc[key]
+    assert run.status == "incomplete" and "1 cell(s) failed" in run.message
+    monkeypatch.undo()
+    assert run_study(config, store, checkpoints, torch.device("cpu"), executor="ray") == key
+    assert queries.run_status(store, key) == "done"
+    assert ray_faults.attempts(checkpoints, "none", 300.0) == 1  # done cells are not run again
+    assert set(stored_rows(store, key).values()) == {48} and len(stored_rows(store, key)) == 5
