@@ -3,7 +3,12 @@ retries, failed cells that leave the others, and a killed driver that resumes wi
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,10 +16,11 @@ import pytest
 import torch
 
 from recon_core.config_loader import load_config
+from recon_core.progress import read_progress
 from recon_core.runner import ray_executor, run_study
 from recon_core.store import CLEAN, Store, queries
 from tests import ray_faults
-from tests.conftest import TINY
+from tests.conftest import ROOT, TINY
 from tests.golden import golden_rows
 from tests.test_golden import compare
 
@@ -94,3 +100,34 @@ def test_a_task_that_keeps_failing_fails_its_cell_only_and_resumes(built_store, 
     assert queries.run_status(store, key) == "done"
     assert ray_faults.attempts(checkpoints, "none", 300.0) == 1  # done cells are not run again
     assert set(stored_rows(store, key).values()) == {48} and len(stored_rows(store, key)) == 5
+
+
+def test_a_killed_driver_resumes_with_no_row_lost_or_doubled(built_store, local_ray, tmp_path):
+    """`sweep --executor ray` on the running cluster is killed (SIGKILL) once cells have landed; run again it
+    evaluates only the cells not done, and the store holds every cell once, with the local executor's aggregates."""
+    built, built_key, _ = built_store
+    weights_of(built_store, tmp_path)
+    progress_file, store_path = tmp_path / "progress.json", tmp_path / "tandem.duckdb"
+    command = [sys.executable, "-m", "recon_core", "sweep", "--config", str(TINY), "--store", str(store_path),
+               "--executor", "ray", "--ray-address", ray.get_runtime_context().gcs_address,
+               "--progress-file", str(progress_file)]
+    env = {**os.environ, "TANDEM_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 50
+    while time.monotonic() < deadline and driver.poll() is None:
+        seen = read_progress(progress_file) or {}
+        if seen.get("stage") == "cells on the Ray cluster" and seen["done"] >= 3:
+            break
+        time.sleep(0.05)
+    assert driver.poll() is None, "the driver finished before it could be killed"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    store = Store(store_path)
+    landed = queries.done_cells(store, built_key)
+    assert 3 <= len(landed) < len(queries.done_cells(built, built_key))  # killed mid-sweep
+    assert run_study(load_config(TINY), store, tmp_path / "checkpoints", torch.device("cpu"),
+                     executor="ray") == built_key
+    assert queries.done_cells(store, built_key) == queries.done_cells(built, built_key)  # 0 lost
+    assert set(stored_rows(store, built_key).values()) == {48}  # 0 doubled
+    assert stored_rows(store, built_key) == stored_rows(built, built_key)
+    compare(golden_rows(store, built_key), golden_rows(built, built_key))

@@ -9,6 +9,7 @@ A cell waits for its reconstructor's fit because the fit task's ObjectRef is its
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import ray
@@ -20,15 +21,11 @@ from recon_core.config import StudyConfig
 from recon_core.models.user_models import UserModelError
 from recon_core.progress import Progress, silent
 from recon_core.runner.evaluate import CellResult
-from recon_core.runner.study import CellEvaluator, Sweep, fit_reconstructor, train_models
+from recon_core.runner.study import CellEvaluator, ExecutorError, Sweep, fit_reconstructor, train_models
 from recon_core.store import CLEAN
 
 RETRIES = 2
 """How many times a failed task (an exception or a lost worker) is run again before its cell is marked failed."""
-
-
-class ExecutorError(RuntimeError):
-    """The Ray cluster cannot be reached or started."""
 
 
 class UserModelFailure(Exception):
@@ -75,6 +72,12 @@ def connect(address: str | None) -> bool:
     """Joins the Ray cluster at `address` (None: starts a local one) unless already joined; True if joined here."""
     if ray.is_initialized():
         return False
+    if address and address != "auto":  # Ray itself waits minutes for a GCS that is not there
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except (OSError, ValueError) as exc:
+            raise ExecutorError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
     try:
         ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -86,6 +89,34 @@ def failure(exc: RayError) -> str:
     """What a task that failed for good says: its own exception's type and message, or Ray's."""
     cause = exc.cause if isinstance(exc, RayTaskError) else None
     return f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(exc).__name__}: {exc}"
+
+
+def task_options(device: str) -> dict[str, object]:
+    """A task's declared needs and retries: one CPU, and one GPU when the run's device is CUDA."""
+    return dict(num_cpus=1, num_gpus=1 if device == "cuda" else 0, max_retries=RETRIES, retry_exceptions=True)
+
+
+def fit_tasks(config: StudyConfig, checkpoint_dir: Path, device: str, names: list[str]) -> dict[str, ray.ObjectRef]:
+    """One fit task per reconstructor named (each once), started now; their refs are what cells wait on."""
+    fit = ray.remote(fit_task).options(**task_options(device))
+    return {name: fit.remote(config, checkpoint_dir, device, name) for name in dict.fromkeys(names)}
+
+
+def fit_on_ray(config: StudyConfig, checkpoint_dir: Path, device: torch.device, address: str | None,
+               progress: Progress) -> None:
+    """`train --executor ray`: every reconstructor fit (or loaded) as a Ray task into the shared checkpoints."""
+    joined = connect(address)
+    try:
+        pending = list(fit_tasks(config, checkpoint_dir, device.type, list(config.reconstructors.names)).values())
+        total = len(pending)
+        progress("fitting reconstructors on the Ray cluster", 0, total)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            ray.get(ready)
+            progress("fitting reconstructors on the Ray cluster", total - len(pending), total)
+    finally:
+        if joined:
+            ray.shutdown()
 
 
 def sweep_on_ray(sweep: Sweep, todo: list[tuple[str, float]], checkpoint_dir: Path, address: str | None,
@@ -100,11 +131,8 @@ def sweep_on_ray(sweep: Sweep, todo: list[tuple[str, float]], checkpoint_dir: Pa
     joined = connect(address)
     try:
         device = sweep.device.type  # a worker's one visible GPU is its "cuda"
-        options = dict(num_cpus=1, num_gpus=1 if device == "cuda" else 0, max_retries=RETRIES,
-                       retry_exceptions=True)
-        fit, cell = ray.remote(fit_task).options(**options), ray.remote(cell_task).options(**options)
-        fits = {name: fit.remote(sweep.config, checkpoint_dir, device, name)
-                for name in dict.fromkeys(n for n, _ in todo if n != CLEAN)}
+        fits = fit_tasks(sweep.config, checkpoint_dir, device, [n for n, _ in todo if n != CLEAN])
+        cell = ray.remote(cell_task).options(**task_options(device))
         pending = {cell.remote(sweep.config, checkpoint_dir, device, name, level, fits.get(name)): (name, level)
                    for name, level in todo}
         arrived: list[tuple[str, float, CellResult]] = []

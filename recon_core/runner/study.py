@@ -263,6 +263,10 @@ EXECUTORS = ("local", "ray")
 """Where a study's cells run: in this process, or as tasks on a Ray cluster."""
 
 
+class ExecutorError(RuntimeError):
+    """The executor cannot run: the Ray cluster cannot be reached or started."""
+
+
 def cells_to_run(config: StudyConfig, models: TrainedModels, done: set[tuple[str, float]]) -> list[tuple[str, float]]:
     """The cells not yet done, in running order: the clean road, untrained reconstructors, then trained ones,
     each reconstructor's levels mildest first."""
