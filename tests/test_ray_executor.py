@@ -131,3 +131,13 @@ def test_a_killed_driver_resumes_with_no_row_lost_or_doubled(built_store, local_
     assert set(stored_rows(store, built_key).values()) == {48}  # 0 doubled
     assert stored_rows(store, built_key) == stored_rows(built, built_key)
     compare(golden_rows(store, built_key), golden_rows(built, built_key))
+
+
+def test_an_unreachable_ray_address_is_one_line_and_exit_2(tmp_path):
+    """A cluster that does not answer: one line naming the address, status 2 (not Ray's minutes of retries)."""
+    done = subprocess.run([sys.executable, "-m", "recon_core", "sweep", "--config", str(TINY), "--store",
+                           str(tmp_path / "s.duckdb"), "--executor", "ray", "--ray-address", "127.0.0.1:1"],
+                          cwd=ROOT, env={**os.environ, "TANDEM_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "error: cannot reach the Ray cluster at 127.0.0.1:1" in done.stderr and "Traceback" not in done.stderr
