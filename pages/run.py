@@ -352,13 +352,19 @@ if config is not None:
     elif "incomplete" in status:
         st.warning(f"This config's run is incomplete: {len(data.failed_cells(config.config_hash()))} cell(s) "
                    "failed (listed on Overview). Start runs them again; the finished cells are kept.")
+    executor = st.radio("Executor", ["local", "ray"], horizontal=True, key="run_executor",
+                        help="local: this machine, one cell after another. ray: reconstructors and cells as Ray "
+                             "tasks (README: On a Ray cluster); this machine still writes the store.")
+    address = st.text_input("Ray address", key="run_ray_address", placeholder="empty: start a local Ray",
+                            help="an existing cluster, e.g. head:6379 or ray://head:10001") if executor == "ray" else ""
     if st.button("Start", type="primary", disabled=busy or done, key="run_start"):
         if source == "dataset" or st.session_state[USER_MODELS]:
             # described on this page: written where the run, and a rerun from the command line, reads it
             path = paths.cache_dir() / "configs" / f"{config.name}-{config.config_hash()}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        builds.start_build("sweep", data.store().path, paths.progress_path(), paths.build_log(), path)
+        builds.start_build("sweep", data.store().path, paths.progress_path(), paths.build_log(), path,
+                           executor=executor, ray_address=address.strip() or None)
         st.rerun()
     if busy:
         st.caption("A build is running; start another when it ends.")

@@ -58,17 +58,20 @@ def running_build(progress_path: Path) -> BuildProgress | None:
 
 
 def start_build(command: str, store_path: Path, progress_path: Path, log_path: Path,
-                config: Path | None = None) -> int:
+                config: Path | None = None, executor: str = "local", ray_address: str | None = None) -> int:
     """Starts `python -m recon_core <command>` as its own process and returns its pid.
 
     Progress is recorded at once with the child's pid, so the next look already sees the build
-    (no second start); its output goes to `log_path`.
+    (no second start); its output goes to `log_path`. `executor="ray"` runs its cells on the Ray
+    cluster at `ray_address` (None: a local Ray).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "recon_core", command, "--store", str(store_path), "--progress-file",
             str(progress_path)]
     if config is not None:
         args += ["--config", str(config)]
+    if executor != "local":
+        args += ["--executor", executor, *(["--ray-address", ray_address] if ray_address else [])]
     with open(log_path, "w") as out:
         child = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     write_progress(progress_path, "starting", 0, 1, pid=child.pid)

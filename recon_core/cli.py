@@ -52,7 +52,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from recon_core.runner import train_models
 
     config = _config(args)
-    models = train_models(config, paths.checkpoint_dir(), pick_device(args.device), _progress(args))
+    device, progress = pick_device(args.device), _progress(args)
+    ray = args.executor == "ray"
+    models = train_models(config, paths.checkpoint_dir(), device, progress, fit_reconstructors=not ray)
+    if ray:
+        from recon_core.runner.ray_executor import fit_on_ray
+
+        fit_on_ray(config, paths.checkpoint_dir(), device, args.ray_address, progress)
     print(f"trained {config.name} ({config.config_hash()}): thresholds "
           + ", ".join(f"{k}={v:.3f}" for k, v in models.thresholds.items()))
     return 0
@@ -63,7 +69,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     config = _config(args)
     store = Store(args.store)
-    key = run_study(config, store, paths.checkpoint_dir(), pick_device(args.device), _progress(args))
+    key = run_study(config, store, paths.checkpoint_dir(), pick_device(args.device), _progress(args),
+                    executor=args.executor, ray_address=args.ray_address)
     print(f"study {config.name} ({key}) stored in {store.path}")
     print(report_text(store, key))
     return 0
@@ -182,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--progress-file", help="also write progress as JSON here (the dashboard polls it)")
         if name == "report":
             p.add_argument("--run", help="config hash of the run (default: the config's)")
+        else:
+            p.add_argument("--executor", choices=["local", "ray"], default="local",
+                           help="local (this process) or ray (fits and cells as Ray tasks; this process writes)")
+            p.add_argument("--ray-address", help="an existing Ray cluster (e.g. ray://head:10001 or auto); "
+                           "default: start a local Ray")
         p.set_defaults(func=func)
     p = sub.add_parser("fastmri-quality", help="image quality of MRI reconstructors on fastMRI HDF5 files")
     p.add_argument("files", nargs="+", help="fastMRI .h5 files (kspace, reconstruction_rss/esc)")
@@ -208,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--progress-file", help="also write progress as JSON here (the dashboard polls it)")
     p.set_defaults(func=cmd_import_reconstructions)
     args = parser.parse_args(argv)
+    if getattr(args, "ray_address", None) and args.executor != "ray":
+        parser.error("--ray-address needs --executor ray")
     from recon_core.cohorts import CohortError
     from recon_core.confinement import OutsideRootsError
     from recon_core.diagnostics.thresholds import ThresholdError
@@ -215,10 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     from recon_core.models.user_models import UserModelError
     from recon_core.physics import PhysicsError
     from recon_core.registry import UnknownNameError
+    from recon_core.runner.study import ExecutorError
     from recon_core.store import StoreError
     try:
         return args.func(args)
     except (ConfigError, CohortError, PhysicsError, CheckpointError, UnknownNameError,
-            ThresholdError, StoreError, UserModelError, OutsideRootsError) as exc:
+            ThresholdError, StoreError, UserModelError, OutsideRootsError, ExecutorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from benchmarks import (
     cohort_generation,
     diffusion_steps,
     page_latency,
+    ray_executor,
     study_stages,
     sweep_throughput,
     train_throughput,
@@ -103,3 +104,10 @@ def test_user_model_overhead_times_every_route():
     rates = user_model_overhead.main(["--config", TINY, "--images", "4", "--rounds", "1", "--device", "cpu"])
     assert list(rates) == ["built in", "torchscript", "bundle"]
     assert all(math.isfinite(rate) and rate > 0 for rate in rates.values()), rates
+
+
+def test_ray_executor_benchmark_times_local_and_one_and_two_workers():
+    """The smallest grid (clean road + none at one level) through the local executor and Ray with 1 and 2 workers."""
+    rates = ray_executor.main(["--config", TINY, "--subjects", "240", "--levels", "300", "--reconstructors", "none"])
+    assert set(rates) == {"local", "ray start (1) s", "ray 1 worker(s)", "ray start (2) s", "ray 2 worker(s)"}
+    assert all(math.isfinite(value) and value > 0 for value in rates.values()), rates

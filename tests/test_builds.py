@@ -27,3 +27,20 @@ def test_no_progress_file_means_no_build(tmp_path):
     assert builds.running_build(tmp_path / "none.json") is None
     assert builds.failed_log(tmp_path / "none.log") is None
     assert builds.BuildProgress("training unet", 30, 0).fraction == 1.0  # a zero total never divides
+
+
+def test_a_build_on_ray_passes_the_executor_and_its_address(tmp_path, monkeypatch):
+    """The Run page's executor choice reaches the CLI; a local build's command line is as before."""
+    started: list[list[str]] = []
+
+    class Child:
+        pid = 1
+
+    monkeypatch.setattr(builds.subprocess, "Popen", lambda args, **kwargs: started.append(args) or Child())
+    paths = (tmp_path / "s.duckdb", tmp_path / "progress.json", tmp_path / "build.log")
+    builds.start_build("sweep", *paths, executor="ray", ray_address="head:6379")
+    builds.start_build("sweep", *paths, executor="ray")
+    builds.start_build("sweep", *paths)
+    assert started[0][-4:] == ["--executor", "ray", "--ray-address", "head:6379"]
+    assert started[1][-2:] == ["--executor", "ray"]
+    assert "--executor" not in started[2]

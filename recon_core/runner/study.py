@@ -35,7 +35,7 @@ from recon_core.models.user_models import UserModelError
 from recon_core.physics import Acquisition
 from recon_core.progress import Progress, silent
 from recon_core.reconstructors import Reconstructor, build_reconstructor
-from recon_core.runner.evaluate import evaluate_cell, pick_examples
+from recon_core.runner.evaluate import CellResult, evaluate_cell, pick_examples
 from recon_core.runner.finalise import finalise_run
 from recon_core.runner.inputs import KeptInputs
 from recon_core.runner.model_cards import model_cards, with_model_hashes
@@ -141,6 +141,32 @@ def one_thread_each() -> None:
     torch.set_num_threads(1)
 
 
+class CellEvaluator:
+    """Evaluates cells without touching the store: the test split, examples and kept inputs of one run.
+
+    The local executor holds one; a Ray worker builds its own from the config and the shared
+    checkpoints, so a cell evaluated there is the one evaluated here (per-image seeded noise).
+    """
+
+    def __init__(self, config: StudyConfig, models: TrainedModels, device: torch.device, cache_root: Path,
+                 progress: Progress) -> None:
+        self.config, self.models, self.device = config, models, device
+        self.cache_root, self.progress = cache_root, progress
+        self.test = split_data(models.cohort, "test")
+        self.example_ids = pick_examples(self.test.rows, models.cohort.labels, config.evaluation.n_examples)
+        self.kept = KeptInputs(self.test)
+        """Each level's degraded test inputs, drawn once for all the reconstructors of the run."""
+
+    def __call__(self, name: str, level: float) -> CellResult:
+        """One cell's per-image rows, scores, example pixels and timing (the reconstructor already fit)."""
+        models = self.models
+        recon = None if name == CLEAN else models.reconstructors[name]
+        stage = "clean images" if recon is None else f"{name} at {level:g} {models.physics.level_unit}"
+        return evaluate_cell(self.test, models.task_models, models.physics, recon, level, self.device,
+                             self.config.evaluation.batch_size, self.example_ids, self.progress, stage,
+                             self.cache_root, self.kept, self.config.evaluation.precision)
+
+
 class Sweep:
     """The cells of one run: evaluates each, stores its rows, summarises them from the store, keeps unit rows.
 
@@ -154,11 +180,9 @@ class Sweep:
                  cache_root: Path, progress: Progress) -> None:
         self.store, self.config, self.models, self.device = store, config, models, device
         self.key = config.config_hash()
-        self.cache_root, self.progress = cache_root, progress
-        self.test = split_data(models.cohort, "test")
-        self.example_ids = pick_examples(self.test.rows, models.cohort.labels, config.evaluation.n_examples)
-        self.kept = KeptInputs(self.test)
-        """Each level's degraded test inputs, drawn once for all the reconstructors of the run."""
+        self.progress = progress
+        self.evaluate = CellEvaluator(config, models, device, cache_root, progress)
+        self.test = self.evaluate.test
         self.unit_rows: dict[tuple[str, float], pd.DataFrame] = {}
         """Each cell's stored rows as the statistics see them, read once per run."""
         ev = config.evaluation
@@ -178,18 +202,16 @@ class Sweep:
         return self.unit_rows[reconstructor, level]
 
     def run_cell(self, name: str, level: float) -> None:
-        """One cell: evaluated, stored, then its aggregates computed from the stored rows and written."""
-        models, config = self.models, self.config
-        recon = None if name == CLEAN else models.reconstructors[name]
-        extra = list(config.cohort.csv.extra_attributes) if config.cohort.csv else []
-        if recon is None and extra:
+        """One cell: evaluated here, then landed (stored, summarised)."""
+        self.land_cell(name, level, self.evaluate(name, level))
+
+    def land_cell(self, name: str, level: float, result: CellResult) -> None:
+        """An evaluated cell (here or on a Ray worker) stored, then its aggregates computed from the stored rows."""
+        extra = list(self.config.cohort.csv.extra_attributes) if self.config.cohort.csv else []
+        if name == CLEAN and extra:
             writes.write_attributes(self.store, self.key, self.test.rows.melt(
                 id_vars="image_id", value_vars=extra, var_name="attribute", value_name="value"))
-        stage = "clean images" if recon is None else f"{name} at {level:g} {models.physics.level_unit}"
-        result = evaluate_cell(self.test, models.task_models, models.physics, recon, level, self.device,
-                               config.evaluation.batch_size, self.example_ids, self.progress, stage, self.cache_root,
-                               self.kept, config.evaluation.precision)
-        result.metrics.insert(0, "modality", models.modality.name)
+        result.metrics.insert(0, "modality", self.models.modality.name)
         writes.write_cell_rows(self.store, self.key, name, level, result.metrics, result.scores, result.examples)
         rows, clean = self.rows(name, level), None if name == CLEAN else self.rows(CLEAN, 0.0)
         if self.statistics is None:
@@ -198,6 +220,10 @@ class Sweep:
         self.unfinished.append((name, level, result.seconds, len(self.test),
                                 self.statistics.submit(self.summarise, rows, clean=clean)))
         self.land(wait=False)
+
+    def fail_cell(self, name: str, level: float, message: str) -> None:
+        """A cell whose model failed: marked failed with its reason (nothing of it stored); the others go on."""
+        writes.fail_cell(self.store, self.key, name, level, message)
 
     def land(self, wait: bool = True) -> None:
         """Writes the aggregates of cells whose statistics are ready (all of them when `wait`), in order."""
@@ -233,6 +259,45 @@ class Sweep:
             writes.replace_aggregates(self.store, self.key, name, level, self.summary(name, level))
 
 
+EXECUTORS = ("local", "ray")
+"""Where a study's cells run: in this process, or as tasks on a Ray cluster."""
+
+
+class ExecutorError(RuntimeError):
+    """The executor cannot run: the Ray cluster cannot be reached or started."""
+
+
+def cells_to_run(config: StudyConfig, models: TrainedModels, done: set[tuple[str, float]]) -> list[tuple[str, float]]:
+    """The cells not yet done, in running order: the clean road, untrained reconstructors, then trained ones,
+    each reconstructor's levels mildest first."""
+    levels = models.physics.axis.worst_first(config.physics.levels)[::-1]
+    order = [CLEAN, *sorted(models.reconstructors, key=lambda n: isinstance(models.reconstructors[n], TrainableModel))]
+    return [(name, float(lv)) for name in order for lv in ([0.0] if name == CLEAN else levels)
+            if (name, float(lv)) not in done]
+
+
+def sweep_locally(sweep: Sweep, todo: list[tuple[str, float]], checkpoint_dir: Path,
+                  progress: Progress) -> tuple[int, int]:
+    """Runs the cells here, one after the other, fitting each reconstructor before its first cell;
+    returns (cells run, cells failed). A user model failing a cell fails only that cell (the clean road: the run)."""
+    ran, failed, fitted = 0, 0, set()
+    for name, level in todo:
+        if name != CLEAN and name not in fitted:
+            fit_reconstructor(sweep.models.reconstructors[name], sweep.models, checkpoint_dir, progress)
+            fitted.add(name)
+        try:
+            sweep.run_cell(name, level)
+        except UserModelError as exc:
+            if name == CLEAN:  # no clean road, no baseline: the run cannot go on
+                raise
+            # the user's model broke its contract on this cell: nothing of it was stored; the others go on
+            sweep.fail_cell(name, level, str(exc))
+            failed += 1
+            continue
+        ran += 1
+    return ran, failed
+
+
 def prepare(config: StudyConfig) -> StudyConfig:
     """The config as it runs: its data checked (CohortError on bad data) and its content fingerprint set.
 
@@ -245,14 +310,19 @@ def prepare(config: StudyConfig) -> StudyConfig:
 
 
 def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: torch.device,
-              progress: Progress = silent) -> str:
+              progress: Progress = silent, executor: str = "local", ray_address: str | None = None) -> str:
     """Trains, sweeps, stores and finalises a study; returns its config hash. Finished cells are skipped.
 
     A run whose cells were all done before and whose finalisation completed is left as it is; a
     run stopped between its last cell and its finalisation is finalised on the next call. A run
     that fails is marked failed and its finished cells are still finalised (q-values and
     correlations over what is in), then finalised again when it is resumed.
+
+    `executor="ray"` evaluates the cells (and fits the reconstructors) as Ray tasks on the cluster at
+    `ray_address` (None: a local Ray); this process still alone writes the store.
     """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}: one of {', '.join(EXECUTORS)}")
     start = time.perf_counter()
     config = prepare(config)  # bad data is refused before the store holds anything of this run
     key = config.config_hash()
@@ -277,27 +347,13 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
         # stamped only once every stored aggregate is current: a run that fails while being re-summarised
         # stays stale (and is re-summarised next time); a new or current run is not flagged as outdated
         writes.set_statistics(store, key, STATISTICS_VERSION)
-        levels = models.physics.axis.worst_first(config.physics.levels)[::-1]  # the mildest level first
-        order = [CLEAN, *sorted(models.reconstructors,
-                                key=lambda n: isinstance(models.reconstructors[n], TrainableModel))]
-        ran, failed = 0, 0
-        for name in order:
-            todo = [lv for lv in ([0.0] if name == CLEAN else levels) if (name, float(lv)) not in done]
-            if not todo:
-                continue
-            if name != CLEAN:
-                fit_reconstructor(models.reconstructors[name], models, checkpoint_dir, progress)
-            for level in todo:
-                try:
-                    sweep.run_cell(name, float(level))
-                except UserModelError as exc:
-                    if name == CLEAN:  # no clean road, no baseline: the run cannot go on
-                        raise
-                    # the user's model broke its contract on this cell: nothing of it was stored; the others go on
-                    writes.fail_cell(store, key, name, float(level), str(exc))
-                    failed += 1
-                    continue
-                ran += 1
+        todo = cells_to_run(config, models, done)
+        if executor == "ray":
+            from recon_core.runner.ray_executor import sweep_on_ray  # Ray is imported only by those who ask for it
+
+            ran, failed = sweep_on_ray(sweep, todo, checkpoint_dir, ray_address, progress)
+        else:
+            ran, failed = sweep_locally(sweep, todo, checkpoint_dir, progress)
         sweep.land()
         if ran or stale or not was_done:
             progress("finalising the run", 0, 1)
