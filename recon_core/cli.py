@@ -48,9 +48,18 @@ def _progress(args: argparse.Namespace) -> Progress:
     return file_reporter(args.progress_file, bar) if args.progress_file else bar
 
 
+def _check_cluster(args: argparse.Namespace) -> None:
+    """With `--executor ray`, an address that does not answer is said before anything loads or trains."""
+    if args.executor == "ray":
+        from recon_core.runner.ray_executor import check_reachable
+
+        check_reachable(args.ray_address)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from recon_core.runner import train_models
 
+    _check_cluster(args)
     config = _config(args)
     device, progress = pick_device(args.device), _progress(args)
     ray = args.executor == "ray"
@@ -67,6 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from recon_core.runner import run_study
 
+    _check_cluster(args)
     config = _config(args)
     store = Store(args.store)
     key = run_study(config, store, paths.checkpoint_dir(), pick_device(args.device), _progress(args),

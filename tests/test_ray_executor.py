@@ -141,3 +141,4 @@ def test_an_unreachable_ray_address_is_one_line_and_exit_2(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "error: cannot reach the Ray cluster at 127.0.0.1:1" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "s.duckdb").exists()  # said before the cohort loads or a model trains: no run stored

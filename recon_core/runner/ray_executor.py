@@ -68,16 +68,23 @@ def cell_task(config: StudyConfig, checkpoint_dir: Path, device: str, name: str,
         return UserModelFailure(str(exc))
 
 
+def check_reachable(address: str | None) -> None:
+    """An ExecutorError unless the cluster at `address` answers (None or 'auto': nothing to check); said before
+    anything is trained, since Ray itself waits minutes for a GCS that is not there."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise ExecutorError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+
+
 def connect(address: str | None) -> bool:
     """Joins the Ray cluster at `address` (None: starts a local one) unless already joined; True if joined here."""
     if ray.is_initialized():
         return False
-    if address and address != "auto":  # Ray itself waits minutes for a GCS that is not there
-        host, _, port = address.removeprefix("ray://").rpartition(":")
-        try:
-            socket.create_connection((host, int(port)), timeout=5).close()
-        except (OSError, ValueError) as exc:
-            raise ExecutorError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+    check_reachable(address)
     try:
         ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -107,12 +114,17 @@ def fit_on_ray(config: StudyConfig, checkpoint_dir: Path, device: torch.device, 
     """`train --executor ray`: every reconstructor fit (or loaded) as a Ray task into the shared checkpoints."""
     joined = connect(address)
     try:
-        pending = list(fit_tasks(config, checkpoint_dir, device.type, list(config.reconstructors.names)).values())
-        total = len(pending)
+        names = {ref: name for name, ref in fit_tasks(config, checkpoint_dir, device.type,
+                                                       list(config.reconstructors.names)).items()}
+        pending, total = list(names), len(names)
         progress("fitting reconstructors on the Ray cluster", 0, total)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            ray.get(ready)
+            try:
+                ray.get(ready)
+            except RayError as exc:  # retried RETRIES times already: said in one line, naming the model
+                raise ExecutorError(f"fitting {names[ready[0]]!r} failed on the Ray cluster after {RETRIES} "
+                                    f"retries: {failure(exc)}") from exc
             progress("fitting reconstructors on the Ray cluster", total - len(pending), total)
     finally:
         if joined:
