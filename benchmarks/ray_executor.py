@@ -24,6 +24,7 @@ import torch
 from recon_core.config import StudyConfig
 from recon_core.config_loader import load_config, validate
 from recon_core.runner import run_study
+from recon_core.runner.ray_executor import on_ray
 from recon_core.store import Store, queries
 
 
@@ -40,7 +41,8 @@ def timed_run(config: StudyConfig, weights: Path, folder: Path, executor: str) -
     shutil.copytree(weights, folder / "checkpoints")
     store = Store(folder / "tandem.duckdb")
     start = time.perf_counter()
-    key = run_study(config, store, folder / "checkpoints", torch.device("cpu"), executor=executor)
+    cells = on_ray() if executor == "ray" else None
+    key = run_study(config, store, folder / "checkpoints", torch.device("cpu"), cells=cells)
     seconds = time.perf_counter() - start
     return seconds, len(queries.done_cells(store, key))
 

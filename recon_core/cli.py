@@ -79,8 +79,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _check_cluster(args)
     config = _config(args)
     store = Store(args.store)
-    key = run_study(config, store, paths.checkpoint_dir(), pick_device(args.device), _progress(args),
-                    executor=args.executor, ray_address=args.ray_address)
+    cells = None
+    if args.executor == "ray":
+        from recon_core.runner.ray_executor import on_ray  # Ray is imported only by those who ask for it
+
+        cells = on_ray(args.ray_address)
+    key = run_study(config, store, paths.checkpoint_dir(), pick_device(args.device), _progress(args), cells=cells)
     print(f"study {config.name} ({key}) stored in {store.path}")
     print(report_text(store, key))
     return 0

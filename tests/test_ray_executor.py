@@ -53,7 +53,7 @@ def test_ray_executor_stores_the_local_executors_aggregates(built_store, local_r
     built, built_key, _ = built_store
     store = Store(tmp_path / "tandem.duckdb")
     key = run_study(load_config(TINY), store, weights_of(built_store, tmp_path), torch.device("cpu"),
-                    executor="ray")
+                    cells=ray_executor.on_ray())
     assert key == built_key
     assert queries.done_cells(store, key) == queries.done_cells(built, built_key)
     assert queries.runs(store).status.tolist() == ["done"]
@@ -70,7 +70,7 @@ def test_a_task_that_fails_once_is_retried_and_its_cell_lands(built_store, tiny_
     """tv at 300 raises on its first attempt: Ray runs it again, the cell is done, every cell stored once."""
     monkeypatch.setattr(ray_executor, "cell_task", ray_faults.failing_once)
     store, checkpoints = Store(tmp_path / "tandem.duckdb"), weights_of(built_store, tmp_path)
-    key = run_study(two_roads(tiny_config), store, checkpoints, torch.device("cpu"), executor="ray")
+    key = run_study(two_roads(tiny_config), store, checkpoints, torch.device("cpu"), cells=ray_executor.on_ray())
     assert ray_faults.attempts(checkpoints, "tv", 300.0) == 2
     assert ray_faults.attempts(checkpoints, "tv", 3000.0) == 1
     assert queries.run_status(store, key) == "done"
@@ -86,7 +86,7 @@ def test_a_task_that_keeps_failing_fails_its_cell_only_and_resumes(built_store, 
     monkeypatch.setattr(ray_executor, "cell_task", ray_faults.failing_always)
     store, checkpoints, config = Store(tmp_path / "tandem.duckdb"), weights_of(built_store, tmp_path), two_roads(
         tiny_config)
-    key = run_study(config, store, checkpoints, torch.device("cpu"), executor="ray")
+    key = run_study(config, store, checkpoints, torch.device("cpu"), cells=ray_executor.on_ray())
     assert ray_faults.attempts(checkpoints, "tv", 300.0) == 1 + ray_executor.RETRIES
     cells = queries.cells(store, key).set_index(["reconstructor", "level"])
     assert cells.loc[("tv", 300.0), "status"] == "failed"
@@ -96,7 +96,7 @@ def test_a_task_that_keeps_failing_fails_its_cell_only_and_resumes(built_store, 
     run = queries.runs(store).set_index("config_hash").loc[key]
     assert run.status == "incomplete" and "1 cell(s) failed" in run.message
     monkeypatch.undo()
-    assert run_study(config, store, checkpoints, torch.device("cpu"), executor="ray") == key
+    assert run_study(config, store, checkpoints, torch.device("cpu"), cells=ray_executor.on_ray()) == key
     assert queries.run_status(store, key) == "done"
     assert ray_faults.attempts(checkpoints, "none", 300.0) == 1  # done cells are not run again
     assert set(stored_rows(store, key).values()) == {48} and len(stored_rows(store, key)) == 5
@@ -126,7 +126,7 @@ def test_a_killed_driver_resumes_with_no_row_lost_or_doubled(built_store, local_
     landed = queries.done_cells(store, built_key)
     assert 3 <= len(landed) < len(queries.done_cells(built, built_key))  # killed mid-sweep
     assert run_study(load_config(TINY), store, tmp_path / "checkpoints", torch.device("cpu"),
-                     executor="ray") == built_key
+                     cells=ray_executor.on_ray()) == built_key
     assert queries.done_cells(store, built_key) == queries.done_cells(built, built_key)  # 0 lost
     assert set(stored_rows(store, built_key).values()) == {48}  # 0 doubled
     assert stored_rows(store, built_key) == stored_rows(built, built_key)

@@ -21,7 +21,7 @@ from recon_core.config import StudyConfig
 from recon_core.models.user_models import UserModelError
 from recon_core.progress import Progress, silent
 from recon_core.runner.evaluate import CellResult
-from recon_core.runner.study import CellEvaluator, ExecutorError, Sweep, fit_reconstructor, train_models
+from recon_core.runner.study import CellEvaluator, CellRunner, ExecutorError, Sweep, fit_reconstructor, train_models
 from recon_core.store import CLEAN
 
 RETRIES = 2
@@ -176,3 +176,9 @@ def sweep_on_ray(sweep: Sweep, todo: list[tuple[str, float]], checkpoint_dir: Pa
     finally:
         if joined:
             ray.shutdown()
+
+
+def on_ray(address: str | None = None) -> CellRunner:
+    """`run_study(cells=on_ray(address))`: the study's cells as Ray tasks on the cluster at `address` (None: a
+    local Ray started and stopped with the run)."""
+    return lambda sweep, todo, checkpoint_dir, progress: sweep_on_ray(sweep, todo, checkpoint_dir, address, progress)

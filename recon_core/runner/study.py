@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -259,8 +260,9 @@ class Sweep:
             writes.replace_aggregates(self.store, self.key, name, level, self.summary(name, level))
 
 
-EXECUTORS = ("local", "ray")
-"""Where a study's cells run: in this process, or as tasks on a Ray cluster."""
+CellRunner = Callable[["Sweep", list[tuple[str, float]], Path, Progress], tuple[int, int]]
+"""Runs a study's cells to do and lands them, returning (cells run, cells failed): `sweep_locally` here, or
+`runner.ray_executor.on_ray(address)` on a Ray cluster (chosen by the caller, so this module never imports Ray)."""
 
 
 class ExecutorError(RuntimeError):
@@ -310,7 +312,7 @@ def prepare(config: StudyConfig) -> StudyConfig:
 
 
 def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: torch.device,
-              progress: Progress = silent, executor: str = "local", ray_address: str | None = None) -> str:
+              progress: Progress = silent, cells: CellRunner | None = None) -> str:
     """Trains, sweeps, stores and finalises a study; returns its config hash. Finished cells are skipped.
 
     A run whose cells were all done before and whose finalisation completed is left as it is; a
@@ -318,11 +320,10 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
     that fails is marked failed and its finished cells are still finalised (q-values and
     correlations over what is in), then finalised again when it is resumed.
 
-    `executor="ray"` evaluates the cells (and fits the reconstructors) as Ray tasks on the cluster at
-    `ray_address` (None: a local Ray); this process still alone writes the store.
+    `cells` runs the cells: here one after the other (None: `sweep_locally`), or as Ray tasks with
+    `ray_executor.on_ray(address)`, which fits the reconstructors there too; this process alone
+    writes the store either way.
     """
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}: one of {', '.join(EXECUTORS)}")
     start = time.perf_counter()
     config = prepare(config)  # bad data is refused before the store holds anything of this run
     key = config.config_hash()
@@ -348,12 +349,7 @@ def run_study(config: StudyConfig, store: Store, checkpoint_dir: Path, device: t
         # stays stale (and is re-summarised next time); a new or current run is not flagged as outdated
         writes.set_statistics(store, key, STATISTICS_VERSION)
         todo = cells_to_run(config, models, done)
-        if executor == "ray":
-            from recon_core.runner.ray_executor import sweep_on_ray  # Ray is imported only by those who ask for it
-
-            ran, failed = sweep_on_ray(sweep, todo, checkpoint_dir, ray_address, progress)
-        else:
-            ran, failed = sweep_locally(sweep, todo, checkpoint_dir, progress)
+        ran, failed = (cells or sweep_locally)(sweep, todo, checkpoint_dir, progress)
         sweep.land()
         if ran or stale or not was_done:
             progress("finalising the run", 0, 1)
