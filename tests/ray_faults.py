@@ -7,7 +7,7 @@ from pathlib import Path
 
 from recon_core.config import StudyConfig
 from recon_core.runner.evaluate import CellResult
-from recon_core.runner.ray_executor import UserModelFailure, cell_task
+from recon_core.runner.ray_executor import CellFailure, cell_task
 
 
 def attempts(checkpoint_dir: Path, name: str, level: float) -> int:
@@ -24,7 +24,7 @@ def _attempt(checkpoint_dir: Path, name: str, level: float) -> int:
 
 
 def failing_once(config: StudyConfig, checkpoint_dir: Path, device: str, name: str, level: float,
-                 fitted: str | None) -> CellResult | UserModelFailure:
+                 fitted: str | None) -> CellResult | CellFailure:
     """The cell task, except that tv at 300's first attempt raises (a worker's passing trouble)."""
     if _attempt(checkpoint_dir, name, level) == 1 and (name, level) == ("tv", 300.0):
         raise RuntimeError("worker hiccup (simulated)")
@@ -32,7 +32,7 @@ def failing_once(config: StudyConfig, checkpoint_dir: Path, device: str, name: s
 
 
 def failing_always(config: StudyConfig, checkpoint_dir: Path, device: str, name: str, level: float,
-                   fitted: str | None) -> CellResult | UserModelFailure:
+                   fitted: str | None) -> CellResult | CellFailure:
     """The cell task, except that tv at 300 always raises (broken for good)."""
     _attempt(checkpoint_dir, name, level)
     if (name, level) == ("tv", 300.0):

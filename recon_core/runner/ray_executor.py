@@ -28,8 +28,9 @@ RETRIES = 2
 """How many times a failed task (an exception or a lost worker) is run again before its cell is marked failed."""
 
 
-class UserModelFailure(Exception):
-    """A user's model broke its contract on a Ray worker: returned, not raised, so Ray does not retry it."""
+class CellFailure(Exception):
+    """Why a cell failed for good: a user's model breaking its contract on a worker (returned, not raised, so Ray
+    does not retry it), or a task that still failed after its retries."""
 
 
 _WORKER: dict[tuple[str, str, str], CellEvaluator] = {}
@@ -56,7 +57,7 @@ def fit_task(config: StudyConfig, checkpoint_dir: Path, device: str, name: str) 
 
 
 def cell_task(config: StudyConfig, checkpoint_dir: Path, device: str, name: str, level: float,
-              fitted: str | None) -> CellResult | UserModelFailure:
+              fitted: str | None) -> CellResult | CellFailure:
     """One cell evaluated on a worker (after its reconstructor's fit, `fitted`): its rows, or the user's model's
     contract failure."""
     evaluator = worker_evaluator(config, checkpoint_dir, device)
@@ -65,7 +66,7 @@ def cell_task(config: StudyConfig, checkpoint_dir: Path, device: str, name: str,
             fit_reconstructor(evaluator.models.reconstructors[name], evaluator.models, checkpoint_dir, silent)
         return evaluator(name, level)
     except UserModelError as exc:
-        return UserModelFailure(str(exc))
+        return CellFailure(str(exc))
 
 
 def check_reachable(address: str | None) -> None:
@@ -158,8 +159,8 @@ def sweep_on_ray(sweep: Sweep, todo: list[tuple[str, float]], checkpoint_dir: Pa
             except RayError as exc:
                 if name == CLEAN:
                     raise RuntimeError(f"the clean road failed on the Ray cluster: {failure(exc)}") from exc
-                result = UserModelFailure(failure(exc))
-            if isinstance(result, UserModelFailure):
+                result = CellFailure(failure(exc))
+            if isinstance(result, CellFailure):
                 if name == CLEAN:  # no clean road, no baseline: the run cannot go on
                     raise UserModelError(str(result))
                 sweep.fail_cell(name, level, str(result))
