@@ -100,9 +100,11 @@ def test_diffusion_sampling_is_deterministic_per_seed_and_independent_of_batchin
     physics = ProjectionDose(seed=0)
     noisy, _ = pairs(3)
     ids = ["a", "b", "c"]
-    one, std = diffusion.reconstruct_samples(noisy, physics, 300.0, noisy, ids)
-    again, _ = diffusion.reconstruct_samples(noisy[1:], physics, 300.0, noisy[1:], ids[1:])
-    assert torch.allclose(one[1:], again, atol=1e-5)  # batch composition does not matter
+    samples = diffusion.reconstruct_samples(noisy, physics, 300.0, noisy, ids)
+    again = diffusion.reconstruct_samples(noisy[1:], physics, 300.0, noisy[1:], ids[1:])
+    assert samples.shape == (2, *noisy.shape)
+    assert torch.allclose(samples[:, 1:], again, atol=1e-5)  # batch composition does not matter
+    one, std = samples.mean(0), samples.std(0)
     other = build_reconstructor("diffusion", dataclasses.replace(config(n_samples=2, prediction=prediction), seed=4),
                                 torch.device("cpu"))
     other.net.load_state_dict(diffusion.net.state_dict())
@@ -179,12 +181,12 @@ def test_an_unreadable_cache_file_is_resampled_not_an_error(tmp_path):
     from recon_core.runner.recon_cache import ReconstructionCache
 
     cache = ReconstructionCache(tmp_path, "diffusion", "k", 300.0)
-    cache.put("a", torch.ones(1, 4, 4).numpy(), None)
+    cache.put("a", torch.ones(1, 4, 4).numpy(), None, None)
     cache.save()
     cache.path.write_bytes(b"not an npz")  # truncated or overwritten
     again = ReconstructionCache(tmp_path, "diffusion", "k", 300.0)
     assert again.get("a") is None
-    again.put("a", torch.zeros(1, 4, 4).numpy(), None)
+    again.put("a", torch.zeros(1, 4, 4).numpy(), None, None)
     again.save()
     assert float(ReconstructionCache(tmp_path, "diffusion", "k", 300.0).get("a")[0].sum()) == 0
 

@@ -45,9 +45,13 @@ class Reconstructor(ABC):
 
     def reconstruct_samples(self, degraded: torch.Tensor, physics: Acquisition, level: float,
                             measurement: torch.Tensor | None = None,
-                            image_ids: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(reconstruction, per-pixel std over posterior samples or None for deterministic methods)."""
-        return self.reconstruct(degraded, physics, level, measurement, image_ids), None
+                            image_ids: Sequence[str] | None = None) -> torch.Tensor:
+        """(n, B, 1, H, W) posterior samples, image i's k-th sample at [k, i]; a deterministic method's one output.
+
+        Samplers (n > 1) report their mean as the reconstruction and the samples' per-pixel spread
+        as its uncertainty; the runner also hands each sample to the diagnostic model.
+        """
+        return self.reconstruct(degraded, physics, level, measurement, image_ids)[None]
 
 
 class NetworkReconstructor(Reconstructor, TrainableModel):

@@ -152,7 +152,7 @@ class Diffusion(NetworkReconstructor):
 
     def reconstruct_samples(self, degraded: torch.Tensor, physics: Acquisition, level: float,
                             measurement: torch.Tensor | None = None,
-                            image_ids: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                            image_ids: Sequence[str] | None = None) -> torch.Tensor:
         if image_ids is None:
             raise ValueError("diffusion: image ids are needed to seed each image's sample")
         n = self.config.reconstructors.diffusion.n_samples
@@ -162,10 +162,9 @@ class Diffusion(NetworkReconstructor):
 
         draws = [k for k in range(n) for _ in image_ids]
         samples = self.sample(repeated(degraded), physics, level, repeated(measurement), list(image_ids) * n, draws)
-        samples = samples.view(n, *degraded.shape)
-        return samples.mean(0), (samples.std(0) if n > 1 else None)
+        return samples.view(n, *degraded.shape)
 
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,
                     measurement: torch.Tensor | None = None,
                     image_ids: Sequence[str] | None = None) -> torch.Tensor:
-        return self.reconstruct_samples(degraded, physics, level, measurement, image_ids)[0]
+        return self.reconstruct_samples(degraded, physics, level, measurement, image_ids).mean(0)

@@ -51,25 +51,46 @@ def pick_examples(rows: pd.DataFrame, labels: tuple[str, ...], count: int) -> li
     return chosen
 
 
+@dataclass
+class Outputs:
+    """One batch's reconstructions: the reported image, and for samplers the per-pixel std and the samples."""
+
+    image: torch.Tensor
+    std: torch.Tensor | None = None
+    samples: torch.Tensor | None = None
+    """(n, B, 1, H, W) posterior samples (n > 1), else None."""
+
+
+def _outputs(samples: torch.Tensor) -> Outputs:
+    """The mean of n samples as the reconstruction; with n > 1 also their spread and the samples."""
+    if len(samples) == 1:
+        return Outputs(samples[0])
+    return Outputs(samples.mean(0), samples.std(0), samples)
+
+
 def _reconstruct(reconstructor: Reconstructor, degraded: torch.Tensor, physics: Acquisition, level: float,
-                 measurement: torch.Tensor, ids: list[str],
-                 cache: ReconstructionCache | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One batch's reconstructions (and posterior std), taking cached images and computing only the rest."""
+                 measurement: torch.Tensor, ids: list[str], cache: ReconstructionCache | None) -> Outputs:
+    """One batch's reconstructions, taking cached images and computing only the rest."""
     if cache is None:
-        return reconstructor.reconstruct_samples(degraded, physics, level, measurement, ids)
+        return _outputs(reconstructor.reconstruct_samples(degraded, physics, level, measurement, ids))
     hits = [cache.get(i) for i in ids]
-    todo = [j for j, hit in enumerate(hits) if hit is None]
+    todo = [j for j, hit in enumerate(hits) if hit is None or (hit[1] is not None and hit[2] is None)]
     if todo:
-        new, new_std = reconstructor.reconstruct_samples(degraded[todo], physics, level, measurement[todo],
-                                                         [ids[j] for j in todo])
+        new = _outputs(reconstructor.reconstruct_samples(degraded[todo], physics, level, measurement[todo],
+                                                         [ids[j] for j in todo]))
         for k, j in enumerate(todo):  # float32 on disk, whatever arithmetic made them
-            cache.put(ids[j], new[k].float().cpu().numpy(),
-                      None if new_std is None else new_std[k].float().cpu().numpy())
+            cache.put(ids[j], new.image[k].float().cpu().numpy(),
+                      None if new.std is None else new.std[k].float().cpu().numpy(),
+                      None if new.samples is None else new.samples[:, k].float().cpu().numpy())
             hits[j] = cache.get(ids[j])
-    output = torch.from_numpy(np.stack([h[0] for h in hits])).to(degraded.device)
-    stds = [h[1] for h in hits]
-    std = torch.from_numpy(np.stack(stds)).to(degraded.device) if all(s is not None for s in stds) else None
-    return output, std
+
+    def stacked(part: int, axis: int = 0) -> torch.Tensor | None:
+        arrays = [h[part] for h in hits]
+        if any(a is None for a in arrays):
+            return None
+        return torch.from_numpy(np.stack(arrays, axis).astype(np.float32)).to(degraded.device)
+
+    return Outputs(stacked(0), stacked(1), stacked(2, axis=1))
 
 
 def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Acquisition,
@@ -108,9 +129,8 @@ def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Ac
             quality = {k: np.full(len(batch_ids), np.nan) for k in QUALITY_METRICS}
         else:
             with network_precision(device, precision):
-                output, std = _reconstruct(reconstructor, degraded, physics, level, batch.measurement, batch_ids,
-                                           cache)
-            output, std = output.float(), None if std is None else std.float()
+                made = _reconstruct(reconstructor, degraded, physics, level, batch.measurement, batch_ids, cache)
+            output, std = made.image.float(), None if made.std is None else made.std.float()
             quality = {k: v.cpu().numpy() for k, v in image_quality(output, clean).items()}
         with network_precision(device, precision):
             try:

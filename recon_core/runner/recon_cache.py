@@ -2,8 +2,10 @@
 
 Keyed by (reconstructor name, its cache_key() — weights and sampling settings —, level, image
 id): one .npz per (reconstructor, key, level) under `<cache>/reconstructions/`, holding each
-image's output and, when posterior samples were drawn, their per-pixel std. A changed metric,
-threshold or statistic reuses the cached images; changed weights or settings change the key.
+image's output and, when posterior samples were drawn, their per-pixel std (both float32) and
+the samples themselves (float16: they feed only the diagnostic model's per-sample calls, where a
+rounding of ≤ 2⁻¹¹ changes nothing, and halve the file). A changed metric, threshold or statistic
+reuses the cached images; changed weights or settings change the key.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class ReconstructionCache:
         self.path = Path(root) / f"{reconstructor}-{key}" / f"{level:g}.npz"
         self.outputs: dict[str, np.ndarray] = {}
         self.stds: dict[str, np.ndarray] = {}
+        self.samples: dict[str, np.ndarray] = {}
         self.dirty = False
         if not self.path.exists():
             return
@@ -28,20 +31,22 @@ class ReconstructionCache:
             with np.load(self.path, allow_pickle=False) as data:
                 for name in data.files:
                     kind, _, image_id = name.partition(":")
-                    (self.outputs if kind == "out" else self.stds)[image_id] = data[name]
-        except (OSError, ValueError, zipfile.BadZipFile):  # unreadable (e.g. truncated by a full disk): resample
-            self.outputs, self.stds, self.dirty = {}, {}, True
+                    {"out": self.outputs, "std": self.stds, "smp": self.samples}[kind][image_id] = data[name]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # unreadable (e.g. truncated): resample
+            self.outputs, self.stds, self.samples, self.dirty = {}, {}, {}, True
 
-    def get(self, image_id: str) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """(output, std or None) of a cached image, else None."""
+    def get(self, image_id: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
+        """(output, std or None, samples (n, …) or None) of a cached image, else None."""
         if image_id not in self.outputs:
             return None
-        return self.outputs[image_id], self.stds.get(image_id)
+        return self.outputs[image_id], self.stds.get(image_id), self.samples.get(image_id)
 
-    def put(self, image_id: str, output: np.ndarray, std: np.ndarray | None) -> None:
+    def put(self, image_id: str, output: np.ndarray, std: np.ndarray | None, samples: np.ndarray | None) -> None:
         self.outputs[image_id] = output.astype(np.float32)
         if std is not None:
             self.stds[image_id] = std.astype(np.float32)
+        if samples is not None:
+            self.samples[image_id] = samples.astype(np.float16)
         self.dirty = True
 
     def save(self) -> None:
@@ -49,7 +54,8 @@ class ReconstructionCache:
         if not self.dirty:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"out:{k}": v for k, v in self.outputs.items()} | {f"std:{k}": v for k, v in self.stds.items()}
+        arrays = {f"{kind}:{k}": v for kind, table in (("out", self.outputs), ("std", self.stds), ("smp", self.samples))
+                  for k, v in table.items()}
         tmp = self.path.with_name(self.path.stem + ".tmp.npz")
         np.savez(tmp, **arrays)
         tmp.replace(self.path)
