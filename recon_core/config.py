@@ -276,6 +276,9 @@ class EvaluationConfig:
     # The networks' arithmetic in the sweep: 'bf16' runs reconstructors and diagnostic models under
     # bfloat16 autocast (faster on a GPU; physics and metrics stay float32). A bf16 run is its own run.
     precision: Literal["float32", "bf16"] = field(default="float32", metadata={"omit_if_default": True})
+    # A posterior sample "flips" the segmentation when its tumour Dice differs from the reported
+    # reconstruction's by more than this (samplers only).
+    sample_dice_change: float = field(default=0.1, metadata={"omit_if_default": True})
 
 
 @dataclass(frozen=True)
@@ -393,6 +396,7 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "evaluation.min_group_size": (1, math.inf, True),
     "evaluation.min_positives": (1, math.inf, True),
     "evaluation.min_negatives": (1, math.inf, True),
+    "evaluation.sample_dice_change": (0, 1, False),
 }
 """Numeric fields and their ranges (low, high, whether the low end is allowed); the high end is always allowed.
 

@@ -18,6 +18,7 @@ import pandas as pd
 from recon_core import plots
 from recon_core.config import ConfigError, parse_config
 from recon_core.fairness import STATISTICS_VERSION
+from recon_core.fairness.calibration import calibration_curve as pooled_curve
 from recon_core.fairness.correlation import POOLED, WITHIN, level_scope
 from recon_core.fairness.multiple_testing import BY_NAME as FAMILIES
 from recon_core.fairness.summary import MINUS
@@ -369,3 +370,30 @@ def model_card_rows(cards: pd.DataFrame, sha_chars: int = 12) -> pd.DataFrame:
                     for s in cards.sha256],
         "contract": ["; ".join(f"{k.replace('_', ' ')}: {_contract_value(k, v)}" for k, v in sorted(c.items())
                                if v not in ("", [], {}, None)) for c in contracts]}).reset_index(drop=True)
+
+
+POSTERIOR_METRICS = catalogue.UNCERTAINTY
+"""A sampler's judged posterior: spread calibration (rank correlation, coverage, spread) and sample flip rates."""
+
+
+def samplers(agg: pd.DataFrame) -> list[str]:
+    """The run's reconstructors that drew several posterior samples (their cells carry spread statistics)."""
+    return sorted(agg.loc[agg.metric == "spread_error_rho", "reconstructor"].unique())
+
+
+def posterior_table(agg: pd.DataFrame, attribute: str = "all") -> pd.DataFrame:
+    """Per sampler, level and group of `attribute`: each posterior metric's estimate with its CI, long.
+
+    Columns: reconstructor, level, metric, label (human), grp, estimate, ci_low, ci_high, n.
+    """
+    rows = agg[agg.metric.isin(POSTERIOR_METRICS) & (agg.attribute == attribute)]
+    return (rows.assign(label=rows.metric.map(catalogue.label))
+            [["reconstructor", "level", "metric", "label", "grp", "estimate", "ci_low", "ci_high", "n"]]
+            .sort_values(["reconstructor", "metric", "level", "grp"]).reset_index(drop=True))
+
+
+def calibration_curve(store: Store, key: str, reconstructor: str, level: float,
+                      attributes: Sequence[str] = ()) -> pd.DataFrame:
+    """A sampler cell's calibration curve per group: predicted std against RMS error in fixed std bins
+    (`fairness.calibration`); empty for a deterministic reconstructor."""
+    return pooled_curve(queries.calibration_sums(store, key, reconstructor, level), attributes)

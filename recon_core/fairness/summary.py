@@ -54,6 +54,7 @@ from recon_core.metrics import catalogue
 
 QUALITY_METRICS = catalogue.QUALITY  # per image, or per patient for MRI (volume PSNR/NMSE)
 SEGMENTATION_METRICS = catalogue.SEGMENTATION
+UNCERTAINTY_METRICS = catalogue.UNCERTAINTY  # a sampler's spread calibration and sample flips: by group, untested
 TASK_METRICS = catalogue.TASK
 CONTRASTED = ("auroc", "tpr", "fpr", "ppv", "sel")
 """Task metrics compared between groups (signed differences, folded gaps, ratios)."""
@@ -380,7 +381,7 @@ def summarise_cell(rows: pd.DataFrame, labels: Sequence[str], thresholds: dict[s
     emit = _Emitter(ci_level, resampling.clustered(rows))
     inherent = clean is None
 
-    for metric in (*QUALITY_METRICS, *SEGMENTATION_METRICS):
+    for metric in (*QUALITY_METRICS, *SEGMENTATION_METRICS, *UNCERTAINTY_METRICS):
         if metric not in rows or rows[metric].isna().all():
             continue
         values = rows[metric].to_numpy(dtype=float)

@@ -8,8 +8,9 @@ Scopes:
 - 'image'   one value per image, stored in `image_metrics` (PSNR, Dice, …);
 - 'unit'    one value per statistical unit derived from stored image values (volume PSNR per patient);
 - 'group'   one value per group of units, from scores and labels (AUROC, TPR, …), per finding label.
-Kinds: 'quality' (against the clean image; none on the clean road), 'segmentation', 'task', 'helper'
-(stored to derive others, never shown).
+Kinds: 'quality' (against the clean image; none on the clean road), 'segmentation', 'task',
+'uncertainty' (a sampler's posterior spread and its per-sample diagnostic calls; only where a
+reconstructor draws several samples), 'helper' (stored to derive others, never shown).
 Derived names are built from these: `<m>_diff` (a signed difference between groups: grp names
 the contrast, 'F − M' or 'g − rest'), `<m>_gap` (max − min over groups, folded, descriptive),
 `<m>_ratio` (min / max), `<m>_added` (reconstructed − clean, paired), `worst_<m>`; `eodd_diff`
@@ -53,6 +54,18 @@ CATALOGUE: tuple[Metric, ...] = (
            "overlap of predicted and true tumour; both empty → 1, one empty → 0"),
     Metric("hd95", "Tumour HD95", "pixels", False, "image", "segmentation",
            "95th-percentile Hausdorff distance; undefined (skipped) when a mask is empty"),
+    Metric("spread_error_rho", "Spread–error rank correlation", "", True, "image", "uncertainty",
+           "Spearman correlation over pixels of the posterior std with the error of the posterior mean"),
+    Metric("interval_coverage", "95 % interval coverage", "", True, "image", "uncertainty",
+           "share of pixels whose truth lies in the samples' 95 % prediction interval (calibrated: 0.95)"),
+    Metric("posterior_std", "Posterior spread", "", False, "image", "uncertainty",
+           "mean per-pixel standard deviation of the posterior samples"),
+    Metric("sample_flip", "Sample flip rate", "", False, "image", "uncertainty",
+           "share of posterior samples on which the classifier's call of some finding differs from its call "
+           "on the reported reconstruction"),
+    Metric("sample_dice_flip", "Sample Dice flip rate", "", False, "image", "uncertainty",
+           "share of posterior samples whose tumour Dice differs from the reported reconstruction's by more "
+           "than evaluation.sample_dice_change"),
     Metric("auroc", "AUROC", "", True, "group", "task", "area under the ROC curve of the scores"),
     Metric("tpr", "Sensitivity (TPR)", "", True, "group", "task", "true-positive rate at the fixed threshold"),
     Metric("fpr", "False-positive rate (FPR)", "", False, "group", "task", "false-positive rate at the threshold"),
@@ -87,6 +100,7 @@ IMAGE_COLUMNS = names(scope="image")
 QUALITY = names(kind="quality")
 SEGMENTATION = names(kind="segmentation")
 TASK = names(kind="task")
+UNCERTAINTY = names(kind="uncertainty")
 HIGHER_IS_WORSE = frozenset(m.name for m in CATALOGUE if not m.higher_is_better)
 THRESHOLD_RATES = frozenset({"tpr", "fpr", "fnr", "ppv", "sel"})
 """Rates at the fixed operating threshold: they can saturate at 0 or 1 for everyone when scores shift."""

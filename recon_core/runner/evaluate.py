@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +12,9 @@ import pandas as pd
 import torch
 
 from recon_core.device import network_precision
-from recon_core.diagnostics.task import TaskModel, scorer
+from recon_core.diagnostics.task import TaskModel, TaskOutput, scorer
 from recon_core.metrics.image_quality import QUALITY_METRICS, image_quality
+from recon_core.metrics.uncertainty import BIN_EDGES, calibration_bins, spread_calibration
 from recon_core.models.batches import SplitData
 from recon_core.models.user_models import UserModelError
 from recon_core.physics.base import Acquisition
@@ -26,12 +27,23 @@ from recon_core.runner.recon_cache import ReconstructionCache
 
 @dataclass
 class CellResult:
-    """Per-image rows of one cell plus the pixels of its example images and its timing."""
+    """Per-image rows of one cell plus the pixels of its example images and its timing.
+
+    A sampler's cell also holds each posterior sample's diagnostic answers (`samples`: image_id,
+    draw, name — a finding's label or 'dice' —, value) and each image's calibration-curve sums
+    (`calibration`: image_id, bin, pixels, sum_std, sum_sq_error); both empty otherwise.
+    """
 
     metrics: pd.DataFrame
     scores: pd.DataFrame
     examples: dict[tuple[str, str], np.ndarray]
     seconds: float
+    samples: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(SAMPLE_COLUMNS)))
+    calibration: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(CALIBRATION_COLUMNS)))
+
+
+SAMPLE_COLUMNS = ("image_id", "draw", "name", "value")
+CALIBRATION_COLUMNS = ("image_id", "bin", "pixels", "sum_std", "sum_sq_error")
 
 
 def pick_examples(rows: pd.DataFrame, labels: tuple[str, ...], count: int) -> list[str]:
@@ -93,11 +105,49 @@ def _reconstruct(reconstructor: Reconstructor, degraded: torch.Tensor, physics: 
     return Outputs(stacked(0), stacked(1), stacked(2, axis=1))
 
 
+def _posterior(made: Outputs, clean: torch.Tensor, truth: torch.Tensor | None, task_models: Sequence[TaskModel],
+               scoring: int, answers: Sequence[TaskOutput], thresholds: dict[str, float], dice_change: float,
+               ids: Sequence[str]) -> tuple[dict[str, np.ndarray], pd.DataFrame, pd.DataFrame]:
+    """A sampler's batch: per-image calibration of its spread and sample flips, each sample's diagnostic answers
+    and the calibration-curve sums.
+
+    Every posterior sample goes to every task model. A sample flips the classification when its
+    call of some finding (at the operating threshold) differs from the call on the reported
+    reconstruction (the posterior mean); it flips the segmentation when its Dice differs from the
+    reported one's by more than `dice_change`.
+    """
+    samples = made.samples
+    n, batch = samples.shape[0], samples.shape[1]
+    metrics = spread_calibration(made.image, made.std, clean, n)
+    per_sample = [[model.evaluate(sample, truth) for model in task_models] for sample in samples]
+    labels = task_models[scoring].labels
+    cut = np.array([thresholds[label] for label in labels])
+    reference = answers[scoring].scores >= cut
+    scores = np.stack([draw[scoring].scores for draw in per_sample])  # (n, B, L)
+    metrics["sample_flip"] = ((scores >= cut) != reference).any(axis=2).mean(0)
+    parts = [pd.DataFrame({"image_id": np.repeat(ids, len(labels)), "draw": k, "name": np.tile(labels, batch),
+                           "value": scores[k].reshape(-1).astype(float)}) for k in range(n)]
+    if any("dice" in a.metrics for a in answers):
+        reported = next(a.metrics["dice"] for a in answers if "dice" in a.metrics)
+        per_draw = np.stack([next(a.metrics["dice"] for a in draw if "dice" in a.metrics) for draw in per_sample])
+        metrics["sample_dice_flip"] = (np.abs(per_draw - reported) > dice_change).mean(0)
+        parts += [pd.DataFrame({"image_id": list(ids), "draw": k, "name": "dice", "value": per_draw[k].astype(float)})
+                  for k in range(n)]
+    rows = pd.concat(parts, ignore_index=True)
+    sums = calibration_bins(made.image, made.std, clean)  # (B, bins, 3)
+    bins = len(BIN_EDGES) - 1
+    calibration = pd.DataFrame({"image_id": np.repeat(ids, bins), "bin": np.tile(np.arange(bins), batch),
+                                "pixels": sums[:, :, 0].reshape(-1), "sum_std": sums[:, :, 1].reshape(-1),
+                                "sum_sq_error": sums[:, :, 2].reshape(-1)})
+    return metrics, rows, calibration
+
+
 def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Acquisition,
                   reconstructor: Reconstructor | None, level: float, device: torch.device, batch_size: int,
                   example_ids: Sequence[str], progress: Progress = silent, stage: str = "",
                   cache_root: Path | None = None, kept: KeptInputs | None = None,
-                  precision: str = "float32") -> CellResult:
+                  precision: str = "float32", thresholds: dict[str, float] | None = None,
+                  dice_change: float = 0.1) -> CellResult:
     """Runs every image of `data` through one (reconstructor, level) cell; `reconstructor=None` is the clean road.
 
     Inputs are degraded ahead of the models by worker threads (`runner.inputs`), with each image's
@@ -108,7 +158,9 @@ def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Ac
     Each task model answers on the output: the classifier's scores become the scores table, a
     segmenter's per-image Dice/HD95 join the metrics and its masks the examples (with the true
     masks for outlines). Reconstructors that ask for it (`cache_outputs`, diffusion) are served
-    from and fill a disk cache under `cache_root`.
+    from and fill a disk cache under `cache_root`. A sampler's posterior samples are judged too
+    (`_posterior`: calibration of the spread, each sample's calls against `thresholds`, the
+    classifier's operating thresholds, needed then).
     """
     cache = None
     if reconstructor is not None and reconstructor.cache_outputs and cache_root is not None:
@@ -119,22 +171,34 @@ def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Ac
     wanted = set(example_ids)
     metric_parts: list[dict[str, np.ndarray]] = []
     score_parts: list[np.ndarray] = []
+    sample_parts: list[pd.DataFrame] = []
+    calibration_parts: list[pd.DataFrame] = []
     examples: dict[tuple[str, str], np.ndarray] = {}
     for batch in input_batches(data, physics, None if reconstructor is None else level, batch_size, device,
                                kept=kept):
         lo, batch_ids, clean, truth, degraded = batch.start, batch.ids, batch.clean, batch.truth, batch.degraded
-        std = None
+        made = Outputs(clean)
         if reconstructor is None:
-            output = clean
             quality = {k: np.full(len(batch_ids), np.nan) for k in QUALITY_METRICS}
         else:
             with network_precision(device, precision):
                 made = _reconstruct(reconstructor, degraded, physics, level, batch.measurement, batch_ids, cache)
-            output, std = made.image.float(), None if made.std is None else made.std.float()
-            quality = {k: v.cpu().numpy() for k, v in image_quality(output, clean).items()}
+            made = Outputs(made.image.float(), None if made.std is None else made.std.float(),
+                           None if made.samples is None else made.samples.float())
+            quality = {k: v.cpu().numpy() for k, v in image_quality(made.image, clean).items()}
+        output = made.image
         with network_precision(device, precision):
             try:
                 answers = [model.evaluate(output, truth) for model in task_models]
+                if made.samples is not None:
+                    if thresholds is None:
+                        raise ValueError(f"{stage}: posterior samples are judged at the operating thresholds; "
+                                         "none were given")
+                    extra, drawn, sums = _posterior(made, clean, truth, task_models, scoring, answers, thresholds,
+                                                    dice_change, batch_ids)
+                    quality |= extra
+                    sample_parts.append(drawn)
+                    calibration_parts.append(sums)
             except UserModelError as exc:  # a user's diagnostic model broke its contract: say on which images
                 raise UserModelError(f"{exc} (on {named_ids(batch_ids)})") from exc
         for answer in answers:
@@ -152,8 +216,11 @@ def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Ac
             else:
                 examples[image_id, "degraded"] = degraded[j, 0].cpu().numpy()
                 examples[image_id, "reconstructed"] = output[j, 0].cpu().numpy()
-                if std is not None:
-                    examples[image_id, "uncertainty"] = std[j, 0].cpu().numpy()
+                if made.std is not None:
+                    examples[image_id, "uncertainty"] = made.std[j, 0].cpu().numpy()
+                if made.samples is not None:  # two single draws, to show what one sample looks like
+                    for k in range(min(2, len(made.samples))):
+                        examples[image_id, f"sample{k}"] = made.samples[k, j, 0].cpu().numpy()
             if predicted is not None:
                 examples[image_id, "mask_pred"] = predicted[j]
         progress(stage, min(lo + batch_size, len(ids)), len(ids))
@@ -171,4 +238,8 @@ def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Ac
         "score": scores.reshape(-1).astype(float),
         "target": targets.reshape(-1),
     })
-    return CellResult(metrics, long, examples, time.perf_counter() - start)
+    result = CellResult(metrics, long, examples, time.perf_counter() - start)
+    if sample_parts:
+        result.samples = pd.concat(sample_parts, ignore_index=True)
+        result.calibration = pd.concat(calibration_parts, ignore_index=True)
+    return result

@@ -165,7 +165,8 @@ class CellEvaluator:
         stage = "clean images" if recon is None else f"{name} at {level:g} {models.physics.level_unit}"
         return evaluate_cell(self.test, models.task_models, models.physics, recon, level, self.device,
                              self.config.evaluation.batch_size, self.example_ids, self.progress, stage,
-                             self.cache_root, self.kept, self.config.evaluation.precision)
+                             self.cache_root, self.kept, self.config.evaluation.precision, models.thresholds,
+                             self.config.evaluation.sample_dice_change)
 
 
 class Sweep:
@@ -213,7 +214,8 @@ class Sweep:
             writes.write_attributes(self.store, self.key, self.test.rows.melt(
                 id_vars="image_id", value_vars=extra, var_name="attribute", value_name="value"))
         result.metrics.insert(0, "modality", self.models.modality.name)
-        writes.write_cell_rows(self.store, self.key, name, level, result.metrics, result.scores, result.examples)
+        writes.write_cell_rows(self.store, self.key, name, level, result.metrics, result.scores, result.examples,
+                               result.samples, result.calibration)
         rows, clean = self.rows(name, level), None if name == CLEAN else self.rows(CLEAN, 0.0)
         if self.statistics is None:
             self._finish(name, level, result.seconds, len(self.test), self.summarise(rows, clean=clean))

@@ -76,6 +76,14 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS model_cards (
         config_hash VARCHAR, role VARCHAR, name VARCHAR, source VARCHAR, location VARCHAR, sha256 VARCHAR,
         contract_json VARCHAR, PRIMARY KEY (config_hash, role, name))""",
+    # a sampler's posterior samples: each one's diagnostic answer (a finding's score, or 'dice'), per image
+    """CREATE TABLE IF NOT EXISTS sample_scores (
+        config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, image_id VARCHAR, draw INTEGER, name VARCHAR,
+        value DOUBLE, PRIMARY KEY (config_hash, reconstructor, level, image_id, draw, name))""",
+    # per image, the sums behind the calibration curve of a sampler's spread, in fixed bins of the std
+    """CREATE TABLE IF NOT EXISTS image_calibration (
+        config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, image_id VARCHAR, bin INTEGER, pixels DOUBLE,
+        sum_std DOUBLE, sum_sq_error DOUBLE, PRIMARY KEY (config_hash, reconstructor, level, image_id, bin))""",
     """CREATE TABLE IF NOT EXISTS examples (
         config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, image_id VARCHAR, kind VARCHAR,
         height INTEGER, width INTEGER, pixels BLOB,

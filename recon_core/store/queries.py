@@ -167,3 +167,27 @@ def image_scores(store: Store, key: str, image_id: str) -> pd.DataFrame:
                                  WHERE config_hash = ? AND image_id = ? ORDER BY reconstructor, level, label""",
                               [key, image_id]),
                   ["reconstructor", "level", "label", "score", "target"])
+
+
+def sample_scores(store: Store, key: str, reconstructor: str, level: float,
+                  image_ids: list[str] | None = None) -> pd.DataFrame:
+    """A sampler cell's per-sample diagnostic answers: image_id, draw, name (a finding or 'dice'), value."""
+    sql = """SELECT image_id, draw, name, value FROM sample_scores
+             WHERE config_hash = ? AND reconstructor = ? AND level = ?"""
+    params: list = [key, reconstructor, level]
+    if image_ids is not None:
+        sql += " AND list_contains(?, image_id)"
+        params.append(list(image_ids))
+    return _frame(store.query(sql + " ORDER BY image_id, draw, name", params), ["image_id", "draw", "name", "value"])
+
+
+def calibration_sums(store: Store, key: str, reconstructor: str, level: float) -> pd.DataFrame:
+    """A sampler cell's per-image calibration-curve sums (bin, pixels, Σ std, Σ squared error) with demographics."""
+    columns = ["image_id", "subject_id", "sex", "age_band", "bin", "pixels", "sum_std", "sum_sq_error"]
+    return _frame(store.query("""SELECT c.image_id, m.subject_id, m.sex, m.age_band, c.bin, c.pixels, c.sum_std,
+                                        c.sum_sq_error
+                                 FROM image_calibration c JOIN image_metrics m
+                                   ON m.config_hash = c.config_hash AND m.reconstructor = c.reconstructor
+                                  AND m.level = c.level AND m.image_id = c.image_id
+                                 WHERE c.config_hash = ? AND c.reconstructor = ? AND c.level = ?
+                                 ORDER BY c.image_id, c.bin""", [key, reconstructor, level]), columns)

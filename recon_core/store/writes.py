@@ -104,8 +104,10 @@ def write_attributes(store: Store, key: str, attributes: pd.DataFrame) -> None:
 
 
 def write_cell_rows(store: Store, key: str, reconstructor: str, level: float, metrics: pd.DataFrame,
-                    scores: pd.DataFrame, examples: dict[tuple[str, str], np.ndarray]) -> None:
-    """Per-image rows, per-label scores and example pixels of one cell, in one transaction."""
+                    scores: pd.DataFrame, examples: dict[tuple[str, str], np.ndarray],
+                    samples: pd.DataFrame | None = None, calibration: pd.DataFrame | None = None) -> None:
+    """Per-image rows, per-label scores and example pixels of one cell, in one transaction; for a sampler also
+    each posterior sample's answers and the calibration-curve sums."""
     examples_df = pd.DataFrame(
         [dict(image_id=i, kind=k, height=a.shape[0], width=a.shape[1], pixels=encode_pixels(a))
          for (i, k), a in examples.items()],
@@ -121,6 +123,14 @@ def write_cell_rows(store: Store, key: str, reconstructor: str, level: float, me
                        ON CONFLICT DO NOTHING""", [key, reconstructor, level])
         con.execute("""INSERT INTO examples SELECT ?, ?, ?, image_id, kind, height, width, pixels FROM e
                        ON CONFLICT DO NOTHING""", [key, reconstructor, level])
+        if samples is not None and not samples.empty:
+            con.register("d", samples)
+            con.execute("""INSERT INTO sample_scores SELECT ?, ?, ?, image_id, draw, name, value FROM d
+                           ON CONFLICT DO NOTHING""", [key, reconstructor, level])
+        if calibration is not None and not calibration.empty:
+            con.register("c", calibration)
+            con.execute("""INSERT INTO image_calibration SELECT ?, ?, ?, image_id, bin, pixels, sum_std, sum_sq_error
+                           FROM c ON CONFLICT DO NOTHING""", [key, reconstructor, level])
         con.execute("""INSERT INTO cells (config_hash, reconstructor, level, status, n_images)
                        VALUES (?, ?, ?, 'rows', ?)
                        ON CONFLICT DO UPDATE SET status = 'rows', n_images = excluded.n_images, message = NULL""",
@@ -178,8 +188,8 @@ def write_model_cards(store: Store, key: str, cards: pd.DataFrame) -> None:
                        ON CONFLICT DO NOTHING""", [key])
 
 
-RUN_TABLES = ("cells", "model_cards", "thresholds", "image_metrics", "image_scores", "aggregates", "correlations",
-              "image_attributes", "examples", "runs")
+RUN_TABLES = ("cells", "model_cards", "thresholds", "image_metrics", "image_scores", "sample_scores",
+              "image_calibration", "aggregates", "correlations", "image_attributes", "examples", "runs")
 """Every table whose rows carry a run's config hash (the run's own row last)."""
 
 
