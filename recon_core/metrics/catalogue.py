@@ -9,7 +9,8 @@ Scopes:
 - 'unit'    one value per statistical unit derived from stored image values (volume PSNR per patient);
 - 'group'   one value per group of units, from scores and labels (AUROC, TPR, …), per finding label.
 Kinds: 'quality' (against the clean image; none on the clean road), 'segmentation', 'task', 'helper'
-(stored to derive others, never shown).
+(stored to derive others, never shown), 'lesion' (at a cohort's known lesion site, on every road, clean
+included; read by the hallucination check, never aggregated by the summary; NaN for cohorts without sites).
 Derived names are built from these: `<m>_diff` (a signed difference between groups: grp names
 the contrast, 'F − M' or 'g − rest'), `<m>_gap` (max − min over groups, folded, descriptive),
 `<m>_ratio` (min / max), `<m>_added` (reconstructed − clean, paired), `worst_<m>`; `eodd_diff`
@@ -53,6 +54,14 @@ CATALOGUE: tuple[Metric, ...] = (
            "overlap of predicted and true tumour; both empty → 1, one empty → 0"),
     Metric("hd95", "Tumour HD95", "pixels", False, "image", "segmentation",
            "95th-percentile Hausdorff distance; undefined (skipped) when a mask is empty"),
+    Metric("lesion", "Known lesion", "", True, "image", "lesion",
+           "1 if the cohort put a lesion at the image's known site, 0 for a sham site (the same draw, no lesion)"),
+    Metric("lesion_amplitude", "Lesion amplitude", "", True, "image", "lesion",
+           "the contrast the known lesion has (or, at a sham site, would have) in the clean image"),
+    Metric("lesion_contrast", "Lesion contrast at the site", "", True, "image", "lesion",
+           "matched filter at the known site: zero-mean Gaussian template of the site's σ, Σ w0·x / Σ w0·w"),
+    Metric("lesion_called", "Segmenter's call at the site", "", True, "image", "lesion",
+           "1 if the predicted tumour mask has ≥ 3 pixels within 3 σ of the known site (cohorts with masks)"),
     Metric("auroc", "AUROC", "", True, "group", "task", "area under the ROC curve of the scores"),
     Metric("tpr", "Sensitivity (TPR)", "", True, "group", "task", "true-positive rate at the fixed threshold"),
     Metric("fpr", "False-positive rate (FPR)", "", False, "group", "task", "false-positive rate at the threshold"),
@@ -86,6 +95,7 @@ IMAGE_COLUMNS = names(scope="image")
 """Per-image metric columns of the store's `image_metrics` table."""
 QUALITY = names(kind="quality")
 SEGMENTATION = names(kind="segmentation")
+LESION = names(kind="lesion")
 TASK = names(kind="task")
 HIGHER_IS_WORSE = frozenset(m.name for m in CATALOGUE if not m.higher_is_better)
 THRESHOLD_RATES = frozenset({"tpr", "fpr", "fnr", "ppv", "sel"})
