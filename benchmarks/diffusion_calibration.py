@@ -15,9 +15,10 @@ the checkpoint's name is the variant's weights key, so variants never mix.
 CPU (the X-ray demo; about 3 min of training on 2 cores, then sampling):
     python -m benchmarks.diffusion_calibration --config configs/demo.yaml --images 32 \
         --cache /work/diffusion-cache --out calibration.json [--steps 5 10 20] [--set prediction=sample]
-GPU (trains gpu.yaml's diffusion to the end, then samples; the H100 command):
+GPU (trains gpu.yaml's diffusion to the end: 1,500 steps, estimated 3–5 min on an H100 from its
+≈ 6 TFLOP a step; the cohort ≈ 20 s; then ≈ 1 min of sampling; the H100 command, timeout 600 s):
     python -m benchmarks.diffusion_calibration --config configs/gpu.yaml --device cuda --images 32 \
-        --steps 10 25 50 --cache /tmp/diffusion-gpu --out $OUT/diffusion_gpu.json
+        --steps 10 20 50 --cache /tmp/diffusion-gpu --out $OUT/diffusion_gpu.json
 """
 
 from __future__ import annotations
