@@ -39,12 +39,14 @@ Inputs = list[tuple[torch.Tensor, torch.Tensor, list[str]]]
 
 def _bare(recon: Reconstructor, task_models: list[TaskModel], physics: Acquisition, level: float,
           inputs: Inputs, precision: str) -> None:
-    """The models' own work on degraded inputs: the reconstructor, then each diagnostic network's forward."""
+    """The models' own work on degraded inputs: the reconstructor, then each diagnostic network's forward (on the
+    reconstruction and, for a sampler, on each of its posterior samples, as a sweep judges them)."""
     with torch.no_grad(), network_precision(recon.device, precision):
         for degraded, measurement, ids in inputs:
-            output = recon.reconstruct(degraded, physics, level, measurement, ids)
-            for model in task_models:
-                model.net(output)
+            samples = recon.reconstruct_samples(degraded, physics, level, measurement, ids)
+            for output in [samples.mean(0), *(samples if len(samples) > 1 else [])]:
+                for model in task_models:
+                    model.net(output)
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]:
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
     config, device, test, physics, task_models, level = (bench.config, bench.device, bench.test, bench.physics,
                                                          bench.task_models, bench.level)
     batch, precision = config.evaluation.batch_size, args.precision or config.evaluation.precision
+    # a sampler's samples are called at operating thresholds; the timed models are untrained, any threshold times
+    thresholds = {label: 0.5 for model in task_models for label in model.labels}
     inputs: Inputs = [(b.degraded, b.measurement, b.ids) for b in input_batches(test, physics, level, batch, device)]
     print(f"{config.name} on {device_name(device)}: {len(test)} test images at {config.cohort.image_size} px, "
           f"batch {batch}, level {level:g} {physics.level_unit}, {precision}")
@@ -74,12 +78,14 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
     for name in config.reconstructors.names:
         recon = build_reconstructor(name, config, device)
         evaluate_cell(first(test, batch), task_models, physics, recon, level, device, batch, [],
-                      precision=precision)  # warm-up
+                      precision=precision, thresholds=thresholds)  # warm-up
         start = clock(device)
-        evaluate_cell(test, task_models, physics, recon, level, device, batch, [], precision=precision)
+        evaluate_cell(test, task_models, physics, recon, level, device, batch, [], precision=precision,
+                      thresholds=thresholds)
         sweep_rate = len(test) / (clock(device) - start)
         start = clock(device)
-        evaluate_cell(test, task_models, physics, recon, level, device, batch, [], precision=precision, kept=kept)
+        evaluate_cell(test, task_models, physics, recon, level, device, batch, [], precision=precision, kept=kept,
+                      thresholds=thresholds)
         kept_rate = len(test) / (clock(device) - start)
         _bare(recon, task_models, physics, level, inputs[:1], precision)  # warm-up
         start = clock(device)
