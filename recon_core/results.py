@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from recon_core import plots
 from recon_core.config import ConfigError, parse_config
-from recon_core.fairness import STATISTICS_VERSION
+from recon_core.fairness import STATISTICS_VERSION, hallucinations
 from recon_core.fairness.calibration import calibration_curve as pooled_curve
 from recon_core.fairness.correlation import POOLED, WITHIN, level_scope
 from recon_core.fairness.multiple_testing import BY_NAME as FAMILIES
@@ -397,3 +397,54 @@ def calibration_curve(store: Store, key: str, reconstructor: str, level: float,
     """A sampler cell's calibration curve per group: predicted std against RMS error in fixed std bins
     (`fairness.calibration`); empty for a deterministic reconstructor."""
     return pooled_curve(queries.calibration_sums(store, key, reconstructor, level), attributes)
+
+
+NO_SITES = ("Not available for this cohort: it has no known lesion sites. Only the generated cohorts place a lesion "
+            "of known place and size (or a sham site) in every image; real data (CSV, NIfTI, fastMRI) has none.")
+"""Why the hallucination check is missing for a run on real data, in words for the pages and the report."""
+
+
+@dataclass(frozen=True)
+class HallucinationCheck:
+    """The hallucination check of one reconstructed cell, or why there is none.
+
+    `rates` has the columns of `fairness.hallucinations.RATE_COLUMNS`: detector ('diagnostic
+    model' or 'residual map'), rule (the detector's 'found' rule in words), kind ('erased' or
+    'invented'), attribute ('all' for everyone, else the attribute) and grp (its group), rate
+    (share, NaN for a group with no eligible image), ci_low / ci_high (bootstrap percentile
+    interval), count (images erased / invented) and of (the denominator: images with a lesion
+    found on the clean image / images without one where nothing was found on the clean image).
+    `unavailable` is '' when there are rates, else why not in words (then `rates` is empty).
+    `rules`: each detector's 'found' rule in words (also when unavailable).
+    """
+
+    rates: pd.DataFrame
+    unavailable: str = ""
+    rules: dict[str, str] = field(default_factory=lambda: dict(hallucinations.RULES))
+
+
+def hallucination_rates(store: Store, key: str, reconstructor: str, level: float, attributes: Sequence[str],
+                        n_resamples: int = 1000, ci_level: float = 0.95) -> HallucinationCheck:
+    """How often `reconstructor` at `level` erases a known lesion or invents one, per detector and group.
+
+    Computed from the stored per-image rows of the cell and of the clean road (lesion contrast at
+    the known site, the classifier's scores with the run's thresholds, or the segmenter's call),
+    resampled with the run's seed; `attributes` are the group columns ('sex', 'age_band',
+    'sex×age_band'). A run on a cohort without known lesion sites, or a cell not stored, is
+    `unavailable` in words. KeyError if the store holds no such run.
+    """
+    view = run_view(store, key)
+    empty = pd.DataFrame(columns=hallucinations.RATE_COLUMNS)
+    recon, clean = queries.image_rows(store, key, reconstructor, level), queries.image_rows(store, key, CLEAN, 0.0)
+    if recon.empty or clean.empty:
+        missing = f"{reconstructor} at {level:g}" if recon.empty else "the clean road"
+        return HallucinationCheck(empty, f"The store holds no per-image results for {missing} of this run.")
+    if "lesion_contrast" not in recon or "lesion_contrast" not in clean:
+        return HallucinationCheck(empty, NO_SITES)
+    try:
+        finding = get_modality(view.modality).lesion_finding
+    except UnknownNameError:  # a modality this installation does not know: only a segmenter's stored call
+        finding = None
+    seed = int((queries.run_config(store, key) or {}).get("seed", 0))
+    table = hallucinations.hallucination_table(clean, recon, queries.thresholds(store, key), finding)
+    return HallucinationCheck(hallucinations.hallucination_rates(table, attributes, n_resamples, ci_level, seed))

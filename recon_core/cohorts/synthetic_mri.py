@@ -10,11 +10,14 @@ The segmentation mask is the tumour core (enhancing rim and necrosis, or the low
 mass); the surrounding oedema is drawn but not part of the mask.
 Demographics change the image: the head is smaller for female patients, and with age the
 ventricles widen and the CSF spaces darken (atrophy). Bias knobs can change the grade
-prevalence, tumour contrast or size in one group. Deterministic per (seed, patient).
+prevalence, tumour contrast or size in one group. Every slice has a known lesion site
+(`lesion_sites`): its tumour cross-section, or the patient's tumour centre as a sham site for a
+slice the tumour misses. Deterministic per (seed, patient).
 """
 
 from __future__ import annotations
 
+import warnings
 from functools import cached_property, partial
 
 import numpy as np
@@ -26,6 +29,7 @@ from recon_core.cohorts.brain_anatomy import BrainStack, brain_stack
 from recon_core.cohorts.demographics import CohortError, age_band, require_varied
 from recon_core.cohorts.workers import render_chunks
 from recon_core.config import CohortConfig
+from recon_core.metrics.lesions import SITE_COLUMNS, matched_contrast
 from recon_core.progress import Progress, silent
 from recon_core.seeding import numpy_rng
 
@@ -33,6 +37,8 @@ LABELS = ("high_grade",)
 SLICE_SPACING_MM = 3.0
 CHUNK = 20
 """Most patients rendered per hand-off (and per progress report)."""
+MIN_AMPLITUDE = 0.02
+"""A tumour whose measured contrast is smaller than this (a ring and a dark core cancelling) is not judged."""
 
 
 def sample_patients(config: CohortConfig, seed: int) -> pd.DataFrame:
@@ -73,8 +79,10 @@ def _smooth(rng: np.random.Generator, size: int, amplitude: float, sigma: float)
     return field / (np.abs(field).max() + 1e-9) * amplitude
 
 
-def render_patient(stack: BrainStack, patient: pd.Series, n_slices: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n_slices, H, W) float32 images in [0, 1] and uint8 tumour masks of one patient."""
+def render_patient(stack: BrainStack, patient: pd.Series, n_slices: int,
+                   seed: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """(n_slices, H, W) float32 images in [0, 1], uint8 tumour masks, and the tumour's in-plane (y, x, radius) in
+    pixels: where a slice the tumour misses has its sham lesion site."""
     rng = numpy_rng(seed, "mri-patient", patient.subject_id)
     depth, size = stack.t1.shape[0], stack.t1.shape[1]
     high = patient.high_grade == 1
@@ -141,19 +149,57 @@ def render_patient(stack: BrainStack, patient: pd.Series, n_slices: int, seed: i
         image = image * bias
         lo, hi = float(image.min()), float(image.max())
         images[j] = np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)  # per-slice min-max, as the reference
-    return images, masks
+    return images, masks, (float(ty), float(tx), float(radius))
 
 
 def _render_patients(anatomy: str, size: int, n_slices: int, seed: int,
-                     patients: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(images, masks) of a chunk of patients, n_slices rows each: one worker's share of `generate_cohort`."""
+                     patients: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, masks, (y, x, radius) of each patient's tumour) of a chunk of patients, n_slices rows each: one
+    worker's share of `generate_cohort`."""
     stack = brain_stack(anatomy, size)
     images = np.empty((len(patients) * n_slices, size, size), np.float32)
     masks = np.empty(images.shape, np.uint8)
+    tumours = np.empty((len(patients), 3))
     for i, patient in enumerate(patients.itertuples(index=False)):
         rows = slice(i * n_slices, (i + 1) * n_slices)
-        images[rows], masks[rows] = render_patient(stack, patient, n_slices, seed)
-    return images, masks
+        images[rows], masks[rows], tumours[i] = render_patient(stack, patient, n_slices, seed)
+    return images, masks, tumours
+
+
+def lesion_sites(images: np.ndarray, masks: np.ndarray, tumours: np.ndarray) -> pd.DataFrame:
+    """Every slice's known lesion site (`metrics.lesions.SITE_COLUMNS`): its tumour, or the patient's as a sham.
+
+    A slice the tumour cuts has its site at the mask's centroid and its σ from the mask's second
+    moment (a disc of radius r gives σ = r / 2); a slice it misses has the patient's tumour centre
+    and σ = radius / 2 as a sham site. The tumours differ in kind (ring-enhancing, solid, dark), so
+    the amplitude is measured: the matched filter's contrast on the clean slice, and for a sham
+    site the mean over the patient's tumour slices (what its tumour would show). A patient whose
+    slices all miss the tumour, or an amplitude under `MIN_AMPLITUDE`, leaves it NaN: not judged.
+    The background read on the residual map is the sham site's own reading on its clean slice (it
+    has no lesion) and 0 at a tumour (its amplitude was measured on the image as it is).
+    """
+    n_slices = len(masks) // len(tumours)
+    yy, xx = np.mgrid[0:masks.shape[1], 0:masks.shape[2]]
+    area = masks.reshape(len(masks), -1).sum(1).astype(float)
+    present = area > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cy = (masks * yy).reshape(len(masks), -1).sum(1) / area
+        cx = (masks * xx).reshape(len(masks), -1).sum(1) / area
+        spread = (masks * ((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2)).reshape(
+            len(masks), -1).sum(1) / area / 2
+    patient = np.repeat(tumours, n_slices, axis=0)
+    y, x = np.where(present, cy, patient[:, 0]), np.where(present, cx, patient[:, 1])
+    sigma = np.where(present, np.sqrt(np.maximum(spread, 0.25)), patient[:, 2] / 2)
+    reading = matched_contrast(images, y, x, sigma)
+    measured = np.where(present, reading, np.nan)
+    with warnings.catch_warnings():  # a patient with no tumour slice has no amplitude: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        would = np.repeat(np.nanmean(measured.reshape(len(tumours), n_slices), axis=1), n_slices)
+    amplitude = np.where(present, measured, would)
+    amplitude = np.where(np.abs(amplitude) >= MIN_AMPLITUDE, amplitude, np.nan)
+    return pd.DataFrame({"lesion": present.astype(float), "lesion_y": y, "lesion_x": x, "lesion_radius": sigma,
+                         "lesion_amplitude": amplitude, "lesion_background": np.where(present, 0.0, reading)},
+                        columns=list(SITE_COLUMNS))
 
 
 def generate_cohort(config: CohortConfig, seed: int, progress: Progress = silent,
@@ -170,10 +216,12 @@ def generate_cohort(config: CohortConfig, seed: int, progress: Progress = silent
     parts = list(render_chunks(render, patients, workers, CHUNK, progress, "generating MRI cohort"))
     images = np.concatenate([part[0] for part in parts])
     masks = np.concatenate([part[1] for part in parts])
+    tumours = np.concatenate([part[2] for part in parts])
     rows = patients.loc[patients.index.repeat(n)].reset_index(drop=True)
     rows.insert(0, "image_id", [f"{s}-s{k}" for s in patients.subject_id for k in range(n)])
     rows["slice"] = np.tile(np.arange(n), len(patients))
     rows["tumour_pixels"] = masks.reshape(len(masks), -1).sum(1)
+    rows = pd.concat([rows, lesion_sites(images, masks, tumours)], axis=1)
     return Cohort(rows, images, LABELS, f"synthetic MRI ({stack.name})", masks=masks)
 
 
@@ -196,5 +244,5 @@ class SyntheticBrainSource(CohortSource):
     def item(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
         count = self.config.slices_per_subject
         subject, k = slice_of(image_id, self._patients.index, count)
-        images, masks = render_patient(self._stack, self._patients.loc[subject], count, self.seed)
+        images, masks, _ = render_patient(self._stack, self._patients.loc[subject], count, self.seed)
         return images[k], masks[k]

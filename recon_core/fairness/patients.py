@@ -35,14 +35,15 @@ def patient_rows(rows: pd.DataFrame) -> pd.DataFrame:
     out = per[[c for c in rows if c in DEMOGRAPHICS or c.startswith("target:")]].first()
     scores = [c for c in rows if c.startswith("score:")]
     out[scores] = per[scores].median()
-    means = [c for c in catalogue.IMAGE_COLUMNS if c in rows and catalogue.BY_NAME[c].kind != "helper"]
+    means = [c for c in catalogue.IMAGE_COLUMNS
+             if c in rows and catalogue.BY_NAME[c].kind in ("quality", "segmentation", "uncertainty")]
     with warnings.catch_warnings():  # all-NaN HD95 of a patient stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         out[means] = per[means].agg(lambda v: np.nanmean(v) if v.notna().any() else np.nan)
     if {"mse", "signal"} <= set(rows):
         for name, values in volume_quality(per["mse"].mean(), per["signal"].mean()).items():
             out[name] = values
-    extra = [c for c in rows if c not in out and c not in ("image_id", "subject_id", "mse", "signal")]
+    extra = [c for c in rows if c not in out and c not in ("image_id", "subject_id", *catalogue.IMAGE_COLUMNS)]
     for column in extra:  # further attributes (constant per patient)
         out[column] = per[column].first()
     out["n_slices"] = per.size()

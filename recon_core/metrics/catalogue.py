@@ -10,7 +10,9 @@ Scopes:
 - 'group'   one value per group of units, from scores and labels (AUROC, TPR, …), per finding label.
 Kinds: 'quality' (against the clean image; none on the clean road), 'segmentation', 'task',
 'uncertainty' (a sampler's posterior spread and its per-sample diagnostic calls; only where a
-reconstructor draws several samples), 'helper' (stored to derive others, never shown).
+reconstructor draws several samples), 'helper' (stored to derive others, never shown), 'lesion' (at a
+cohort's known lesion site, on every road, clean included; read by the hallucination check, never
+aggregated by the summary; NaN for cohorts without sites).
 Derived names are built from these: `<m>_diff` (a signed difference between groups: grp names
 the contrast, 'F − M' or 'g − rest'), `<m>_gap` (max − min over groups, folded, descriptive),
 `<m>_ratio` (min / max), `<m>_added` (reconstructed − clean, paired), `worst_<m>`; `eodd_diff`
@@ -66,6 +68,14 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("sample_dice_flip", "Sample Dice flip rate", "", False, "image", "uncertainty",
            "share of posterior samples whose tumour Dice differs from the reported reconstruction's by more "
            "than evaluation.sample_dice_change"),
+    Metric("lesion", "Known lesion", "", True, "image", "lesion",
+           "1 if the cohort put a lesion at the image's known site, 0 for a sham site (the same draw, no lesion)"),
+    Metric("lesion_amplitude", "Lesion amplitude", "", True, "image", "lesion",
+           "the contrast the known lesion has (or, at a sham site, would have) in the clean image"),
+    Metric("lesion_contrast", "Lesion contrast at the site", "", True, "image", "lesion",
+           "matched filter at the known site: zero-mean Gaussian template of the site's σ, Σ w0·x / Σ w0·w"),
+    Metric("lesion_called", "Segmenter's call at the site", "", True, "image", "lesion",
+           "1 if the predicted tumour mask has ≥ 3 pixels within 3 σ of the known site (cohorts with masks)"),
     Metric("auroc", "AUROC", "", True, "group", "task", "area under the ROC curve of the scores"),
     Metric("tpr", "Sensitivity (TPR)", "", True, "group", "task", "true-positive rate at the fixed threshold"),
     Metric("fpr", "False-positive rate (FPR)", "", False, "group", "task", "false-positive rate at the threshold"),
@@ -99,6 +109,7 @@ IMAGE_COLUMNS = names(scope="image")
 """Per-image metric columns of the store's `image_metrics` table."""
 QUALITY = names(kind="quality")
 SEGMENTATION = names(kind="segmentation")
+LESION = names(kind="lesion")
 TASK = names(kind="task")
 UNCERTAINTY = names(kind="uncertainty")
 HIGHER_IS_WORSE = frozenset(m.name for m in CATALOGUE if not m.higher_is_better)

@@ -60,6 +60,9 @@ class Modality(ABC):
     """'Added by reconstruction' metrics of the headline tables (signed changes first)."""
     primary_test: ClassVar[str]
     """The headline test: its per-label (or per-image metric's) rows form the run's primary family."""
+    lesion_finding: ClassVar[str | None] = None
+    """The finding whose classifier call is the diagnostic model's detector of a known lesion (the hallucination
+    check); None where the segmenter's call at the site is (`lesion_called`)."""
     correlated_quality: ClassVar[tuple[str, ...]] = ("psnr", "ssim")
     """Image-quality metrics whose ranking of the cells is set against the headline tasks' (run finalisation)."""
 

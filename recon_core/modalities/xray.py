@@ -44,6 +44,7 @@ class XRay(Modality):
                    Headline("eodd", "mean", "Equalized-odds gap (mean over findings)", "½ (TPR gap + FPR gap)"))
     added_metrics = ("auroc_added", "tpr_diff_added", "eodd_diff_added", "eo_gap_added")
     primary_test = "tpr_diff_added"
+    lesion_finding = "nodule"  # the synthetic cohort's known lesion is its nodule
 
     def validate_source(self, config: StudyConfig) -> None:
         if config.cohort.source == "csv" and config.cohort.csv is None:

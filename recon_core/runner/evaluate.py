@@ -14,6 +14,7 @@ import torch
 from recon_core.device import network_precision
 from recon_core.diagnostics.task import TaskModel, TaskOutput, scorer
 from recon_core.metrics.image_quality import QUALITY_METRICS, image_quality
+from recon_core.metrics.lesions import lesion_metrics
 from recon_core.metrics.uncertainty import BIN_EDGES, calibration_bins, spread_calibration
 from recon_core.models.batches import SplitData
 from recon_core.models.user_models import UserModelError
@@ -204,8 +205,10 @@ def evaluate_cell(data: SplitData, task_models: Sequence[TaskModel], physics: Ac
         for answer in answers:
             quality |= answer.metrics
         score_parts.append(answers[scoring].scores)
-        metric_parts.append(quality)
         predicted = next((a.masks for a in answers if a.masks is not None), None)
+        # the hallucination check's measurements at each image's known lesion site (synthetic cohorts only)
+        quality |= lesion_metrics(output, data.rows.iloc[lo:lo + len(batch_ids)], predicted)
+        metric_parts.append(quality)
         for j, image_id in enumerate(batch_ids):
             if image_id not in wanted:
                 continue
