@@ -124,3 +124,7 @@ def get_replayer(config_json: str, checkpoint_dir: str) -> CaseReplayer:
 def run_config_json(key: str) -> str:
     """The stored config of a run as canonical JSON (a stable cache key)."""
     return json.dumps(run_config(key) or {}, sort_keys=True)
+sample_scores = _served(queries.sample_scores)
+sample_count = _served(results.sample_count)
+calibration_curve = _served(results.calibration_curve)
+hallucination_rates = _served(results.hallucination_rates)
