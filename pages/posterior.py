@@ -123,7 +123,7 @@ else:
     focus = [c.rates.assign(reconstructor=r) for (r, lv), c in available.items() if lv == level]
     rates = pd.concat(focus, ignore_index=True) if focus else pd.DataFrame()
     for where, (detector, rule) in zip(st.columns(len(rules)), rules.items(), strict=True):
-        where.markdown(f"**Detector: {detector}.** Found when {rule}.")
+        where.markdown(f"**Detector: {detector}.** Rule: {rule}.")
         if rates.empty:
             where.info(f"No reconstructor picked has hallucination rates at {level:g} {unit}.")
             continue

@@ -476,8 +476,9 @@ def posterior_overview(agg: pd.DataFrame, attribute: str = "all", reconstructors
                        levels: Sequence[float] | None = None) -> pd.DataFrame:
     """Per sampler, level (and group of `attribute`): each posterior metric as 'estimate [CI]', one column each.
 
-    Rows follow the order of `levels` where given. Columns: reconstructor, level, group (for an attribute other than 'all'), then the human names
-    of the posterior metrics the run holds (rank correlation, coverage, spread, sample flip rates), n.
+    Rows follow the order of `levels` where given. Columns: reconstructor, level, group (for an
+    attribute other than 'all'), then the human names of the posterior metrics the run holds (rank
+    correlation, coverage, spread, sample flip rates), n.
     """
     rows = posterior_table(agg, attribute)
     if reconstructors is not None:
@@ -498,7 +499,7 @@ def posterior_overview(agg: pd.DataFrame, attribute: str = "all", reconstructors
         rank = {float(lv): i for i, lv in enumerate(levels)}
         wide = wide.sort_values(["reconstructor", "level", "grp"], key=lambda s: s.map(rank) if s.name == "level"
                                 else s, kind="stable")
-    wide = wide.rename(columns={"grp": "group"})
+    wide = wide.rename(columns={"grp": "group"}).assign(level=lambda f: [f"{lv:g}" for lv in f.level])
     if attribute == "all":
         wide = wide.drop(columns="group")
     return wide.reset_index(drop=True)
