@@ -60,7 +60,7 @@ def cached_posterior(config_json: str, checkpoint_dir: str, image_id: str, recon
     return data.get_replayer(config_json, checkpoint_dir).posterior(image_id, reconstructor, level)
 
 
-def sample_images(image_id: str, reconstructor: str, level: float) -> dict[str, np.ndarray] | None:
+def sample_images(key: str, image_id: str, reconstructor: str, level: float) -> dict[str, np.ndarray] | None:
     """The reported reconstruction, two single posterior samples and the per-pixel std of one case.
 
     Read from the stored examples where the image is one of them, else replayed; None (with a
@@ -80,20 +80,21 @@ def sample_images(image_id: str, reconstructor: str, level: float) -> dict[str, 
             "uncertainty": samples.std(0, ddof=1)}
 
 
-def uncertain_calls(recon: str, level: float, attribute_name: str) -> None:
+def uncertain_calls(key: str, recon: str, level: float, unit: str) -> None:
     """Most uncertain calls: a sampler's cases ranked by how many posterior samples flip the diagnosis, and for a
     chosen case each sample's answers, two single samples and the spread beside the reconstruction."""
     rows = data.image_rows(key, recon, level)
     metric = next((m for m in ("sample_dice_flip", "sample_flip") if m in rows and rows[m].notna().any()), None)
     if metric is None:
         return
-    st.subheader(f"Most uncertain calls — {recon}'s posterior samples at {level:g} {run.level.unit}")
+    st.subheader(f"Most uncertain calls — {recon}'s posterior samples at {level:g} {unit}")
     ranked = results.uncertain_cases(rows, metric)
     columns = ["image_id", metric, "posterior_std", "spread_error_rho", "interval_coverage", "sex", "age_band"]
     columns = [c for c in columns if c in ranked]
     st.dataframe(ranked[columns].head(200).rename(columns={c: catalogue.label(c) for c in columns
                                                            if c in catalogue.BY_NAME}),
-                 hide_index=True, width="stretch", height=220)
+                 hide_index=True, width="stretch", height=220,
+                 column_config={catalogue.label("posterior_std"): st.column_config.NumberColumn(format="%.3g")})
     st.caption(f"{catalogue.label(metric)}: {catalogue.BY_NAME[metric].description}. Cases where the samples "
                "disagree most come first; the rate per group is on the Uncertainty & hallucinations page.")
     ids = ranked.image_id.head(200).tolist()
@@ -112,7 +113,7 @@ def uncertain_calls(recon: str, level: float, attribute_name: str) -> None:
     st.caption("Each posterior sample judged by the diagnostic model, beside its answer on the reported "
                "reconstruction (the samples' mean); a finding's call is its score against the run's operating "
                "threshold." + (" Dice is the segmenter's tumour overlap on each sample." if "dice" in reported else ""))
-    images = sample_images(image_id, recon, level)
+    images = sample_images(key, image_id, recon, level)
     if images is not None:
         panels = [(f"{recon} (mean of the samples)", images["reconstructed"], "image"),
                   ("one sample", images["sample0"], "image"), ("another sample", images["sample1"], "image"),
@@ -163,7 +164,7 @@ chart(st, "flip-rates", cached_plot("group_forest", shown,
                                     colours=FLIP_COLOURS, legend_title="finding"), width="stretch")
 st.dataframe(rates.rename(columns={"grp": "group"}), hide_index=True, width="stretch")
 if recon in results.samplers(agg):
-    uncertain_calls(recon, float(level), attribute_name)
+    uncertain_calls(key, recon, float(level), run.level.unit)
 
 segmentation = next((m for m in catalogue.SEGMENTATION if m in set(agg.metric)), None)
 segmented = segmentation is not None

@@ -128,7 +128,7 @@ else:
             where.info(f"No reconstructor picked has hallucination rates at {level:g} {unit}.")
             continue
         shown = rates[(rates.detector == detector) & (rates.kind == kind)].rename(
-            columns={"rate": "estimate", "of": "n"})
+            columns={"rate": "estimate", "of": "n"}).replace({"grp": {"all": "everyone"}})
         chart(where, f"hallucinations-{detector.replace(' ', '-')}", cached_plot(
             "group_forest", shown, f"{KIND_TEXT[kind].capitalize()} at {level:g} {unit} (95 % CI)", "rate",
             colours=run.colours), width="stretch")
