@@ -169,7 +169,7 @@ def test_sidebar_choices_hold_across_pages_and_a_visit_home(built_store, monkeyp
     at.select_slider(key=scoped("level", key)).set_value(3000.0).run()
     at.selectbox(key=scoped("attribute", key)).set_value("age_band").run()
     for page in ("pages/home.py", "pages/fairness.py", "pages/compare.py", "pages/failures.py",
-                 "pages/run.py", "pages/overview.py"):
+                 "pages/posterior.py", "pages/run.py", "pages/overview.py"):
         at.switch_page(page).run()
         assert not at.exception, page
         if page in ("pages/home.py", "pages/run.py"):
