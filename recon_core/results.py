@@ -543,6 +543,7 @@ def draw_table(samples: pd.DataFrame, reported: dict[str, float], thresholds: di
     calls = [n for n in names if n in thresholds]
 
     def changed(row: pd.Series) -> str:
+        """The findings whose call on this draw differs from the reported one ('—' for none)."""
         flipped = [n for n in calls if row[n] == row[n] and reported.get(n) == reported.get(n)
                    and (row[n] >= thresholds[n]) != (reported[n] >= thresholds[n])]
         return ", ".join(flipped) if flipped else "—"
