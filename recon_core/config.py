@@ -148,24 +148,36 @@ class GANConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """Conditional diffusion: the degraded image is an input channel; DDIM sampling with MONAI's schedulers.
+    """Conditional diffusion: the degraded image is an input channel; DDIM sampling on MONAI's noise schedules.
 
     network 'unet': a MONAI UNet that takes the timestep as a constant input map (CPU-sized);
     'diffusion_unet': MONAI's DiffusionModelUNet with timestep embeddings (GPU-sized).
+    start 'noise': sampling starts from pure noise at t = T (SR3); 'degraded': from the degraded
+    image noised to t₀ = start_fraction·(T − 1) (SDEdit / IR-SDE style), and training draws t in
+    [0, t₀] only. eta: DDIM's η, 0 deterministic after the start, 1 as ancestral DDPM sampling.
     """
 
     network: Literal["unet", "diffusion_unet"] = "unet"
-    # 'epsilon': the standard noise-prediction loss; 'sample': predicts the clean image (CPU-sized training)
-    prediction: Literal["epsilon", "sample"] = "epsilon"
+    # 'epsilon': the standard noise-prediction loss; 'sample': predicts the clean image (CPU-sized training);
+    # 'v': predicts v = √ᾱ·ε − √(1−ᾱ)·x₀ (Salimans & Ho), whose x̂₀ tends to x_t as t → 0
+    prediction: Literal["epsilon", "sample", "v"] = "epsilon"
     channels: tuple[int, ...] = (16, 32, 64, 128)
     train_timesteps: int = 1000
     schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = "cosine"
-    sampling_steps: int = 50  # DDIM steps at sampling time, up to train_timesteps
+    sampling_steps: int = 50  # DDIM steps at sampling time, up to the starting timestep
     n_samples: int = 1  # posterior samples per image; > 1 stores their per-pixel std as uncertainty
     steps: int = 800
     batch_size: int = 16
     learning_rate: float = 1e-3
     data_consistency: bool = False  # MRI: make every step's clean-image estimate consistent with k-space
+    start: Literal["noise", "degraded"] = field(default="noise", metadata={"omit_if_default": True})
+    start_fraction: float = field(default=1.0, metadata={"omit_if_default": True})  # t₀ / (T − 1), start: degraded
+    eta: float = field(default=0.0, metadata={"omit_if_default": True})  # DDIM η: 0 deterministic, 1 ancestral
+
+    def start_timestep(self) -> int:
+        """t₀, the timestep sampling starts from and training draws up to: T − 1 from noise."""
+        return self.train_timesteps - 1 if self.start == "noise" else round(self.start_fraction
+                                                                             * (self.train_timesteps - 1))
 
 
 def _sha256() -> Any:
@@ -389,6 +401,7 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "reconstructors.unet.num_res_units": (0, 8, True), "reconstructors.gan.num_res_units": (0, 8, True),
     "reconstructors.gan.disc_channels": (1, math.inf, True), "reconstructors.gan.disc_layers": (1, 6, True),
     "reconstructors.gan.l1_weight": (0, math.inf, True), "reconstructors.diffusion.train_timesteps": (1, 100_000, True),
+    "reconstructors.diffusion.start_fraction": (0, 1, False), "reconstructors.diffusion.eta": (0, 1, True),
     "diagnostic.steps": (1, math.inf, True), "diagnostic.segmenter_steps": (1, math.inf, True),
     "diagnostic.batch_size": (1, math.inf, True), "diagnostic.learning_rate": (0, 1, False),
     "evaluation.n_bootstrap": (100, 1_000_000, True), "evaluation.ci_level": (0.5, 0.999, False),
@@ -569,9 +582,16 @@ def check_values(config: StudyConfig) -> StudyConfig:
                               f"{list(config.cohort.split_fractions)}: every split needs {MIN_SPLIT_SUBJECTS} "
                               f"subjects, so at least {need}")
     diffusion = config.reconstructors.diffusion
-    if not 1 <= diffusion.sampling_steps <= diffusion.train_timesteps:
+    if diffusion.start == "noise" and diffusion.start_fraction != 1:
+        raise ConfigError(f"reconstructors.diffusion.start_fraction: {diffusion.start_fraction!r} is for start: "
+                          "degraded; from noise sampling starts at the last timestep")
+    start = diffusion.start_timestep()
+    if start < 1:
+        raise ConfigError(f"reconstructors.diffusion.start_fraction: {diffusion.start_fraction!r} of "
+                          f"{diffusion.train_timesteps - 1} timesteps rounds to t₀ = 0: nothing to sample")
+    if not 1 <= diffusion.sampling_steps <= start + 1:
         raise ConfigError(f"reconstructors.diffusion.sampling_steps: {diffusion.sampling_steps} must be within "
-                          f"1–{diffusion.train_timesteps} (train_timesteps)")
+                          f"1–{start + 1} (the timesteps 0–{start} the sampler starts from)")
     if diffusion.n_samples < 1:
         raise ConfigError("reconstructors.diffusion.n_samples: at least one sample per image")
     if config.cohort.slices_per_subject < 1:

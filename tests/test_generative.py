@@ -1,4 +1,8 @@
-"""GAN and diffusion reconstructors: losses fall, sampling is reproducible, the cache is used, MRI stays consistent."""
+"""GAN and diffusion reconstructors: losses fall, sampling is reproducible, the cache is used, MRI stays consistent.
+
+The diffusion variants: from noise (SR3) or from the degraded image (SDEdit), deterministic (η = 0)
+or stochastic (η = 1) steps, ε, v or x̂₀ prediction.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import pytest
 import torch
 from monai.networks.nets import DiffusionModelUNet
 
-from recon_core.config import DiffusionConfig, GANConfig, ReconstructorsConfig, StudyConfig
+from recon_core.config import ConfigError, DiffusionConfig, GANConfig, ReconstructorsConfig, StudyConfig, parse_config
 from recon_core.config_loader import load_config
 from recon_core.diagnostics import Classifier
 from recon_core.models.batches import SplitData, TrainingBatch
@@ -23,6 +27,8 @@ from tests.conftest import ROOT
 from tests.test_reconstructors import smooth_images, split_of
 
 SMALL = dict(channels=(8, 16, 32), batch_size=4)
+FROM_DEGRADED = dict(prediction="v", start="degraded", start_fraction=0.3, eta=1.0)
+"""The demos' variant: v prediction, started from the degraded image at 0.3·T, ancestral (η = 1) steps."""
 
 
 def config(**diffusion) -> StudyConfig:
@@ -75,7 +81,7 @@ def test_one_gan_step_lowers_each_loss_on_a_tiny_batch():
     assert after < before
 
 
-@pytest.mark.parametrize("prediction", ["epsilon", "sample"])
+@pytest.mark.parametrize("prediction", ["epsilon", "sample", "v"])
 def test_one_diffusion_step_lowers_the_loss_on_a_tiny_batch(prediction):
     torch.manual_seed(0)
     diffusion = build_reconstructor("diffusion", config(prediction=prediction), torch.device("cpu"))
@@ -93,10 +99,10 @@ def test_one_diffusion_step_lowers_the_loss_on_a_tiny_batch(prediction):
     assert float(loss().detach()) < float(before.detach())
 
 
-@pytest.mark.parametrize("prediction", ["epsilon", "sample"])
-def test_diffusion_sampling_is_deterministic_per_seed_and_independent_of_batching(prediction):
-    diffusion = past_rezero(build_reconstructor("diffusion", config(n_samples=2, prediction=prediction),
-                                                torch.device("cpu")))
+@pytest.mark.parametrize("variant", [dict(prediction="epsilon"), dict(prediction="sample"), FROM_DEGRADED],
+                         ids=["epsilon", "sample", "from-degraded"])
+def test_diffusion_sampling_is_deterministic_per_seed_and_independent_of_batching(variant):
+    diffusion = past_rezero(build_reconstructor("diffusion", config(n_samples=2, **variant), torch.device("cpu")))
     physics = ProjectionDose(seed=0)
     noisy, _ = pairs(3)
     ids = ["a", "b", "c"]
@@ -105,7 +111,7 @@ def test_diffusion_sampling_is_deterministic_per_seed_and_independent_of_batchin
     assert samples.shape == (2, *noisy.shape)
     assert torch.allclose(samples[:, 1:], again, atol=1e-5)  # batch composition does not matter
     one, std = samples.mean(0), samples.std(0)
-    other = build_reconstructor("diffusion", dataclasses.replace(config(n_samples=2, prediction=prediction), seed=4),
+    other = build_reconstructor("diffusion", dataclasses.replace(config(n_samples=2, **variant), seed=4),
                                 torch.device("cpu"))
     other.net.load_state_dict(diffusion.net.state_dict())
     assert not torch.allclose(other.reconstruct(noisy, physics, 300.0, noisy, ids), one)  # the seed matters
@@ -113,31 +119,52 @@ def test_diffusion_sampling_is_deterministic_per_seed_and_independent_of_batchin
     assert float(one.min()) >= 0 and float(one.max()) <= 1
 
 
-@pytest.mark.parametrize("prediction", ["epsilon", "sample"])
-def test_diffusion_with_data_consistency_keeps_the_measured_kspace(prediction):
+def mri_diffusion(**diffusion):
+    """A diffusion reconstructor of the tiny MRI study (untrained, its residual branch open) and the k-space physics."""
     tiny = load_config(ROOT / "configs" / "tiny-mri.yaml")
+    settings = DiffusionConfig(**(dict(channels=(8, 16, 32), sampling_steps=3, data_consistency=True) | diffusion))
     mri = dataclasses.replace(tiny, reconstructors=dataclasses.replace(tiny.reconstructors, names=("diffusion",),
-                                                                       diffusion=DiffusionConfig(
-        prediction=prediction, channels=(8, 16, 32), sampling_steps=3, data_consistency=True)))
-    diffusion = past_rezero(build_reconstructor("diffusion", mri, torch.device("cpu")))
-    physics = KspaceUndersampling(seed=0)
-    clean = torch.from_numpy(smooth_images(2, 32)[:, None])
-    measured = physics.measure(clean, 4.0, ["a", "b"])
-    free = dataclasses.replace(mri, reconstructors=dataclasses.replace(
-        mri.reconstructors, diffusion=dataclasses.replace(mri.reconstructors.diffusion, data_consistency=False)))
-    bare = build_reconstructor("diffusion", free, torch.device("cpu"))
-    bare.net.load_state_dict(diffusion.net.state_dict())
+                                                                       diffusion=settings))
+    return past_rezero(build_reconstructor("diffusion", mri, torch.device("cpu"))), KspaceUndersampling(seed=0)
+
+
+def kspace_misfit(image: torch.Tensor, measured: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per image, the mean distance of its k-space from the measured samples at the sampled positions."""
     from recon_core.physics.mri_kspace import fft2c
 
+    return (fft2c(image.to(torch.complex64))[..., mask] - measured[..., mask]).abs().flatten(1).mean(1)
+
+
+@pytest.mark.parametrize("variant", [dict(prediction="epsilon"), dict(prediction="sample"), FROM_DEGRADED],
+                         ids=["epsilon", "sample", "from-degraded"])
+def test_diffusion_with_data_consistency_keeps_the_measured_kspace(variant):
+    diffusion, physics = mri_diffusion(**variant)
+    bare, _ = mri_diffusion(**variant, data_consistency=False)
+    bare.net.load_state_dict(diffusion.net.state_dict())
+    clean = torch.from_numpy(smooth_images(2, 32)[:, None])
+    measured = physics.measure(clean, 4.0, ["a", "b"])
     mask = physics.mask(4.0, 32)
-
-    def misfit(image: torch.Tensor) -> float:
-        return float((fft2c(image.to(torch.complex64))[..., mask] - measured[..., mask]).abs().mean())
-
     degraded = physics.to_image(measured, 4.0)
     with_dc = diffusion.reconstruct(degraded, physics, 4.0, measured, ["a", "b"])
     without = bare.reconstruct(degraded, physics, 4.0, measured, ["a", "b"])
-    assert misfit(with_dc) < 0.5 * misfit(without)
+    assert float(kspace_misfit(with_dc, measured, mask).mean()) < 0.5 * float(
+        kspace_misfit(without, measured, mask).mean())
+
+
+def test_every_mri_sample_keeps_the_measured_kspace_and_differs_only_where_unmeasured():
+    """Data consistency per sample: the draws agree on the sampled frequencies, their spread is in the others."""
+    from recon_core.physics.mri_kspace import fft2c
+
+    diffusion, physics = mri_diffusion(**FROM_DEGRADED, n_samples=3)
+    clean = torch.from_numpy(smooth_images(2, 32)[:, None])
+    measured = physics.measure(clean, 8.0, ["a", "b"])
+    mask = physics.mask(8.0, 32)
+    samples = diffusion.reconstruct_samples(physics.to_image(measured, 8.0), physics, 8.0, measured, ["a", "b"])
+    unconstrained = diffusion.sample(physics.to_image(measured, 8.0), physics, 8.0, None, ["a", "b"])
+    for sample in samples:  # within float error of the clip to [0, 1], far from an unconstrained sample's misfit
+        assert (kspace_misfit(sample, measured, mask) < 0.1 * kspace_misfit(unconstrained, measured, mask)).all()
+    spectrum_spread = fft2c(samples[:, :, 0].to(torch.complex64)).abs().std(0)  # (B, H, W)
+    assert float(spectrum_spread[..., ~mask].mean()) > 10 * float(spectrum_spread[..., mask].mean())
 
 
 def test_second_sweep_of_a_cell_takes_diffusion_outputs_from_the_cache(tmp_path, monkeypatch):
@@ -203,3 +230,124 @@ def test_diffusion_unet_fused_attention_equals_monai_einsum_attention():
     with torch.no_grad():
         torch.testing.assert_close(fused(x, condition, t), plain(torch.cat([x, condition], 1), t),
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_from_degraded_with_a_tiny_start_fraction_returns_nearly_the_degraded_image():
+    """t₀ = 1: x_{t₀} is y up to √(1−ᾱ₁) ≈ 0.01 of noise, and v prediction's x̂₀ tends to x_t as t → 0."""
+    diffusion = build_reconstructor("diffusion", config(**(FROM_DEGRADED | dict(start_fraction=0.001)),
+                                                        sampling_steps=1, n_samples=2), torch.device("cpu"))
+    noisy, _ = pairs(3)
+    samples = diffusion.reconstruct_samples(noisy, ProjectionDose(seed=0), 300.0, noisy, ["a", "b", "c"])
+    assert float((samples - noisy).abs().max()) < 0.05
+    far = build_reconstructor("diffusion", config(**FROM_DEGRADED, n_samples=2), torch.device("cpu"))
+    far.net.load_state_dict(diffusion.net.state_dict())
+    assert float((far.reconstruct_samples(noisy, ProjectionDose(seed=0), 300.0, noisy, ["a", "b", "c"])
+                  - noisy).abs().mean()) > 5 * float((samples - noisy).abs().mean())
+
+
+class GaussianPosterior(torch.nn.Module):
+    """The exact x̂₀ = E[x₀ | x_t, y] of a pixelwise Gaussian model: x₀ ~ N(0, s²), y = x₀ + N(0, τ²), τ per pixel.
+
+    Standing in for a perfectly trained `prediction: sample` network, it makes the sampler's own
+    correctness testable: its samples must have the posterior's spread, 1 / √(1/s² + 1/τ²).
+    `ignore_xt` returns E[x₀ | y] instead, as an x̂₀ network that learned to ignore x_t does.
+    """
+
+    def __init__(self, signal: torch.Tensor, prior: float, tau: torch.Tensor, ignore_xt: bool = False) -> None:
+        super().__init__()
+        self.signal, self.prior, self.tau, self.ignore_xt = signal, prior, tau, ignore_xt
+
+    def forward(self, noisy: torch.Tensor, condition: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        a = self.signal[timesteps].view(-1, 1, 1, 1)
+        from_xt = torch.zeros_like(a) if self.ignore_xt else a / (1 - a)
+        precision = 1 / self.prior ** 2 + 1 / self.tau ** 2 + from_xt
+        return (condition / self.tau ** 2 + from_xt / a.sqrt() * noisy) / precision
+
+
+def gaussian_samples(settings: dict, ignore_xt: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """16 draws of one 16×16 image under `GaussianPosterior` (τ 0.1 left, 0.5 right) and the exact posterior std."""
+    diffusion = build_reconstructor("diffusion", config(**(dict(prediction="sample", n_samples=16) | settings)),
+                                    torch.device("cpu"))
+    tau = torch.full((1, 1, 16, 16), 0.1)
+    tau[..., 8:] = 0.5
+    prior = 0.3
+    diffusion.net = GaussianPosterior(diffusion.scheduler.alphas_cumprod, prior, tau, ignore_xt)
+    x0 = prior * torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    y = x0 + tau * torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    samples = diffusion.reconstruct_samples((y + 1) / 2, ProjectionDose(seed=0), 300.0, None, ["a"]) * 2 - 1
+    return samples, (1 / prior ** 2 + 1 / tau ** 2).rsqrt()
+
+
+@pytest.mark.parametrize("settings", [dict(sampling_steps=1000, eta=1.0), dict(sampling_steps=200, eta=0.0)],
+                         ids=["ancestral", "ddim"])
+def test_sampler_draws_the_exact_posterior_spread_of_a_gaussian_model(settings):
+    """With the exact denoiser the chain from noise samples the posterior: its std per pixel within 10 %.
+
+    (With few steps both under-disperse, ancestral steps most: 50 steps give 0.77–0.88 of the std,
+    as coarse DDPM steps drop x̂₀'s own uncertainty, Bao et al.'s Analytic-DPM.)
+    """
+    samples, expected = gaussian_samples(settings)
+    spread = samples.std(0)
+    for half in (slice(0, 8), slice(8, 16)):
+        ratio = float(spread[..., half].mean() / expected[..., half].mean())
+        assert 0.9 < ratio < 1.1, (half, ratio)
+
+
+def test_from_degraded_samples_spread_where_the_measurement_is_noisier():
+    """SDEdit's start is not the exact posterior, but its spread still follows τ: wider where y is noisier."""
+    samples, _ = gaussian_samples(dict(start="degraded", start_fraction=0.5, sampling_steps=20, eta=1.0))
+    spread = samples.std(0)
+    assert float(spread[..., 8:].mean()) > 1.5 * float(spread[..., :8].mean()) > 0
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_a_network_that_ignores_x_t_collapses_every_draw_onto_one_image(eta):
+    """The old CPU demos' failure, by construction: x̂₀ = E[x₀ | y] leaves no spread, whatever η injects."""
+    samples, _ = gaussian_samples(dict(sampling_steps=10, eta=eta), ignore_xt=True)
+    assert float(samples.std(0).max()) < 1e-5
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (dict(start_fraction=0.5), "start_fraction.*is for start: degraded"),
+    (dict(start="degraded", start_fraction=0.0001), "rounds to t₀ = 0"),
+    (dict(start="degraded", start_fraction=1.5), "start_fraction"),
+    (dict(start="degraded", start_fraction=0.01, sampling_steps=20), "sampling_steps: 20 must be within 1–11"),
+    (dict(eta=1.5), "eta"),
+    (dict(eta=-0.1), "eta"),
+    (dict(start="sideways"), "start"),
+    (dict(prediction="x"), "prediction"),
+])
+def test_diffusion_settings_out_of_range_are_config_errors(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"reconstructors": {"diffusion": settings}})
+
+
+def test_new_diffusion_settings_leave_the_hash_of_configs_without_them_alone():
+    """start, start_fraction and eta are left out of the hashed config at their defaults: old runs keep their keys."""
+    plain = parse_config({"reconstructors": {"diffusion": {"sampling_steps": 10}}})
+    assert {"start", "start_fraction", "eta"}.isdisjoint(plain.to_dict()["reconstructors"]["diffusion"])
+    varied = parse_config({"reconstructors": {"diffusion": {"sampling_steps": 10, "eta": 1}}})
+    assert varied.config_hash() != plain.config_hash()
+    plain_model = build_reconstructor("diffusion", plain, torch.device("cpu"))
+    varied_model = build_reconstructor("diffusion", varied, torch.device("cpu"))
+    assert varied_model.weights_key() == plain_model.weights_key()  # η changes sampling, not training
+    assert varied_model.cache_key() != plain_model.cache_key()
+    started = parse_config({"reconstructors": {"diffusion": {"sampling_steps": 10, "start": "degraded",
+                                                             "start_fraction": 0.3}}})
+    assert build_reconstructor("diffusion", started, torch.device("cpu")).weights_key() != plain_model.weights_key()
+
+
+def test_diffusion_calibration_benchmark_on_the_tiny_study(tmp_path):
+    from benchmarks import diffusion_calibration
+
+    out = tmp_path / "calibration.json"
+    rows = diffusion_calibration.main(["--config", str(ROOT / "configs" / "tiny.yaml"), "--images", "4",
+                                       "--steps", "2", "3", "--steps-train", "4", "--cache", str(tmp_path),
+                                       "--device", "cpu", "--out", str(out)])
+    assert [(row["level"], row["steps"]) for row in rows] == [(300.0, 2), (300.0, 3), (3000.0, 2), (3000.0, 3)]
+    assert all(-1 <= row["spread_error_rho"] <= 1 and row["posterior_std"] > 0 for row in rows)
+    assert out.exists() and rows[0]["train_steps_per_s"] > 0
+    again = diffusion_calibration.main(["--config", str(ROOT / "configs" / "tiny.yaml"), "--images", "4",
+                                        "--steps", "2", "--levels", "300", "--steps-train", "4", "--cache",
+                                        str(tmp_path), "--device", "cpu"])
+    assert again[0]["train_steps_per_s"] is None and again[0]["psnr"] == rows[0]["psnr"]  # loaded, same samples

@@ -205,7 +205,7 @@ def lesion_site(template: Template, row: pd.Series, seed: int, draws: Draws | No
     at the site on the subject painted without its nodule (`image`, the subject's radiograph,
     saves painting a subject that has none).
     """
-    draws = draws or draw_subject(template, row, seed)
+    draws = draw_subject(template, row, seed) if draws is None else draws
     size = template.image.shape[0]
     nodule = draws.nodule or _place_in_lung(template, numpy_rng(seed, "sham-lesion", row["subject_id"]))
     blob = _warp(_blob(size, nodule), _coordinates(template, row, draws))

@@ -11,13 +11,15 @@ reconstructed cell against the clean road, per image and per detector:
 
 Detectors (`RULES` says each rule in words, returned with the rates):
 
-- 'diagnostic model': the study's own diagnostic model at the site. With a classifier (X-ray),
-  its score of the lesion's finding (`nodule`) against the run's stored operating threshold; with
-  a segmenter (MRI), its call at the site (`lesion_called`: ≥ 3 predicted tumour pixels within
-  3 σ of the site).
-- 'residual map': the matched-filter contrast at the known site (`lesion_contrast`) against the
-  lesion's amplitude: found when ĉ / amplitude ≥ `FOUND_SHARE` (½), i.e. at least half the
-  lesion's contrast, of its sign, is there. An image whose amplitude is unknown is not judged.
+- 'diagnostic model': the study's own diagnostic model. With a classifier (X-ray), its score of
+  the lesion's finding (`nodule`) against the run's stored operating threshold: a call about the
+  whole image, so an 'invented' nodule may be called anywhere in it. With a segmenter (MRI), its
+  call at the site (`lesion_called`: ≥ 3 predicted tumour pixels within 3 σ of the site).
+- 'residual map': the matched-filter contrast at the known site on the residual map, the image
+  minus the lesion-free clean image (`lesion_contrast`), against the lesion's amplitude: found
+  when ĉ / amplitude ≥ `FOUND_SHARE` (½), i.e. at least half the lesion's contrast, of its sign,
+  is there. So on the clean road a lesion is found where it shows at least half its nominal
+  amplitude and a sham site never is; an image whose amplitude is unknown is not judged.
 
 Everything comes from stored per-image rows; groups and bootstrap CIs follow `flips.flip_rates`
 (subjects resampled within demographic cells, so an MRI patient's slices stay together).
@@ -41,7 +43,8 @@ FOUND_SHARE = 0.5
 """The residual map finds a lesion where at least this share of its amplitude is measured at the site."""
 RULES = {
     DIAGNOSTIC: "the diagnostic model's own call: the classifier's score of the lesion's finding at or above the "
-                "run's operating threshold, or the segmenter marking ≥ 3 tumour pixels within 3 σ of the site",
+                "run's operating threshold (a call about the whole image, not the site), or the segmenter marking "
+                "≥ 3 tumour pixels within 3 σ of the site",
     RESIDUAL: f"matched filter at the known site (zero-mean Gaussian of the site's σ): contrast / lesion amplitude "
               f"≥ {FOUND_SHARE:g}",
 }

@@ -73,7 +73,8 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("lesion_amplitude", "Lesion amplitude", "", True, "image", "lesion",
            "the contrast the known lesion has (or, at a sham site, would have) in the clean image"),
     Metric("lesion_contrast", "Lesion contrast at the site", "", True, "image", "lesion",
-           "matched filter at the known site: zero-mean Gaussian template of the site's σ, Σ w0·x / Σ w0·w"),
+           "matched filter (zero-mean Gaussian of the site's σ, Σ w0·x / Σ w0·w) at the known site on the residual "
+           "map: the image minus the lesion-free clean image"),
     Metric("lesion_called", "Segmenter's call at the site", "", True, "image", "lesion",
            "1 if the predicted tumour mask has ≥ 3 pixels within 3 σ of the known site (cohorts with masks)"),
     Metric("auroc", "AUROC", "", True, "group", "task", "area under the ROC curve of the scores"),

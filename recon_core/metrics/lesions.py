@@ -47,7 +47,7 @@ def has_sites(rows: pd.DataFrame) -> bool:
 
 
 def _window(y: float, x: float, sigma: float, shape: tuple[int, int]) -> tuple[slice, slice, np.ndarray]:
-    """The window around a site (clipped to the image) and the Gaussian template in it."""
+    """The window around a site (clipped to the image) and the Gaussian template in it (σ at least 0.3 pixel)."""
     half = max(2, math.ceil(3 * sigma))
     cy, cx = round(y), round(x)
     rows = slice(max(0, cy - half), min(shape[0], cy + half + 1))

@@ -1,22 +1,34 @@
-"""`diffusion`: a conditional denoising diffusion model, sampled with MONAI's DDIM scheduler.
+"""`diffusion`: a conditional denoising diffusion model on MONAI's noise schedules, sampled by DDIM.
 
 The degraded image y is an input channel beside the noisy sample x_t (Saharia et al.'s SR3 /
-Palette conditioning). Two parameterisations (`prediction`):
-- 'epsilon' (the default, the standard DDPM objective): the network predicts the noise ε in
-  x_t and is trained on ‖ε̂ − ε‖²; the sampler derives x̂₀ = (x_t − √(1−ᾱ_t)·ε̂) / √ᾱ_t;
-- 'sample': the network predicts the clean image as a residual on y, x̂₀ = y + α·f(x_t, y, t)
-  (α from 0, ReZero), trained on ‖x̂₀ − x₀‖². The CPU demos use it: at their 600 training steps
-  noise prediction gives unusable samples (≈ 8 dB PSNR on the X-ray demo against 25–40 dB for
-  this one), because x̂₀ derived from ε̂ amplifies its errors by 1/√ᾱ_t.
-Either way the sampler hands MONAI's DDIM scheduler x̂₀, so on MRI each step's x̂₀ is made
-consistent with the measured k-space before the step (η = 0, so the update is exact). Networks:
+Palette conditioning). Three parameterisations (`prediction`):
+- 'epsilon' (the standard DDPM objective): the network predicts the noise ε in x_t, trained on
+  ‖ε̂ − ε‖²; x̂₀ = (x_t − √(1−ᾱ_t)·ε̂) / √ᾱ_t;
+- 'v' (Salimans & Ho): it predicts v = √ᾱ_t·ε − √(1−ᾱ_t)·x₀, trained on ‖v̂ − v‖²;
+  x̂₀ = √ᾱ_t·x_t − √(1−ᾱ_t)·v̂, which tends to x_t as t → 0, so a sample keeps what the
+  chain's noise made of it instead of collapsing onto the network's mean;
+- 'sample': it predicts the clean image as a residual on y, x̂₀ = y + α·f(x_t, y, t) (α from 0,
+  ReZero), trained on ‖x̂₀ − x₀‖². Trained by MSE it learns E[x₀ | y] and may ignore x_t: with
+  η = 0 its samples barely differ (the old CPU demos: a spread of 3·10⁻⁴ against an error of 0.06).
+Where sampling starts (`start`):
+- 'noise': x_T ~ N(0, I) and `sampling_steps` DDIM steps over the whole schedule (SR3);
+- 'degraded' (SDEdit, and the reference's IR-SDE in spirit: start from the measurement):
+  x_{t₀} = √ᾱ_{t₀}·y + √(1−ᾱ_{t₀})·ε with t₀ = `start_fraction`·(T − 1), then the steps from t₀
+  down; training draws t in [0, t₀] only, so the whole budget goes where sampling happens.
+Each step is DDIM's update (Song et al., eq. 12) with η = `eta`: x_{t'} = √ᾱ_{t'}·x̂₀ +
+√(1−ᾱ_{t'}−σ²)·ε̂ + σ·z, σ = η·√((1−ᾱ_{t'})/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_{t'}); η = 1 is ancestral DDPM
+sampling. Written here rather than MONAI's `DDIMScheduler.step` because z must come from each
+image's own generator (MONAI's step draws the whole batch from one) and because MONAI's step
+goes to t − T/n, not the next timestep of its own linspace. On MRI each step's x̂₀ is made
+consistent with the measured k-space before the step, so every sample keeps the measured
+frequencies exactly and differs only in the unmeasured ones. Networks:
 - 'unet' (CPU): a MONAI UNet whose third input channel is the timestep t / T as a constant map,
   the way restoration diffusion models feed the noise level;
 - 'diffusion_unet' (GPU): MONAI's DiffusionModelUNet with sinusoidal timestep embeddings.
-Each image's starting noise comes from its own seed (study seed, image id, level, sample
-number), so a sample never depends on batching and every sample is reproducible. With
-`n_samples` > 1 the reconstruction is the posterior mean and the per-pixel standard deviation
-is kept as an uncertainty map. The runner caches outputs (`cache_outputs`): sampling is the
+Each image's noise (the start and every step's z) comes from its own generator seeded by
+(study seed, image id, level, sample number), so a sample never depends on batching and every
+sample is reproducible. `reconstruct_samples` returns `n_samples` draws; the runner keeps their
+mean and per-pixel std (the uncertainty map) and caches them (`cache_outputs`): sampling is the
 expensive part of a sweep.
 """
 
@@ -38,7 +50,7 @@ from recon_core.seeding import derive_seed, seeded_torch
 
 
 class DiffusionNet(torch.nn.Module):
-    """f(x_t, y, t) in [−1, 1] image units: ε̂, or x̂₀ = y + α·f for `prediction: sample`.
+    """f(x_t, y, t) in [−1, 1] image units: ε̂, v̂, or x̂₀ = y + α·f for `prediction: sample`.
 
     f is a UNet with a t-map channel or a DiffusionModelUNet. For x̂₀, α starts at 0 (ReZero, as
     the `unet` reconstructor): before training the estimate is the degraded image itself.
@@ -68,8 +80,12 @@ class DiffusionNet(torch.nn.Module):
         return out if self.alpha is None else condition + self.alpha * out
 
 
+SAMPLER = "ddim-next-timestep"
+"""Names the sampler's update in the output cache key: outputs cached by an earlier update are not reused."""
+
+
 class Diffusion(NetworkReconstructor):
-    """Conditional diffusion restoration; DDIM sampling with `sampling_steps` steps."""
+    """Conditional diffusion restoration; `sampling_steps` DDIM steps (η = `eta`) from noise or the degraded image."""
 
     name = "diffusion"
     cache_outputs = True
@@ -81,21 +97,26 @@ class Diffusion(NetworkReconstructor):
                      "channels": list(cfg.channels), "train_timesteps": cfg.train_timesteps}
         with seeded_torch(config.seed, "diffusion-init"):
             self.net = DiffusionNet(cfg.network, cfg.channels, cfg.train_timesteps, cfg.prediction).to(device)
-        # The sampler always hands the scheduler x̂₀ (made data-consistent on MRI), hence "sample".
+        # the noise schedule (ᾱ_t, forward noising, v targets); the reverse update is `_step`'s
         self.scheduler = DDIMScheduler(num_train_timesteps=cfg.train_timesteps, schedule=cfg.schedule,
                                        prediction_type="sample", clip_sample=True)
+
+    def _start_settings(self) -> tuple:
+        """start and start_fraction where they differ from the defaults (older keys stay as they were)."""
+        d = self.config.reconstructors.diffusion
+        return () if d.start == "noise" else (d.start, d.start_fraction)
 
     def weights_key(self) -> str:
         c = self.config
         d = c.reconstructors.diffusion
         trained = (d.network, d.prediction, d.channels, d.train_timesteps, d.schedule, d.steps, d.batch_size,
-                   d.learning_rate)
+                   d.learning_rate, *self._start_settings())
         return stable_hash("diffusion", self.arch, c.cohort, c.physics, trained, c.seed)
 
     def cache_key(self) -> str:
         d, precision = self.config.reconstructors.diffusion, self.config.evaluation.precision
-        parts = (self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency)
-        return stable_hash(*parts, *(() if precision == "float32" else (precision,)))  # float32 keys unchanged
+        parts = (self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency, SAMPLER, d.eta)
+        return stable_hash(*parts, *(() if precision == "float32" else (precision,)))
 
     def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
         cfg = self.config.reconstructors.diffusion
@@ -107,24 +128,43 @@ class Diffusion(NetworkReconstructor):
                                                            optimiser, schedule)], [self.net], self.device)
 
     def denoise(self, batch: TrainingBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
-        """(prediction, target) at a random t: ε̂(x_t, y, t) and ε (noise prediction), or x̂₀ and x₀ (sample).
+        """(prediction, target) at a random t in [0, t₀]: ε̂ and ε, v̂ and v, or x̂₀ and x₀, as `prediction` says.
 
         t and ε come from `generator` on its own device (the model's, in training: no host round trip).
         """
+        cfg = self.config.reconstructors.diffusion
         where = generator.device if generator is not None else self.device
         x0, condition = batch.images.to(where) * 2 - 1, batch.degraded.to(where) * 2 - 1
-        t = torch.randint(0, self.scheduler.num_train_timesteps, (len(x0),), generator=generator, device=where)
+        t = torch.randint(0, cfg.start_timestep() + 1, (len(x0),), generator=generator, device=where)
         noise = torch.randn(x0.shape, generator=generator, device=where)
         noisy = self.scheduler.add_noise(x0, noise, t)
-        target = noise if self.config.reconstructors.diffusion.prediction == "epsilon" else x0
+        target = {"epsilon": noise, "sample": x0, "v": self.scheduler.get_velocity(x0, noise, t)}[cfg.prediction]
         return self.net(noisy.to(self.device), condition.to(self.device), t.to(self.device)), target.to(self.device)
 
-    def _starting_noise(self, shape: tuple[int, ...], image_ids: Sequence[str], level: float,
-                        draws: Sequence[int]) -> torch.Tensor:
-        """Each image's own starting noise, seeded by (study seed, image id, level, draw number)."""
-        return torch.stack([torch.randn(shape[1:], generator=torch.Generator().manual_seed(
-            derive_seed(self.config.seed, "diffusion-sample", image_id, f"{level:g}", k)))
-            for image_id, k in zip(image_ids, draws, strict=True)])
+    def _generators(self, image_ids: Sequence[str], level: float, draws: Sequence[int]) -> list[torch.Generator]:
+        """Each image's own noise source, seeded by (study seed, image id, level, draw number)."""
+        return [torch.Generator().manual_seed(derive_seed(self.config.seed, "diffusion-sample", image_id,
+                                                          f"{level:g}", k))
+                for image_id, k in zip(image_ids, draws, strict=True)]
+
+    def _estimate(self, x: torch.Tensor, condition: torch.Tensor, t: int, signal: torch.Tensor) -> torch.Tensor:
+        """x̂₀ from the network's output at timestep t (ᾱ_t = signal[t]), clipped to [−1, 1]."""
+        out = self.net(x, condition, torch.full((len(x),), t, device=self.device))
+        prediction = self.config.reconstructors.diffusion.prediction
+        if prediction == "epsilon":
+            out = (x - (1 - signal[t]).sqrt() * out) / signal[t].sqrt()
+        elif prediction == "v":
+            out = signal[t].sqrt() * x - (1 - signal[t]).sqrt() * out
+        return out.clamp(-1, 1)
+
+    @staticmethod
+    def _step(x: torch.Tensor, estimate: torch.Tensor, now: torch.Tensor, then: torch.Tensor, eta: float,
+              noise: torch.Tensor | None) -> torch.Tensor:
+        """DDIM's update from ᾱ = `now` to `then` given x̂₀ = `estimate`, with σ = η·(DDPM's posterior std)·noise."""
+        direction = (x - now.sqrt() * estimate) / (1 - now).sqrt()  # ε̂ implied by x_t and x̂₀
+        sigma = eta * ((1 - then) / (1 - now) * (1 - now / then)).clamp(min=0).sqrt()
+        out = then.sqrt() * estimate + (1 - then - sigma ** 2).clamp(min=0).sqrt() * direction
+        return out if noise is None else out + sigma * noise
 
     @torch.no_grad()
     def sample(self, degraded: torch.Tensor, physics: Acquisition, level: float, measurement: torch.Tensor | None,
@@ -133,21 +173,26 @@ class Diffusion(NetworkReconstructor):
         cfg = self.config.reconstructors.diffusion
         self.net.eval()
         condition = degraded.to(self.device) * 2 - 1
-        draws = [0] * len(image_ids) if draws is None else draws
-        x = self._starting_noise(tuple(degraded.shape), image_ids, level, draws).to(self.device)
-        consistent = cfg.data_consistency and measurement is not None
-        self.scheduler.set_timesteps(cfg.sampling_steps)
+        generators = self._generators(image_ids, level, [0] * len(image_ids) if draws is None else draws)
+
+        def noise() -> torch.Tensor:
+            return torch.stack([torch.randn(degraded.shape[1:], generator=g) for g in generators]).to(self.device)
+
         signal = self.scheduler.alphas_cumprod.to(self.device)  # ᾱ_t
+        start = cfg.start_timestep()
+        x = noise()
+        if cfg.start == "degraded":
+            x = signal[start].sqrt() * condition + (1 - signal[start]).sqrt() * x
+        timesteps = [int(t) for t in torch.linspace(start, 0, cfg.sampling_steps).round().long()]
+        consistent = cfg.data_consistency and measurement is not None
         estimate = condition
-        for t in (int(step) for step in self.scheduler.timesteps):
-            out = self.net(x, condition, torch.full((len(x),), t, device=self.device))
-            if cfg.prediction == "epsilon":
-                out = (x - (1 - signal[t]).sqrt() * out) / signal[t].sqrt()
-            estimate = out.clamp(-1, 1)
+        for t, after in zip(timesteps, [*timesteps[1:], None], strict=True):
+            estimate = self._estimate(x, condition, t, signal)
             if consistent:  # the clean-image estimate agrees with the measured k-space samples
                 image = physics.consistent(((estimate + 1) / 2).to(degraded.device), measurement, level)
                 estimate = image.to(self.device) * 2 - 1
-            x, _ = self.scheduler.step(estimate, t, x)
+            if after is not None:
+                x = self._step(x, estimate, signal[t], signal[after], cfg.eta, noise() if cfg.eta > 0 else None)
         return ((estimate + 1) / 2).clamp(0, 1).to(degraded.device)
 
     def reconstruct_samples(self, degraded: torch.Tensor, physics: Acquisition, level: float,
