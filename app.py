@@ -13,6 +13,7 @@ navigation = st.navigation([
     st.Page("pages/fairness.py", title="Fairness", icon="⚖️"),
     st.Page("pages/compare.py", title="Compare", icon="🔬"),
     st.Page("pages/failures.py", title="Failure cases", icon="🔍"),
+    st.Page("pages/posterior.py", title="Uncertainty & hallucinations", icon="🎲"),
     st.Page("pages/run.py", title="Run", icon="▶️"),
 ])
 wanted = st.session_state.pop(WANTED, None)

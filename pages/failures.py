@@ -10,7 +10,7 @@ from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import page_run, reconstructed_cells, scoped, sidebar_choices
-from recon_core import paths
+from recon_core import paths, results
 from recon_core.cohorts import CohortError
 from recon_core.explain.attributions import attribute, methods_for
 from recon_core.fairness.flips import flip_rates, flip_table
@@ -51,6 +51,74 @@ def cached_drops(key: str, reconstructor: str, level: float, version: str, metri
     labels = [c.removeprefix("target:") for c in table if c.startswith("target:")]
     table = table.assign(dice_drop=table.dice_clean - table.dice_recon, label=labels[0] if labels else "")
     return table.sort_values(["dice_drop", "image_id"], ascending=[False, True]).reset_index(drop=True)
+
+
+@st.cache_data(show_spinner="Drawing the case's posterior samples again…", max_entries=64)
+def cached_posterior(config_json: str, checkpoint_dir: str, image_id: str, reconstructor: str,
+                     level: float) -> np.ndarray:
+    """A case's posterior samples (n, H, W), replayed on the sweep's seeds (for an image not kept as an example)."""
+    return data.get_replayer(config_json, checkpoint_dir).posterior(image_id, reconstructor, level)
+
+
+def sample_images(key: str, image_id: str, reconstructor: str, level: float) -> dict[str, np.ndarray] | None:
+    """The reported reconstruction, two single posterior samples and the per-pixel std of one case.
+
+    Read from the stored examples where the image is one of them, else replayed; None (with a
+    warning said) where the run's models cannot be loaded here.
+    """
+    stored = data.examples(key, reconstructor, level)
+    stored = stored[stored.image_id == image_id].set_index("kind").pixels
+    if {"reconstructed", "sample0", "sample1", "uncertainty"} <= set(stored.index):
+        return {k: stored[k] for k in ("reconstructed", "sample0", "sample1", "uncertainty")}
+    try:
+        samples = cached_posterior(data.run_config_json(key), str(paths.checkpoint_dir()), image_id, reconstructor,
+                                   level)
+    except (CheckpointError, CohortError) as exc:
+        st.warning(f"This case's samples cannot be drawn again here: {exc}")
+        return None
+    return {"reconstructed": samples.mean(0), "sample0": samples[0], "sample1": samples[1],
+            "uncertainty": samples.std(0, ddof=1)}
+
+
+def uncertain_calls(key: str, recon: str, level: float, unit: str) -> None:
+    """Most uncertain calls: a sampler's cases ranked by how many posterior samples flip the diagnosis, and for a
+    chosen case each sample's answers, two single samples and the spread beside the reconstruction."""
+    rows = data.image_rows(key, recon, level)
+    metric = next((m for m in ("sample_dice_flip", "sample_flip") if m in rows and rows[m].notna().any()), None)
+    if metric is None:
+        return
+    st.subheader(f"Most uncertain calls — {recon}'s posterior samples at {level:g} {unit}")
+    ranked = results.uncertain_cases(rows, metric)
+    columns = ["image_id", metric, "posterior_std", "spread_error_rho", "interval_coverage", "sex", "age_band"]
+    columns = [c for c in columns if c in ranked]
+    st.dataframe(ranked[columns].head(200).rename(columns={c: catalogue.label(c) for c in columns
+                                                           if c in catalogue.BY_NAME}),
+                 hide_index=True, width="stretch", height=220,
+                 column_config={catalogue.label("posterior_std"): st.column_config.NumberColumn(format="%.3g")})
+    st.caption(f"{catalogue.label(metric)}: {catalogue.BY_NAME[metric].description}. Cases where the samples "
+               "disagree most come first; the rate per group is on the Uncertainty & hallucinations page.")
+    ids = ranked.image_id.head(200).tolist()
+    by_id = dict(zip(ids, ranked[metric].head(200), strict=True))
+    pick_key = scoped("fail_uncertain", key)
+    if st.session_state.get(pick_key) not in by_id:
+        st.session_state.pop(pick_key, None)
+    image_id = st.selectbox("Uncertain case", ids, key=pick_key,
+                            format_func=lambda i: f"{i} · {catalogue.label(metric).lower()} {by_id[i]:.2f}")
+    row = ranked[ranked.image_id == image_id].iloc[0]
+    drawn = data.sample_scores(key, recon, level, [image_id])
+    reported = {c.removeprefix("score:"): float(row[c]) for c in ranked if c.startswith("score:")}
+    if "dice" in set(drawn.name) and "dice" in row:
+        reported["dice"] = float(row["dice"])
+    st.dataframe(results.draw_table(drawn, reported, data.thresholds(key)), hide_index=True, width="stretch")
+    st.caption("Each posterior sample judged by the diagnostic model, beside its answer on the reported "
+               "reconstruction (the samples' mean); a finding's call is its score against the run's operating "
+               "threshold." + (" Dice is the segmenter's tumour overlap on each sample." if "dice" in reported else ""))
+    images = sample_images(key, image_id, recon, level)
+    if images is not None:
+        panels = [(f"{recon} (mean of the samples)", images["reconstructed"], "image"),
+                  ("one sample", images["sample0"], "image"), ("another sample", images["sample1"], "image"),
+                  ("posterior std", images["uncertainty"], "error")]
+        chart(st, "uncertain-case", cached_plot("image_grid", panels, columns=4), width="stretch")
 
 
 @st.cache_data(show_spinner="Replaying the case and computing attributions…", max_entries=64)
@@ -95,6 +163,8 @@ chart(st, "flip-rates", cached_plot("group_forest", shown,
                                     "Share of present findings lost / absent findings invented (95 % CI)", "rate",
                                     colours=FLIP_COLOURS, legend_title="finding"), width="stretch")
 st.dataframe(rates.rename(columns={"grp": "group"}), hide_index=True, width="stretch")
+if recon in results.samplers(agg):
+    uncertain_calls(key, recon, float(level), run.level.unit)
 
 segmentation = next((m for m in catalogue.SEGMENTATION if m in set(agg.metric)), None)
 segmented = segmentation is not None

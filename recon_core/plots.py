@@ -73,10 +73,12 @@ def _axes(fig: go.Figure) -> None:
 
 def metric_vs_level(agg: pd.DataFrame, metric: str, title: str, y_label: str, level_label: str,
                     baseline: pd.Series | None = None, higher_is_worse: bool = False,
-                    colours: Mapping[str, str] | None = None) -> go.Figure:
+                    colours: Mapping[str, str] | None = None,
+                    reference: tuple[float, str] | None = None) -> go.Figure:
     """One line per reconstructor with a shaded CI band; x = level on a log axis, most degraded to the right.
 
-    `agg` holds rows of one metric (attribute 'all'); `baseline` is the clean-image row, drawn dashed.
+    `agg` holds rows of one metric (attribute 'all'); `baseline` is the clean-image row, drawn dashed;
+    `reference` (value, text) is a target the metric should reach (0.95 coverage), drawn dotted.
     """
     fig = go.Figure()
     for recon, rows in _by_reconstructor(agg.sort_values("level"), colours):
@@ -94,6 +96,9 @@ def metric_vs_level(agg: pd.DataFrame, metric: str, title: str, y_label: str, le
     if baseline is not None and not np.isnan(baseline.estimate):
         fig.add_hline(y=baseline.estimate, line_dash="dash", line_color=CLEAN_COLOUR,
                       annotation_text=f"clean images {baseline.estimate:.3f}", annotation_position="top left")
+    if reference is not None:
+        fig.add_hline(y=reference[0], line_dash="dot", line_color="black", annotation_text=reference[1],
+                      annotation_position="bottom left")
     ticks = sorted(agg["level"].unique())
     fig.update_xaxes(type="log", autorange=True if higher_is_worse else "reversed",
                      title=f"{level_label}, more degraded to the right",
@@ -276,5 +281,46 @@ def quality_vs_task(cells: pd.DataFrame, x_label: str, y_label: str, title: str,
                                               arrayminus=rows.y - rows.y_low)))
     fig.update_layout(title=title, height=380, xaxis_title=x_label, yaxis_title=y_label, margin=MARGIN,
                       legend_title="reconstructor")
+    _axes(fig)
+    return fig
+
+
+EVERYONE_COLOUR = "rgb(60, 60, 60)"
+"""Everyone (attribute 'all') on a per-group chart: dark gray, so the groups keep the palette."""
+
+
+def calibration_plot(curve: pd.DataFrame, n_samples: int, title: str) -> go.Figure:
+    """A sampler's calibration curve per group: RMS error of the posterior mean against the mean predicted std.
+
+    `curve` has the columns of `fairness.calibration.CURVE_COLUMNS` for everyone and the groups of
+    one attribute. Log axes (the std bins are log-spaced); the dotted line is a calibrated posterior
+    of `n_samples` draws, rmse = std·√(1 + 1/n): points above it are overconfident, below it
+    underconfident. Markers grow with the pixels behind them.
+    """
+    fig = go.Figure()
+    groups = list(dict.fromkeys(str(g) for g in curve.grp))
+    palette = iter(PALETTE)
+    for grp in groups:
+        rows = curve[curve.grp.astype(str) == grp].sort_values("predicted_std")
+        everyone = (rows.attribute == "all").all()
+        name = "everyone" if everyone else grp
+        share = rows.pixels / max(float(rows.pixels.sum()), 1.0)
+        fig.add_trace(go.Scatter(
+            x=rows.predicted_std, y=rows.rmse, mode="lines+markers", name=name,
+            line=dict(color=EVERYONE_COLOUR if everyone else next(palette), width=3 if everyone else 2),
+            marker=dict(size=(6 + 14 * np.sqrt(share)).tolist()),
+            customdata=np.stack([rows.pixels, rows.images], axis=1),
+            hovertemplate=f"{name}: std %{{x:.4f}} → RMS error %{{y:.4f}}"
+                          " · %{customdata[0]:.0f} pixels of %{customdata[1]} images<extra></extra>"))
+    positive = curve[(curve.predicted_std > 0) & (curve.rmse > 0)]
+    if len(positive):
+        low = float(min(positive.predicted_std.min(), positive.rmse.min() / np.sqrt(1 + 1 / n_samples)))
+        high = float(max(positive.predicted_std.max(), positive.rmse.max()))
+        xs = np.geomspace(low, high, 20)
+        fig.add_trace(go.Scatter(x=xs, y=xs * np.sqrt(1 + 1 / n_samples), mode="lines", hoverinfo="skip",
+                                 name=f"calibrated ({n_samples} samples)", line=dict(color="black", dash="dot")))
+    fig.update_xaxes(type="log", title="predicted per-pixel std (mean in the bin)")
+    fig.update_yaxes(type="log", title="RMS error of the posterior mean")
+    fig.update_layout(title=title, height=420, margin=MARGIN, legend_title="group")
     _axes(fig)
     return fig

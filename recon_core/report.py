@@ -117,9 +117,51 @@ def _correlations(store: Store, run: results.RunView) -> str:
     return _table(results.correlation_table(corr, levels)) + f"<ul>{notes}</ul>"
 
 
+def _posterior(store: Store, run: results.RunView, agg: pd.DataFrame, reconstructors: Sequence[str],
+               levels: Sequence[float], attribute: str, level: float) -> str:
+    """The calibration section: per sampler and level, the spread's rank correlation, coverage and sample flips
+    with CIs (everyone, then by `attribute`) and the calibration curve at `level`; '' for a run without a sampler."""
+    samplers = [s for s in results.samplers(agg) if s in reconstructors]
+    if not samplers:
+        return ""
+    ordered = run.mildest_first(levels)
+    parts = ["<h2>Calibration of the posterior spread</h2>",
+             _table(results.posterior_overview(agg, "all", samplers, ordered)),
+             f"<h3>By {html.escape(attribute)}</h3>",
+             _table(results.posterior_overview(agg, attribute, samplers, ordered)),
+             "<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in results.POSTERIOR_NOTES) + "</ul>"]
+    for sampler in samplers:
+        draws = results.sample_count(store, run.key, sampler, level)
+        curve = results.calibration_curve(store, run.key, sampler, level, [attribute])
+        if curve.empty or draws < 2:
+            continue
+        figure = plots.calibration_plot(curve, draws, f"Calibration curve: {sampler} at {level:g} "
+                                                      f"{run.level.unit}, by {attribute}")
+        parts.append(figure.to_html(full_html=False, include_plotlyjs=False))
+    parts.append(f"<p>{html.escape(results.CURVE_NOTE)}</p>")
+    return "".join(parts)
+
+
+def _hallucinations(store: Store, run: results.RunView, reconstructors: Sequence[str], attribute: str,
+                    level: float) -> str:
+    """The hallucination check at `level`: erased / invented rates per reconstructor, detector and group, with each
+    detector's rule in words; where the cohort has no known lesion sites, why not."""
+    checks = {r: results.hallucination_rates(store, run.key, r, level, [attribute]) for r in reconstructors}
+    shown = [results.hallucination_rows(c, r, level) for r, c in checks.items() if not c.unavailable]
+    rules = next(iter(checks.values())).rules if checks else {}
+    head = f"<h2>Hallucination check on known truth at {level:g} {html.escape(run.level.unit)}</h2>"
+    if not shown:
+        reasons = sorted({c.unavailable for c in checks.values()}) or [results.NO_SITES]
+        return head + f"<p>{html.escape(' '.join(reasons))}</p>"
+    detectors = "".join(f"<li><b>{html.escape(d)}</b>: {html.escape(rule)}</li>"
+                        for d, rule in rules.items())
+    return head + f"<ul>{detectors}</ul>" + _table(pd.concat(shown, ignore_index=True))
+
+
 def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: Sequence[float],
                  attribute: str = "sex", level: float | None = None) -> str:
-    """HTML for the chosen reconstructors and levels: curves, fairness, correlations, examples."""
+    """HTML for the chosen reconstructors and levels: curves, fairness, the posterior's calibration (a run with a
+    sampler), the hallucination check, correlations, examples."""
     run = results.run_view(store, key)
     agg = queries.aggregates(store, key)
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
@@ -155,6 +197,8 @@ fixed-threshold decision, not a fairer model. {html.escape(results.TEST_NOTE)}</
 <h3>Test families of this run</h3>
 {_table(families) if len(families) else "<p>Families and q-values are computed once the run is complete.</p>"}
 {f"<p><b>{html.escape(results.OUTDATED)}</b></p>" if run.statistics_outdated else ""}
+{_posterior(store, run, agg, reconstructors, levels, attribute, level)}
+{_hallucinations(store, run, reconstructors, attribute, level)}
 <h2>Does image quality predict the task?</h2>
 {_correlations(store, run)}
 <h2>Example images at {level:g} {html.escape(run.level.unit)}</h2>

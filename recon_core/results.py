@@ -448,3 +448,118 @@ def hallucination_rates(store: Store, key: str, reconstructor: str, level: float
     seed = int((queries.run_config(store, key) or {}).get("seed", 0))
     table = hallucinations.hallucination_table(clean, recon, queries.thresholds(store, key), finding)
     return HallucinationCheck(hallucinations.hallucination_rates(table, attributes, n_resamples, ci_level, seed))
+
+
+POSTERIOR_NOTES = (
+    "Spread–error rank correlation: per image, the Spearman correlation over its pixels between the posterior's "
+    "per-pixel std and the error of the posterior mean; 1 would mean the spread ranks pixels exactly as the error "
+    "does, 0 that it says nothing about where the error is.",
+    "95 % interval coverage: per image, the share of pixels whose truth lies inside the samples' 95 % prediction "
+    "interval; a calibrated posterior covers 0.95, an overconfident one less.",
+    "Sample flip rate: per image, the share of posterior samples on which the diagnostic model's call differs "
+    "from its call on the reported reconstruction (the posterior mean); a high rate is a call the posterior "
+    "does not support.",
+    "Intervals are 95 % bootstrap intervals over the run's statistical units; no test is made on these.",
+)
+"""What the posterior statistics mean, in plain sentences (page and report)."""
+
+CURVE_NOTE = ("Each point pools the pixels whose predicted std falls in one fixed bin: mean predicted std against "
+              "the RMS error of the posterior mean. A calibrated posterior of n samples lies on the dotted line "
+              "rmse = std·√(1 + 1/n) (the truth behaves like one more draw); above it the spread is too small "
+              "(overconfident), below it too large. With few samples each pixel's std is itself a noisy "
+              "estimate, and binning on it puts pixels whose std came out low by chance in the lowest bins: "
+              "those bins sit above the line even for a calibrated sampler, so read the middle and upper bins.")
+"""How to read a calibration curve of the spread (page and report)."""
+
+
+def posterior_overview(agg: pd.DataFrame, attribute: str = "all", reconstructors: Sequence[str] | None = None,
+                       levels: Sequence[float] | None = None) -> pd.DataFrame:
+    """Per sampler, level (and group of `attribute`): each posterior metric as 'estimate [CI]', one column each.
+
+    Rows follow the order of `levels` where given. Columns: reconstructor, level, group (for an
+    attribute other than 'all'), then the human names of the posterior metrics the run holds (rank
+    correlation, coverage, spread, sample flip rates), n.
+    """
+    rows = posterior_table(agg, attribute)
+    if reconstructors is not None:
+        rows = rows[rows.reconstructor.isin(reconstructors)]
+    if levels is not None:
+        rows = rows[rows.level.isin(levels)]
+    index = ["reconstructor", "level", "grp"]
+    if rows.empty:
+        return pd.DataFrame(columns=[*index[:2], *([] if attribute == "all" else ["group"])])
+    shown = rows.assign(value=[_small_interval(e, lo, hi) if m == "posterior_std" else interval_text(e, lo, hi)
+                               for m, e, lo, hi in zip(rows.metric, rows.estimate, rows.ci_low, rows.ci_high,
+                                                       strict=True)])
+    wide = shown.pivot_table(index=index, columns="metric", values="value", aggfunc="first").reset_index()
+    n = shown.groupby(index, as_index=False).n.max()
+    order = [m for m in POSTERIOR_METRICS if m in wide]
+    wide = wide[[*index, *order]].merge(n, on=index).rename(columns={m: catalogue.label(m) for m in order})
+    if levels is not None:  # in the order given (the page's and report's: mildest first)
+        rank = {float(lv): i for i, lv in enumerate(levels)}
+        wide = wide.sort_values(["reconstructor", "level", "grp"], key=lambda s: s.map(rank) if s.name == "level"
+                                else s, kind="stable")
+    wide = wide.rename(columns={"grp": "group"}).assign(level=lambda f: [f"{lv:g}" for lv in f.level])
+    if attribute == "all":
+        wide = wide.drop(columns="group")
+    return wide.reset_index(drop=True)
+
+
+def _small_interval(estimate: float, low: float, high: float) -> str:
+    """'0.00025 [0.00024, 0.00026]': three significant digits, for values far below 1 (a posterior's spread)."""
+    if estimate is None or np.isnan(estimate):
+        return "—"
+    bounds = "" if low is None or np.isnan(low) else f" [{low:.3g}, {high:.3g}]"
+    return f"{estimate:.3g}{bounds}"
+
+
+def sample_count(store: Store, key: str, reconstructor: str, level: float) -> int:
+    """How many posterior samples `reconstructor` drew per image at `level` (0 for a deterministic one)."""
+    return queries.sample_draws(store, key, reconstructor, level)
+
+
+def uncertain_cases(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """A sampler cell's images, the least supported calls first: by `metric` ('sample_flip' or
+    'sample_dice_flip'), then by mean posterior spread, then id. Images without the metric are left out."""
+    if metric not in rows:
+        return rows.iloc[:0]
+    ranked = rows[rows[metric].notna()]
+    keys = [metric, *(["posterior_std"] if "posterior_std" in ranked else []), "image_id"]
+    return ranked.sort_values(keys, ascending=[False] * (len(keys) - 1) + [True]).reset_index(drop=True)
+
+
+def draw_table(samples: pd.DataFrame, reported: dict[str, float], thresholds: dict[str, float]) -> pd.DataFrame:
+    """A case's posterior samples, one row each after the reported reconstruction's: each answer and what changed.
+
+    `samples`: the case's rows of `queries.sample_scores` (draw, name, value); `reported`: the answer
+    on the reported reconstruction per name (a finding's score, or 'dice'). A finding's call is its
+    score against the run's operating threshold; the last column names the findings whose call
+    differs from the reported one on that draw.
+    """
+    names = sorted(set(samples.name) | set(reported))
+    wide = samples.pivot_table(index="draw", columns="name", values="value", aggfunc="first").reindex(columns=names)
+    table = pd.concat([pd.DataFrame([reported], index=["reported"]).reindex(columns=names),
+                       wide.set_axis([f"sample {int(d) + 1}" for d in wide.index])])
+    calls = [n for n in names if n in thresholds]
+
+    def changed(row: pd.Series) -> str:
+        """The findings whose call on this draw differs from the reported one ('—' for none)."""
+        flipped = [n for n in calls if row[n] == row[n] and reported.get(n) == reported.get(n)
+                   and (row[n] >= thresholds[n]) != (reported[n] >= thresholds[n])]
+        return ", ".join(flipped) if flipped else "—"
+
+    return table.assign(**{"calls that differ from the reported": [
+        "" if i == "reported" else changed(r) for i, r in table.iterrows()]}).rename_axis("road").reset_index()
+
+
+def hallucination_rows(check: HallucinationCheck, reconstructor: str, level: float) -> pd.DataFrame:
+    """A cell's hallucination rates as shown: detector, what is counted, group, 'rate [CI]', 'count / of'."""
+    rates = check.rates
+    what = {"erased": "known lesion erased", "invented": "lesion invented where none was"}
+    return pd.DataFrame({
+        "reconstructor": reconstructor, "level": f"{level:g}", "detector": rates.detector.to_numpy(),
+        "what": [what.get(k, k) for k in rates.kind],
+        "group": ["everyone" if a == "all" else str(g) for a, g in zip(rates.attribute, rates.grp, strict=True)],
+        "rate [95 % CI]": [interval_text(e, lo, hi) for e, lo, hi in
+                           zip(rates.rate, rates.ci_low, rates.ci_high, strict=True)],
+        "images": [f"{c} / {o}" for c, o in zip(rates["count"], rates["of"], strict=True)]})

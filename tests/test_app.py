@@ -169,7 +169,7 @@ def test_sidebar_choices_hold_across_pages_and_a_visit_home(built_store, monkeyp
     at.select_slider(key=scoped("level", key)).set_value(3000.0).run()
     at.selectbox(key=scoped("attribute", key)).set_value("age_band").run()
     for page in ("pages/home.py", "pages/fairness.py", "pages/compare.py", "pages/failures.py",
-                 "pages/run.py", "pages/overview.py"):
+                 "pages/posterior.py", "pages/run.py", "pages/overview.py"):
         at.switch_page(page).run()
         assert not at.exception, page
         if page in ("pages/home.py", "pages/run.py"):
@@ -330,3 +330,86 @@ def test_run_page_offers_no_start_for_a_finished_config(built_store, monkeypatch
     assert any("run is finished" in i.value for i in at.info)
     at.selectbox(key="run_config").set_value("tiny-mri.yaml").run()  # not in this store: it can start
     assert not at.button(key="run_start").disabled
+
+
+def test_posterior_page_on_empty_store_says_so(tmp_path, monkeypatch):
+    at = run_page("pages/posterior.py", str(tmp_path / "empty.duckdb"), monkeypatch, str(tmp_path))
+    assert any("No results yet" in info.value for info in at.info)
+
+
+RAW_POSTERIOR_IDS = ("spread_error_rho", "interval_coverage", "posterior_std", "sample_flip", "sample_dice_flip")
+
+
+def shown_text(at: AppTest) -> str:
+    """Every heading, caption, markdown, message and table column of a page run, as one string."""
+    parts = [e.value for kind in ("header", "subheader", "caption", "markdown", "info", "warning") for e in
+             getattr(at, kind)]
+    parts += [" ".join(map(str, d.value.columns)) for d in at.dataframe]
+    parts += [str(o) for r in at.radio for o in r.options]
+    return "\n".join(parts)
+
+
+def test_posterior_page_shows_calibration_sample_flips_and_hallucinations(built_store, monkeypatch):
+    store, key, cache = built_store
+    at = run_page("pages/posterior.py", str(store.path), monkeypatch, str(cache))
+    assert [h.value for h in at.header] == ["Calibration of the posterior spread", "Hallucination check on known truth"]
+    # rank correlation and coverage by level, a statistic by group, the calibration curve, sample flips by group,
+    # erased / invented per detector (diagnostic model, residual map)
+    assert len(at.get("plotly_chart")) == 7
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert "calibrated: 0.95" in specs[1] and "calibrated (2 samples)" in specs[3]  # the targets are drawn
+    overall = at.dataframe[0].value
+    assert overall.reconstructor.tolist() == ["diffusion", "diffusion"] and overall.level.tolist() == ["3000", "300"]
+    assert {"Spread–error rank correlation", "95 % interval coverage", "Sample flip rate"} <= set(overall.columns)
+    assert set(at.dataframe[1].value.group) == {"F", "M"}
+    halluc = at.dataframe[-1].value
+    assert set(halluc.detector) == {"diagnostic model", "residual map"}
+    assert set(halluc.reconstructor) == {"none", "tv", "unet", "gan", "diffusion"} and "everyone" in set(halluc.group)
+    text = shown_text(at)
+    assert "Rule: matched filter at the known site" in text and "operating threshold" in text
+    assert "sit above the line" in text  # the few-draw binning caveat is said beside the curve
+    assert not any(raw in text for raw in RAW_POSTERIOR_IDS)  # human names only
+    at.selectbox(key=scoped("attribute", key)).set_value("age_band").run()
+    at.select_slider(key=scoped("level", key)).set_value(3000.0).run()
+    at.radio(key=scoped("post_metric", key)).set_value("interval_coverage").run()
+    at.radio(key=scoped("post_kind", key)).set_value("invented").run()
+    assert not at.exception
+    assert "Calibration curve at 3000 photons/pixel" in [s.value for s in at.subheader]
+    assert set(at.dataframe[-1].value.group) == {"everyone", "<60", "60+"}
+    at.multiselect(key=scoped("reconstructors", key)).set_value(["unet"]).run()  # no sampler picked
+    assert not at.exception
+    assert any("this run's samplers: diffusion" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == 2 and set(at.dataframe[-1].value.reconstructor) == {"unet"}
+
+
+def test_posterior_page_says_a_run_without_a_sampler_has_no_spread(mri_store, monkeypatch):
+    store, _, cache = mri_store
+    at = run_page("pages/posterior.py", str(store.path), monkeypatch, str(cache))
+    assert any("No reconstructor of this run draws several posterior samples" in i.value for i in at.info)
+    assert not any("calibrat" in c.proto.spec for c in at.get("plotly_chart"))  # no empty calibration chart
+    assert at.header[-1].value == "Hallucination check on known truth"  # known tumour sites: the check still runs
+    assert "segmenter" in shown_text(at)
+
+
+def test_failure_cases_rank_a_samplers_most_uncertain_calls(built_store, monkeypatch):
+    store, key, cache = built_store
+    at = run_page("pages/failures.py", str(store.path), monkeypatch, str(cache))
+    at.select_slider(key=scoped("level", key)).set_value(300.0).run()
+    at.selectbox(key=scoped("fail_recon", key)).set_value("diffusion").run()
+    assert not at.exception
+    assert any(s.value.startswith("Most uncertain calls — diffusion") for s in at.subheader)
+    ranked = at.dataframe[1].value
+    assert ranked["Sample flip rate"].is_monotonic_decreasing and "posterior_std" not in ranked.columns
+    draws = at.dataframe[2].value
+    assert draws.road.tolist() == ["reported", "sample 1", "sample 2"]
+    assert {"nodule", "calls that differ from the reported"} <= set(draws.columns)
+    picker = at.selectbox(key=scoped("fail_uncertain", key))
+    assert picker.value == ranked.image_id.iloc[0]
+    grid = at.get("plotly_chart")[1].proto.spec
+    assert "one sample" in grid and "another sample" in grid and "posterior std" in grid
+    examples = set(queries.examples(store, key, "diffusion", 300.0).image_id)
+    replayed = next(i for i in ranked.image_id if i not in examples)  # not stored: its samples are drawn again
+    picker.set_value(replayed).run()
+    assert not at.exception and "posterior std" in at.get("plotly_chart")[1].proto.spec
+    at.selectbox(key=scoped("fail_recon", key)).set_value("unet").run()  # one reconstruction: no such section
+    assert not any(s.value.startswith("Most uncertain calls") for s in at.subheader)

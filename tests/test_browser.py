@@ -25,7 +25,7 @@ OUT = ROOT / "test-output"
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TANDEM_SKIP_BROWSER")) and not os.environ.get("CI"),
                                 reason="TANDEM_SKIP_BROWSER is set: the browser tests were skipped on request")
 PAGES = {"home": "Tandem", "overview": "Overview", "fairness": "Fairness", "compare": "Compare reconstructors",
-         "failures": "Failure cases", "run": "Run a study"}
+         "failures": "Failure cases", "posterior": "Uncertainty & hallucinations", "run": "Run a study"}
 HELPERS = ("routing", "data", "sidebar", "figures", "ui", "common")
 
 
@@ -153,6 +153,33 @@ def test_failure_case_attributions_render(server, page):
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+def test_uncertainty_page_draws_the_calibration_curve_and_the_hallucination_rates(server, page):
+    """Issue 17: the spread's calibration curve (with its calibrated line) and the hallucination rates per detector,
+    each detector's rule stated beside its chart, the rates' table downloadable."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/posterior")
+    page.get_by_role("heading", name="Uncertainty & hallucinations", exact=True).first.wait_for(timeout=60_000)
+    page.get_by_text("Hallucination check on known truth").wait_for(timeout=120_000)
+    curve = page.locator(".js-plotly-plot").filter(has_text="calibrated (2 samples)")
+    curve.wait_for(timeout=60_000)
+    assert curve.locator(".legendtext").filter(has_text="everyone").count() == 1
+    assert page.locator(".js-plotly-plot").filter(has_text="calibrated: 0.95").count() == 1  # coverage's target
+    page.get_by_text("Detector: residual map.").wait_for(timeout=60_000)
+    assert page.get_by_text("Detector: diagnostic model.").count() == 1
+    expect(page.locator(".js-plotly-plot").filter(has_text="Known lesion erased at 300")).to_have_count(
+        2, timeout=60_000)  # one per detector
+    settled(page)
+    with page.expect_download(timeout=30_000) as download:
+        page.get_by_role("button", name="Download hallucinations-by-sex (CSV)").click()
+    rows = download.value.path().read_text().splitlines()
+    assert rows[0] == "reconstructor,level,detector,what,group,rate [95 % CI],images"
+    assert any(",residual map,known lesion erased," in r for r in rows)
+    curve.scroll_into_view_if_needed()
+    page.screenshot(path=str(OUT / "uncertainty.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 @pytest.mark.parametrize("name", [p for p in PAGES if p != "overview"])
 def test_any_page_opened_first_on_a_fresh_server_renders_through_the_app(built_store, browser, name):
     """Streamlit's legacy `pages/` mode takes over when a page URL is a fresh server's first request: not here."""
@@ -163,7 +190,8 @@ def test_any_page_opened_first_on_a_fresh_server_renders_through_the_app(built_s
         page.goto(url if name == "home" else f"{url}/{name}")
         page.get_by_role("heading", name=PAGES[name], exact=True).first.wait_for(timeout=60_000)
         nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
-        assert all(title in nav for title in ("Home", "Overview", "Fairness", "Compare", "Failure cases", "Run"))
+        assert all(title in nav for title in ("Home", "Overview", "Fairness", "Compare", "Failure cases",
+                                              "Uncertainty & hallucinations", "Run"))
         assert not any(h in nav.split() for h in HELPERS)
         assert page.locator('[data-testid="stException"]').count() == 0
     finally:

@@ -296,3 +296,40 @@ def test_page_scripts_hold_no_bare_strings_streamlit_would_draw():
         body = ast.parse(path.read_text()).body
         bare = [node.lineno for node in body[1:] if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)]
         assert not bare, f"{path.name}: lines {bare}"
+
+
+def test_a_calibration_curve_draws_each_group_at_its_values_and_the_calibrated_line():
+    """Points sit at the stored (predicted std, RMS error); the dotted line is rmse = std·√(1 + 1/n)."""
+    curve = pd.DataFrame({"attribute": ["all", "all", "sex", "sex"], "grp": ["all", "all", "F", "F"],
+                          "bin": [3, 4, 3, 4], "predicted_std": [0.01, 0.02, 0.011, 0.019],
+                          "rmse": [0.012, 0.03, 0.013, 0.028], "pixels": [900.0, 100.0, 500.0, 50.0],
+                          "images": [10, 10, 6, 6]})
+    fig = plots.calibration_plot(curve, 4, "t")
+    everyone, female, line = fig.data
+    assert everyone.name == "everyone" and female.name == "F" and line.name == "calibrated (4 samples)"
+    assert list(everyone.x) == [0.01, 0.02] and list(female.y) == [0.013, 0.028]
+    assert np.allclose(np.asarray(line.y) / np.asarray(line.x), np.sqrt(1.25))
+    assert fig.layout.xaxis.type == fig.layout.yaxis.type == "log"
+
+
+def test_posterior_tables_keep_human_names_and_a_draw_table_names_the_flipped_calls():
+    rows = [{"reconstructor": "diffusion", "level": lv, "metric": m, "label": "", "attribute": a, "grp": g,
+             "estimate": e, "ci_low": e - 0.01, "ci_high": e + 0.01, "n": 10}
+            for lv in (300.0, 3000.0) for m, e in (("spread_error_rho", 0.4), ("interval_coverage", 0.9),
+                                                  ("posterior_std", 0.00025), ("sample_flip", 0.1))
+            for a, g in (("all", "all"), ("sex", "F"), ("sex", "M"))]
+    agg = pd.DataFrame(rows)
+    assert results.samplers(agg) == ["diffusion"]
+    table = results.posterior_overview(agg, "all", ["diffusion"], [3000.0, 300.0])
+    assert table.level.tolist() == ["3000", "300"]  # in the order asked: mildest first
+    assert list(table.columns) == ["reconstructor", "level", "Spread–error rank correlation",
+                                   "95 % interval coverage", "Posterior spread", "Sample flip rate", "n"]
+    assert table["Posterior spread"].iloc[0] == "0.00025 [-0.00975, 0.0103]"  # small values: 3 significant digits
+    assert results.posterior_overview(agg, "sex").group.tolist() == ["F", "M", "F", "M"]
+    drawn = pd.DataFrame({"draw": [0, 0, 1, 1], "name": ["a", "b", "a", "b"], "value": [0.6, 0.2, 0.4, 0.2]})
+    draws = results.draw_table(drawn, {"a": 0.55, "b": 0.3}, {"a": 0.5, "b": 0.25})
+    assert draws.road.tolist() == ["reported", "sample 1", "sample 2"]
+    assert draws["calls that differ from the reported"].tolist() == ["", "b", "a, b"]
+    ranked = results.uncertain_cases(pd.DataFrame({"image_id": ["x", "y", "z"], "sample_flip": [0.0, 0.5, 0.5],
+                                                   "posterior_std": [0.1, 0.1, 0.2]}), "sample_flip")
+    assert ranked.image_id.tolist() == ["z", "y", "x"]

@@ -48,3 +48,25 @@ def test_cli_report_of_an_mri_run_reads_its_modality_from_the_store(mri_store, c
     assert rows[0][:2] == ["clean", "—"]
     zero_filled = [r[1] for r in rows if r[0] == "zero_filled"]
     assert zero_filled == ["4", "8"]  # mildest first
+
+
+def test_report_includes_the_posterior_calibration_and_the_hallucination_check(built_store):
+    store, key, _ = built_store
+    page = build_report(store, key, ["unet", "diffusion"], [3000.0, 300.0], "sex", 300.0)
+    section = page[page.index("<h2>Calibration of the posterior spread</h2>"):page.index("<h2>Hallucination check")]
+    assert "Spread–error rank correlation" in section and "95 % interval coverage" in section
+    assert "Sample flip rate" in section and "<h3>By sex</h3>" in section
+    assert "Calibration curve: diffusion at 300" in section and "calibrated (2 samples)" in section
+    number = r"[−-]?[0-9.]+"  # a rank correlation may be below 0
+    assert re.search(rf"<td>diffusion</td>\s*<td>3000</td>\s*<td>{number} \[{number}, {number}\]</td>", section)
+    assert "sample_flip" not in re.sub(r"<script.*?</script>", "", section, flags=re.S)
+    check = page[page.index("<h2>Hallucination check"):page.index("<h2>Does image quality")]
+    assert "residual map" in check and "matched filter at the known site" in check
+    assert "known lesion erased" in check and "lesion invented where none was" in check
+    assert "Calibration of the posterior spread" not in build_report(store, key, ["unet"], [300.0])  # no sampler
+
+
+def test_mri_report_without_a_sampler_has_no_calibration_section(mri_store):
+    store, key, _ = mri_store
+    page = build_report(store, key, ["zero_filled", "unet"], [4.0, 8.0], "sex")
+    assert "Calibration of the posterior spread" not in page and "<h2>Hallucination check" in page

@@ -113,6 +113,10 @@ image_rows = _served(queries.image_rows)
 examples = _served(queries.examples)
 correlations = _served(queries.correlations)
 image_scores = _served(queries.image_scores)
+sample_scores = _served(queries.sample_scores)
+sample_count = _served(results.sample_count)
+calibration_curve = _served(results.calibration_curve)
+hallucination_rates = _served(results.hallucination_rates)
 
 
 @st.cache_resource(show_spinner="Loading the run's models…", max_entries=4)

@@ -35,8 +35,8 @@ def patient_rows(rows: pd.DataFrame) -> pd.DataFrame:
     out = per[[c for c in rows if c in DEMOGRAPHICS or c.startswith("target:")]].first()
     scores = [c for c in rows if c.startswith("score:")]
     out[scores] = per[scores].median()
-    means = [c for c in catalogue.IMAGE_COLUMNS if c in rows and catalogue.BY_NAME[c].kind in ("quality",
-                                                                                            "segmentation")]
+    means = [c for c in catalogue.IMAGE_COLUMNS
+             if c in rows and catalogue.BY_NAME[c].kind in ("quality", "segmentation", "uncertainty")]
     with warnings.catch_warnings():  # all-NaN HD95 of a patient stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         out[means] = per[means].agg(lambda v: np.nanmean(v) if v.notna().any() else np.nan)

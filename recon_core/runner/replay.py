@@ -98,6 +98,18 @@ class CaseReplayer:
                     output[0, 0].cpu().numpy(), scores[0], scores[1], mask_true, *masks)
 
 
+    @torch.no_grad()
+    def posterior(self, image_id: str, reconstructor: str, level: float) -> np.ndarray:
+        """(n, H, W) posterior samples of one image, drawn on the sweep's seeds (n = 1 for a deterministic method)."""
+        image, _ = self.source.item(image_id)
+        clean = torch.from_numpy(image[None, None]).to(self.device)
+        measurement = self.physics.measure(clean, level, [image_id])
+        degraded = self.physics.to_image(measurement, level)
+        samples = self.reconstructor(reconstructor).reconstruct_samples(degraded, self.physics, level, measurement,
+                                                                         [image_id])
+        return samples[:, 0, 0].float().cpu().numpy()
+
+
 def scores_table(case: Case) -> pd.DataFrame:
     """Per-finding scores on both roads (for display)."""
     return pd.DataFrame({"finding": case.labels, "clean": case.clean_scores, "reconstructed": case.recon_scores})

@@ -191,3 +191,10 @@ def calibration_sums(store: Store, key: str, reconstructor: str, level: float) -
                                   AND m.level = c.level AND m.image_id = c.image_id
                                  WHERE c.config_hash = ? AND c.reconstructor = ? AND c.level = ?
                                  ORDER BY c.image_id, c.bin""", [key, reconstructor, level]), columns)
+
+
+def sample_draws(store: Store, key: str, reconstructor: str, level: float) -> int:
+    """How many posterior samples a sampler cell drew per image (0 for a deterministic reconstructor)."""
+    df = store.query("""SELECT count(DISTINCT draw) FROM sample_scores
+                        WHERE config_hash = ? AND reconstructor = ? AND level = ?""", [key, reconstructor, level])
+    return 0 if df is None or df.empty else int(df.iloc[0, 0])
