@@ -12,9 +12,9 @@ and the training's steps/s (absent when loaded). `--set key=value` changes a dif
 (YAML values, e.g. `--set start=degraded eta=1`) so that variants are measured on one cohort;
 the checkpoint's name is the variant's weights key, so variants never mix.
 
-CPU (the X-ray demo; about 3 min of training on 2 cores, then sampling):
+CPU (the X-ray demo; about 3 min of training on 2 quiet cores, then sampling):
     python -m benchmarks.diffusion_calibration --config configs/demo.yaml --images 32 \
-        --cache /work/diffusion-cache --out calibration.json [--steps 5 10 20] [--set prediction=sample]
+        --cache /work/diffusion-cache --out calibration.json [--steps 3 5] [--set start=degraded]
 GPU (trains gpu.yaml's diffusion to the end: 1,500 steps, estimated 3–5 min on an H100 from its
 ≈ 6 TFLOP a step; the cohort ≈ 20 s; then ≈ 1 min of sampling; the H100 command, timeout 600 s):
     python -m benchmarks.diffusion_calibration --config configs/gpu.yaml --device cuda --images 32 \
