@@ -109,10 +109,12 @@ class Diffusion(NetworkReconstructor):
                                        prediction_type="sample", clip_sample=True)
 
     def _start_settings(self) -> tuple:
-        """start and start_fraction where they differ from the defaults (older keys stay as they were)."""
-        d = self.config.reconstructors.diffusion
-        return () if d.start == "noise" else ("degraded", d.start_fraction)  # 'matched' trains as 'degraded'
+        """What the start changes in training: t's range for 'degraded' and 'matched' (alike), nothing from noise.
 
+        Empty from noise, so the weights keys of configs without the start settings stay as they were.
+        """
+        d = self.config.reconstructors.diffusion
+        return () if d.start == "noise" else ("degraded", d.start_fraction)
 
     def weights_key(self) -> str:
         c = self.config
