@@ -12,18 +12,19 @@ and the training's steps/s (absent when loaded). `--set key=value` changes a dif
 (YAML values, e.g. `--set start=degraded eta=1`) so that variants are measured on one cohort;
 the checkpoint's name is the variant's weights key, so variants never mix.
 
-CPU (the X-ray demo; about 3 min of training on 2 cores, then sampling):
+CPU (the X-ray demo; about 3 min of training on 2 quiet cores, then sampling):
     python -m benchmarks.diffusion_calibration --config configs/demo.yaml --images 32 \
-        --cache /work/diffusion-cache --out calibration.json [--steps 5 10 20] [--set prediction=sample]
+        --cache /work/diffusion-cache --out calibration.json [--steps 3 5] [--set start=degraded]
 GPU (trains gpu.yaml's diffusion to the end: 1,500 steps, estimated 3–5 min on an H100 from its
 ≈ 6 TFLOP a step; the cohort ≈ 20 s; then ≈ 1 min of sampling; the H100 command, timeout 600 s):
     python -m benchmarks.diffusion_calibration --config configs/gpu.yaml --device cuda --images 32 \
-        --steps 10 20 50 --cache /tmp/diffusion-gpu --out $OUT/diffusion_gpu.json
+        --steps 5 10 20 --cache /tmp/diffusion-gpu --out $OUT/diffusion_gpu.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ from recon_core.runner.study import split_data
 from recon_core.seeding import numpy_rng
 
 
-def variant(path: str, settings: list[str], train_steps: int | None, sampling_steps: int | None = None) -> StudyConfig:
+def variant(path: str, settings: list[str], train_steps: int | None) -> StudyConfig:
     """The config at `path` with its diffusion settings changed by `key=value` texts (YAML values), checked."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     diffusion = data.setdefault("reconstructors", {}).setdefault("diffusion", {})
@@ -55,9 +56,14 @@ def variant(path: str, settings: list[str], train_steps: int | None, sampling_st
         diffusion[key] = yaml.safe_load(value)
     if train_steps is not None:
         diffusion["steps"] = train_steps
-    if sampling_steps is not None:
-        diffusion["sampling_steps"] = sampling_steps
     return check_values(from_dict(data))
+
+
+def with_sampling_steps(config: StudyConfig, steps: int) -> StudyConfig:
+    """The same study sampled with `steps` steps (the file is read once: a config edited meanwhile changes nothing)."""
+    diffusion = dataclasses.replace(config.reconstructors.diffusion, sampling_steps=steps)
+    return check_values(dataclasses.replace(config, reconstructors=dataclasses.replace(config.reconstructors,
+                                                                                     diffusion=diffusion)))
 
 
 def bootstrap_ci(values: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         measurement = physics.measure(clean, level, ids)
         degraded = physics.to_image(measurement, level)
         for steps in args.steps or [settings.sampling_steps]:
-            sampler = build_reconstructor("diffusion", variant(args.config, args.set, args.steps_train, steps), device)
+            sampler = build_reconstructor("diffusion", with_sampling_steps(config, steps), device)
             sampler.load(checkpoints)
             start = clock(device)
             samples = torch.cat([sampler.reconstruct_samples(degraded[i:i + args.batch], physics, level,

@@ -154,7 +154,8 @@ class DiffusionConfig:
     'diffusion_unet': MONAI's DiffusionModelUNet with timestep embeddings (GPU-sized).
     start 'noise': sampling starts from pure noise at t = T (SR3); 'degraded': from the degraded
     image noised to t₀ = start_fraction·(T − 1) (SDEdit / IR-SDE style), and training draws t in
-    [0, t₀] only. eta: DDIM's η, 0 deterministic after the start, 1 as ancestral DDPM sampling.
+    [0, t₀] only; 'matched': trained as 'degraded', each image starting at its own t₀ ≤ that one,
+    where the chain's noise matches the image's. eta: DDIM's η, 0 deterministic, 1 ancestral DDPM.
     """
 
     network: Literal["unet", "diffusion_unet"] = "unet"
@@ -170,7 +171,8 @@ class DiffusionConfig:
     batch_size: int = 16
     learning_rate: float = 1e-3
     data_consistency: bool = False  # MRI: make every step's clean-image estimate consistent with k-space
-    start: Literal["noise", "degraded"] = field(default="noise", metadata={"omit_if_default": True})
+    # 'matched': as 'degraded', each image starting where the chain's noise matches its own (estimated)
+    start: Literal["noise", "degraded", "matched"] = field(default="noise", metadata={"omit_if_default": True})
     start_fraction: float = field(default=1.0, metadata={"omit_if_default": True})  # t₀ / (T − 1), start: degraded
     eta: float = field(default=0.0, metadata={"omit_if_default": True})  # DDIM η: 0 deterministic, 1 ancestral
 
@@ -584,7 +586,7 @@ def check_values(config: StudyConfig) -> StudyConfig:
     diffusion = config.reconstructors.diffusion
     if diffusion.start == "noise" and diffusion.start_fraction != 1:
         raise ConfigError(f"reconstructors.diffusion.start_fraction: {diffusion.start_fraction!r} is for start: "
-                          "degraded; from noise sampling starts at the last timestep")
+                          "degraded or matched; from noise sampling starts at the last timestep")
     start = diffusion.start_timestep()
     if start < 1:
         raise ConfigError(f"reconstructors.diffusion.start_fraction: {diffusion.start_fraction!r} of "

@@ -307,14 +307,31 @@ def test_a_network_that_ignores_x_t_collapses_every_draw_onto_one_image(eta):
     assert float(samples.std(0).max()) < 1e-5
 
 
+def test_matched_start_begins_a_cleaner_measurement_lower_in_the_chain():
+    """'matched': each image's t₀ follows its own estimated noise, capped at start_fraction·(T − 1); batch-free."""
+    diffusion = build_reconstructor("diffusion", config(**(FROM_DEGRADED | dict(start="matched")), n_samples=2),
+                                    torch.device("cpu"))
+    clean = torch.from_numpy(smooth_images(2, 32)[:, None])
+    physics = ProjectionDose(seed=0)
+    noisy, clearer = (physics.degrade(clean, level, ["a", "b"]) * 2 - 1 for level in (100.0, 100000.0))
+    signal = diffusion.scheduler.alphas_cumprod
+    low, high = diffusion._starts(clearer, signal), diffusion._starts(noisy, signal)
+    assert (low < high).all() and (high <= 300).all() and (low >= 1).all()
+    assert torch.equal(diffusion._starts(noisy[1:], signal), high[1:])
+    samples = diffusion.reconstruct_samples((noisy + 1) / 2, physics, 100.0, None, ["a", "b"])
+    assert torch.allclose(samples[:, 1:], diffusion.reconstruct_samples((noisy[1:] + 1) / 2, physics, 100.0, None,
+                                                                        ["b"]), atol=1e-5)
+
+
 @pytest.mark.parametrize(("settings", "message"), [
-    (dict(start_fraction=0.5), "start_fraction.*is for start: degraded"),
+    (dict(start_fraction=0.5), "start_fraction.*is for start: degraded or matched"),
     (dict(start="degraded", start_fraction=0.0001), "rounds to t₀ = 0"),
     (dict(start="degraded", start_fraction=1.5), "start_fraction"),
     (dict(start="degraded", start_fraction=0.01, sampling_steps=20), "sampling_steps: 20 must be within 1–11"),
     (dict(eta=1.5), "eta"),
     (dict(eta=-0.1), "eta"),
     (dict(start="sideways"), "start"),
+    (dict(start="matched", start_fraction=0.0001), "rounds to t₀ = 0"),
     (dict(prediction="x"), "prediction"),
 ])
 def test_diffusion_settings_out_of_range_are_config_errors(settings, message):

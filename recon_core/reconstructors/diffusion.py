@@ -14,7 +14,11 @@ Where sampling starts (`start`):
 - 'noise': x_T ~ N(0, I) and `sampling_steps` DDIM steps over the whole schedule (SR3);
 - 'degraded' (SDEdit, and the reference's IR-SDE in spirit: start from the measurement):
   x_{t₀} = √ᾱ_{t₀}·y + √(1−ᾱ_{t₀})·ε with t₀ = `start_fraction`·(T − 1), then the steps from t₀
-  down; training draws t in [0, t₀] only, so the whole budget goes where sampling happens.
+  down; training draws t in [0, t₀] only, so the whole budget goes where sampling happens;
+- 'matched': as 'degraded' (the same training and weights), but each image starts at its own
+  t₀ ≤ `start_fraction`·(T − 1), where the chain's noise √((1−ᾱ)/ᾱ) is `MATCH` times the
+  noise estimated in y (scikit-image's wavelet estimate): a cleaner measurement starts lower,
+  so less noise is injected where less is uncertain.
 Each step is DDIM's update (Song et al., eq. 12) with η = `eta`: x_{t'} = √ᾱ_{t'}·x̂₀ +
 √(1−ᾱ_{t'}−σ²)·ε̂ + σ·z, σ = η·√((1−ᾱ_{t'})/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_{t'}); η = 1 is ancestral DDPM
 sampling. Written here rather than MONAI's `DDIMScheduler.step` because z must come from each
@@ -39,6 +43,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from monai.networks.nets import DiffusionModelUNet, UNet
 from monai.networks.schedulers import DDIMScheduler
+from skimage.restoration import estimate_sigma
 
 from recon_core.config import stable_hash
 from recon_core.models.batches import SplitData, TrainingBatch
@@ -80,6 +85,8 @@ class DiffusionNet(torch.nn.Module):
         return out if self.alpha is None else condition + self.alpha * out
 
 
+MATCH = 2.0
+"""'matched' start: the chain's starting noise level over the noise estimated in the degraded image."""
 SAMPLER = "ddim-next-timestep"
 """Names the sampler's update in the output cache key: outputs cached by an earlier update are not reused."""
 
@@ -102,9 +109,12 @@ class Diffusion(NetworkReconstructor):
                                        prediction_type="sample", clip_sample=True)
 
     def _start_settings(self) -> tuple:
-        """start and start_fraction where they differ from the defaults (older keys stay as they were)."""
+        """What the start changes in training: t's range for 'degraded' and 'matched' (alike), nothing from noise.
+
+        Empty from noise, so the weights keys of configs without the start settings stay as they were.
+        """
         d = self.config.reconstructors.diffusion
-        return () if d.start == "noise" else (d.start, d.start_fraction)
+        return () if d.start == "noise" else ("degraded", d.start_fraction)
 
     def weights_key(self) -> str:
         c = self.config
@@ -115,7 +125,7 @@ class Diffusion(NetworkReconstructor):
 
     def cache_key(self) -> str:
         d, precision = self.config.reconstructors.diffusion, self.config.evaluation.precision
-        parts = (self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency, SAMPLER, d.eta)
+        parts = (self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency, SAMPLER, d.eta, d.start)
         return stable_hash(*parts, *(() if precision == "float32" else (precision,)))
 
     def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
@@ -147,15 +157,27 @@ class Diffusion(NetworkReconstructor):
                                                           f"{level:g}", k))
                 for image_id, k in zip(image_ids, draws, strict=True)]
 
-    def _estimate(self, x: torch.Tensor, condition: torch.Tensor, t: int, signal: torch.Tensor) -> torch.Tensor:
-        """x̂₀ from the network's output at timestep t (ᾱ_t = signal[t]), clipped to [−1, 1]."""
-        out = self.net(x, condition, torch.full((len(x),), t, device=self.device))
+    def _estimate(self, x: torch.Tensor, condition: torch.Tensor, t: torch.Tensor,
+                  signal: torch.Tensor) -> torch.Tensor:
+        """x̂₀ from the network's output at each image's timestep t (ᾱ_t = signal[t]), clipped to [−1, 1]."""
+        out = self.net(x, condition, t)
+        now = signal[t].view(-1, 1, 1, 1)
         prediction = self.config.reconstructors.diffusion.prediction
         if prediction == "epsilon":
-            out = (x - (1 - signal[t]).sqrt() * out) / signal[t].sqrt()
+            out = (x - (1 - now).sqrt() * out) / now.sqrt()
         elif prediction == "v":
-            out = signal[t].sqrt() * x - (1 - signal[t]).sqrt() * out
+            out = now.sqrt() * x - (1 - now).sqrt() * out
         return out.clamp(-1, 1)
+
+    def _starts(self, condition: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+        """Each image's starting timestep t₀: the configured one, or for 'matched' where its noise is MATCH·σ̂(y)."""
+        cfg = self.config.reconstructors.diffusion
+        top = cfg.start_timestep()
+        if cfg.start != "matched":
+            return torch.full((len(condition),), top, dtype=torch.long)
+        sigma = torch.tensor([estimate_sigma(image[0].cpu().double().numpy()) for image in condition])
+        level = ((1 - signal) / signal).sqrt().cpu().double()  # the chain's noise over its signal, rising in t
+        return torch.searchsorted(level[:top + 1].contiguous(), MATCH * sigma).clamp(1, top)
 
     @staticmethod
     def _step(x: torch.Tensor, estimate: torch.Tensor, now: torch.Tensor, then: torch.Tensor, eta: float,
@@ -179,20 +201,25 @@ class Diffusion(NetworkReconstructor):
             return torch.stack([torch.randn(degraded.shape[1:], generator=g) for g in generators]).to(self.device)
 
         signal = self.scheduler.alphas_cumprod.to(self.device)  # ᾱ_t
-        start = cfg.start_timestep()
+        starts = self._starts(condition, signal)
         x = noise()
-        if cfg.start == "degraded":
-            x = signal[start].sqrt() * condition + (1 - signal[start]).sqrt() * x
-        timesteps = [int(t) for t in torch.linspace(start, 0, cfg.sampling_steps).round().long()]
+        if cfg.start != "noise":
+            first = signal[starts.to(self.device)].view(-1, 1, 1, 1)
+            x = first.sqrt() * condition + (1 - first).sqrt() * x
+        # (B, steps): each image's timesteps from its t₀ down to 0 (repeated ones are steps of no change)
+        timesteps = torch.stack([torch.linspace(int(t), 0, cfg.sampling_steps).round().long() for t in starts])
+        timesteps = timesteps.to(self.device)
         consistent = cfg.data_consistency and measurement is not None
         estimate = condition
-        for t, after in zip(timesteps, [*timesteps[1:], None], strict=True):
+        for k in range(cfg.sampling_steps):
+            t = timesteps[:, k]
             estimate = self._estimate(x, condition, t, signal)
             if consistent:  # the clean-image estimate agrees with the measured k-space samples
                 image = physics.consistent(((estimate + 1) / 2).to(degraded.device), measurement, level)
                 estimate = image.to(self.device) * 2 - 1
-            if after is not None:
-                x = self._step(x, estimate, signal[t], signal[after], cfg.eta, noise() if cfg.eta > 0 else None)
+            if k + 1 < cfg.sampling_steps:
+                x = self._step(x, estimate, signal[t].view(-1, 1, 1, 1), signal[timesteps[:, k + 1]].view(-1, 1, 1, 1),
+                               cfg.eta, noise() if cfg.eta > 0 else None)
         return ((estimate + 1) / 2).clamp(0, 1).to(degraded.device)
 
     def reconstruct_samples(self, degraded: torch.Tensor, physics: Acquisition, level: float,
