@@ -178,3 +178,25 @@ def test_a_store_written_before_correlation_scopes_keeps_its_rows_as_pooled(tmp_
     assert store.query("SELECT count(*) AS n FROM correlations").n.iloc[0] == 4
     writes.replace_correlations(Store(path), "k", correlation_rows(["pooled", "level 1"]))  # reopened: no new copy
     assert queries.correlations(store, "k").scope.tolist() == ["level 1", "pooled"]
+
+
+def test_calibration_sums_carry_the_runs_extra_group_columns(tmp_path):
+    """A run on a dataset with its own group column (e.g. a site) has it in the sidebar: the calibration curve
+    must group by it as the per-image rows do, not fail for a missing column."""
+    from recon_core import results
+
+    store = Store(tmp_path / "s.duckdb")
+    config = StudyConfig()
+    key = writes.register_run(store, config, XRAY.describe(config))
+    metrics, scores = cell_frames(4)
+    sums = pd.DataFrame({"image_id": np.repeat([f"i{i}" for i in range(4)], 2), "bin": [0, 1] * 4,
+                         "pixels": 10.0, "sum_std": 1.0, "sum_sq_error": 0.5})
+    writes.write_cell_rows(store, key, "diffusion", 100.0, metrics, scores, {}, None, sums)
+    writes.write_attributes(store, key, pd.DataFrame({"image_id": [f"i{i}" for i in range(4)], "attribute": "site",
+                                                      "value": ["A", "B", "A", "B"]}))
+    read = queries.calibration_sums(store, key, "diffusion", 100.0)
+    assert read.site.tolist() == ["A", "A", "B", "B", "A", "A", "B", "B"]
+    curve = results.calibration_curve(store, key, "diffusion", 100.0, ["site"])
+    assert set(curve.grp) == {"all", "A", "B"}
+    assert curve[curve.grp == "A"].pixels.tolist() == [20.0, 20.0]
+    assert queries.calibration_sums(store, key, "diffusion", 5.0).empty

@@ -121,10 +121,15 @@ def image_rows(store: Store, key: str, reconstructor: str, level: float) -> pd.D
     wide = scores.pivot(index="image_id", columns="label", values=["score", "target"])
     wide.columns = [f"{kind}:{label}" for kind, label in wide.columns]
     rows = metrics.merge(wide.reset_index(), on="image_id")
-    if extra is not None and not extra.empty:
-        rows = rows.merge(extra.pivot(index="image_id", columns="attribute", values="value").reset_index(),
-                          on="image_id", how="left")
-    return rows.sort_values("image_id").reset_index(drop=True)
+    return _with_attributes(rows, extra).sort_values("image_id").reset_index(drop=True)
+
+
+def _with_attributes(rows: pd.DataFrame, extra: pd.DataFrame | None) -> pd.DataFrame:
+    """`rows` with the run's extra per-image group columns (`image_attributes`, long) joined on as columns."""
+    if extra is None or extra.empty:
+        return rows
+    return rows.merge(extra.pivot(index="image_id", columns="attribute", values="value").reset_index(),
+                      on="image_id", how="left")
 
 
 def decode_pixels(blob: bytes) -> np.ndarray:
@@ -182,15 +187,20 @@ def sample_scores(store: Store, key: str, reconstructor: str, level: float,
 
 
 def calibration_sums(store: Store, key: str, reconstructor: str, level: float) -> pd.DataFrame:
-    """A sampler cell's per-image calibration-curve sums (bin, pixels, Σ std, Σ squared error) with demographics."""
+    """A sampler cell's per-image calibration-curve sums (bin, pixels, Σ std, Σ squared error) with demographics
+    and the run's extra group columns (as `image_rows`, so every attribute the sidebar offers can group them)."""
     columns = ["image_id", "subject_id", "sex", "age_band", "bin", "pixels", "sum_std", "sum_sq_error"]
-    return _frame(store.query("""SELECT c.image_id, m.subject_id, m.sex, m.age_band, c.bin, c.pixels, c.sum_std,
-                                        c.sum_sq_error
-                                 FROM image_calibration c JOIN image_metrics m
-                                   ON m.config_hash = c.config_hash AND m.reconstructor = c.reconstructor
-                                  AND m.level = c.level AND m.image_id = c.image_id
-                                 WHERE c.config_hash = ? AND c.reconstructor = ? AND c.level = ?
-                                 ORDER BY c.image_id, c.bin""", [key, reconstructor, level]), columns)
+    sums, extra = store.queries(
+        ("""SELECT c.image_id, m.subject_id, m.sex, m.age_band, c.bin, c.pixels, c.sum_std, c.sum_sq_error
+            FROM image_calibration c JOIN image_metrics m
+              ON m.config_hash = c.config_hash AND m.reconstructor = c.reconstructor
+             AND m.level = c.level AND m.image_id = c.image_id
+            WHERE c.config_hash = ? AND c.reconstructor = ? AND c.level = ?
+            ORDER BY c.image_id, c.bin""", [key, reconstructor, level]),
+        ("SELECT image_id, attribute, value FROM image_attributes WHERE config_hash = ?", [key]))
+    sums = _frame(sums, columns)
+    return sums if sums.empty else _with_attributes(sums, extra).sort_values(["image_id", "bin"]).reset_index(
+        drop=True)
 
 
 def sample_draws(store: Store, key: str, reconstructor: str, level: float) -> int:
