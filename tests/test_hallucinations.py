@@ -239,3 +239,24 @@ def test_the_mri_sweep_stores_the_segmenters_call_and_rates(mri_store):
     assert check.unavailable == ""
     erased = check.rates[(check.rates.kind == "erased") & (check.rates.attribute == "all")].set_index("detector")
     assert set(erased.index) == set(DETECTORS) and (erased.of > 0).all()
+
+
+def test_an_mri_reconstruction_that_removes_the_tumour_is_judged_erased_and_the_clean_slice_found():
+    """The residual map at a tumour is read against the same slice without its tumour, not against 0: the anatomy
+    under a tumour reads at up to several times its contrast and of either sign, so a slice whose tumour is gone
+    kept 'half its contrast' at about a third of the sites when the anatomy counted as lesion."""
+    config = CohortConfig(anatomy="procedural", n_subjects=12, slices_per_subject=8, image_size=48)
+    cohort = synthetic_mri.generate_cohort(config, seed=1, workers=1)
+    rows = cohort.subjects
+    stack = synthetic_mri.brain_stack(config.anatomy, config.image_size)
+    patients = synthetic_mri.sample_patients(config, 1).set_index("subject_id", drop=False)
+    free = np.concatenate([synthetic_mri.render_patient(stack, patients.loc[s], 8, 1)[3]
+                           for s in rows.subject_id.unique()])
+    judged = ((rows.lesion == 1) & rows.lesion_amplitude.notna()).to_numpy()
+    assert judged.sum() >= 20
+    amplitude = rows.lesion_amplitude.to_numpy()[judged]
+    clean = lesion_contrast(torch.from_numpy(cohort.images[:, None]), rows)[judged] / amplitude
+    erased = lesion_contrast(torch.from_numpy(free[:, None]), rows)[judged] / amplitude
+    assert np.allclose(clean, 1.0) and np.allclose(erased, 0.0, atol=1e-6)
+    sham = (rows.lesion == 0).to_numpy()
+    assert np.array_equal(free[sham], cohort.images[sham])  # a slice the tumour misses is its own lesion-free slice

@@ -80,9 +80,11 @@ def _smooth(rng: np.random.Generator, size: int, amplitude: float, sigma: float)
 
 
 def render_patient(stack: BrainStack, patient: pd.Series, n_slices: int,
-                   seed: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """(n_slices, H, W) float32 images in [0, 1], uint8 tumour masks, and the tumour's in-plane (y, x, radius) in
-    pixels: where a slice the tumour misses has its sham lesion site."""
+                   seed: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float], np.ndarray]:
+    """(n_slices, H, W) float32 images in [0, 1], uint8 tumour masks, the tumour's in-plane (y, x, radius) in
+    pixels (where a slice the tumour misses has its sham lesion site), and the same slices without the tumour
+    and its oedema (scaled by each image's own min-max, so the two differ only by the lesion): the lesion-free
+    clean images the hallucination check's residual map is read against."""
     rng = numpy_rng(seed, "mri-patient", patient.subject_id)
     depth, size = stack.t1.shape[0], stack.t1.shape[1]
     high = patient.high_grade == 1
@@ -122,11 +124,13 @@ def render_patient(stack: BrainStack, patient: pd.Series, n_slices: int,
     distance = np.hypot(yy - ty, xx - tx) / wobble
     contrast = float(patient.tumour_contrast)
     images, masks = np.empty((n_slices, size, size), np.float32), np.zeros((n_slices, size, size), np.uint8)
+    free = np.empty_like(images)
     for j, z in enumerate(zs):
         k = int(np.clip(round(z), 0, depth - 1))
         t1 = ndimage.map_coordinates(stack.t1[k], [src_y, src_x], order=1)
         csf = ndimage.map_coordinates(stack.csf[k], [src_y, src_x], order=1)
         image = t1 * (1 - 0.45 * atrophy * csf)
+        lesion_free = image
         along = (z - tumour_z) / radius_mm
         if abs(along) < 1:
             rho = radius * np.sqrt(1 - along ** 2)  # cross-section radius in this slice
@@ -149,34 +153,38 @@ def render_patient(stack: BrainStack, patient: pd.Series, n_slices: int,
         image = image * bias
         lo, hi = float(image.min()), float(image.max())
         images[j] = np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)  # per-slice min-max, as the reference
-    return images, masks, (float(ty), float(tx), float(radius))
+        free[j] = np.clip((lesion_free * bias - lo) / max(hi - lo, 1e-6), 0, 1)
+    return images, masks, (float(ty), float(tx), float(radius)), free
 
 
 def _render_patients(anatomy: str, size: int, n_slices: int, seed: int,
-                     patients: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(images, masks, (y, x, radius) of each patient's tumour) of a chunk of patients, n_slices rows each: one
-    worker's share of `generate_cohort`."""
+                     patients: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """(images, masks, lesion sites) of a chunk of patients, n_slices rows each: one worker's share of
+    `generate_cohort`."""
     stack = brain_stack(anatomy, size)
     images = np.empty((len(patients) * n_slices, size, size), np.float32)
     masks = np.empty(images.shape, np.uint8)
+    free = np.empty_like(images)
     tumours = np.empty((len(patients), 3))
     for i, patient in enumerate(patients.itertuples(index=False)):
         rows = slice(i * n_slices, (i + 1) * n_slices)
-        images[rows], masks[rows], tumours[i] = render_patient(stack, patient, n_slices, seed)
-    return images, masks, tumours
+        images[rows], masks[rows], tumours[i], free[rows] = render_patient(stack, patient, n_slices, seed)
+    return images, masks, lesion_sites(images, masks, tumours, free)
 
 
-def lesion_sites(images: np.ndarray, masks: np.ndarray, tumours: np.ndarray) -> pd.DataFrame:
+def lesion_sites(images: np.ndarray, masks: np.ndarray, tumours: np.ndarray, free: np.ndarray) -> pd.DataFrame:
     """Every slice's known lesion site (`metrics.lesions.SITE_COLUMNS`): its tumour, or the patient's as a sham.
 
     A slice the tumour cuts has its site at the mask's centroid and its σ from the mask's second
     moment (a disc of radius r gives σ = r / 2); a slice it misses has the patient's tumour centre
     and σ = radius / 2 as a sham site. The tumours differ in kind (ring-enhancing, solid, dark), so
-    the amplitude is measured: the matched filter's contrast on the clean slice, and for a sham
-    site the mean over the patient's tumour slices (what its tumour would show). A patient whose
-    slices all miss the tumour, or an amplitude under `MIN_AMPLITUDE`, leaves it NaN: not judged.
-    The background read on the residual map is the sham site's own reading on its clean slice (it
-    has no lesion) and 0 at a tumour (its amplitude was measured on the image as it is).
+    the amplitude is measured: the matched filter's contrast on the residual map, the clean slice
+    minus the same slice without its tumour (`free`, from `render_patient`), and for a sham site the
+    mean over the patient's tumour slices (what its tumour would show). A patient whose slices all
+    miss the tumour, or an amplitude under `MIN_AMPLITUDE`, leaves it NaN: not judged. The
+    background is the reading on the lesion-free slice (at a sham site, the clean slice itself): not
+    the anatomy under a tumour, which the filter reads at up to several times the tumour's own
+    contrast and of either sign, so a reconstruction that erased the tumour would keep it.
     """
     n_slices = len(masks) // len(tumours)
     yy, xx = np.mgrid[0:masks.shape[1], 0:masks.shape[2]]
@@ -190,15 +198,15 @@ def lesion_sites(images: np.ndarray, masks: np.ndarray, tumours: np.ndarray) -> 
     patient = np.repeat(tumours, n_slices, axis=0)
     y, x = np.where(present, cy, patient[:, 0]), np.where(present, cx, patient[:, 1])
     sigma = np.where(present, np.sqrt(np.maximum(spread, 0.25)), patient[:, 2] / 2)
-    reading = matched_contrast(images, y, x, sigma)
-    measured = np.where(present, reading, np.nan)
+    background = matched_contrast(free, y, x, sigma)
+    measured = np.where(present, matched_contrast(images, y, x, sigma) - background, np.nan)
     with warnings.catch_warnings():  # a patient with no tumour slice has no amplitude: NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         would = np.repeat(np.nanmean(measured.reshape(len(tumours), n_slices), axis=1), n_slices)
     amplitude = np.where(present, measured, would)
     amplitude = np.where(np.abs(amplitude) >= MIN_AMPLITUDE, amplitude, np.nan)
     return pd.DataFrame({"lesion": present.astype(float), "lesion_y": y, "lesion_x": x, "lesion_radius": sigma,
-                         "lesion_amplitude": amplitude, "lesion_background": np.where(present, 0.0, reading)},
+                         "lesion_amplitude": amplitude, "lesion_background": background},
                         columns=list(SITE_COLUMNS))
 
 
@@ -216,12 +224,12 @@ def generate_cohort(config: CohortConfig, seed: int, progress: Progress = silent
     parts = list(render_chunks(render, patients, workers, CHUNK, progress, "generating MRI cohort"))
     images = np.concatenate([part[0] for part in parts])
     masks = np.concatenate([part[1] for part in parts])
-    tumours = np.concatenate([part[2] for part in parts])
+    sites = pd.concat([part[2] for part in parts], ignore_index=True)
     rows = patients.loc[patients.index.repeat(n)].reset_index(drop=True)
     rows.insert(0, "image_id", [f"{s}-s{k}" for s in patients.subject_id for k in range(n)])
     rows["slice"] = np.tile(np.arange(n), len(patients))
     rows["tumour_pixels"] = masks.reshape(len(masks), -1).sum(1)
-    rows = pd.concat([rows, lesion_sites(images, masks, tumours)], axis=1)
+    rows = pd.concat([rows, sites], axis=1)
     return Cohort(rows, images, LABELS, f"synthetic MRI ({stack.name})", masks=masks)
 
 
@@ -244,5 +252,5 @@ class SyntheticBrainSource(CohortSource):
     def item(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
         count = self.config.slices_per_subject
         subject, k = slice_of(image_id, self._patients.index, count)
-        images, masks, _ = render_patient(self._stack, self._patients.loc[subject], count, self.seed)
+        images, masks, _, _ = render_patient(self._stack, self._patients.loc[subject], count, self.seed)
         return images[k], masks[k]
