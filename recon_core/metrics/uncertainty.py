@@ -27,28 +27,18 @@ BIN_EDGES = np.concatenate([[0.0], np.geomspace(1e-3, 0.3, 11), [np.inf]])
 """Fixed bins of the per-pixel posterior std (image units, [0, 1] data range): 12 bins, log-spaced."""
 
 
-def _ranks(values: torch.Tensor) -> torch.Tensor:
-    """Per-row average ranks of (B, P) values (ties share their mean rank), as Spearman needs."""
-    order = values.argsort(dim=1, stable=True)
-    sorted_values = values.gather(1, order)
-    rows, pixels = values.shape
-    first = torch.ones_like(sorted_values, dtype=torch.bool)
-    first[:, 1:] = sorted_values[:, 1:] != sorted_values[:, :-1]
-    group = first.cumsum(1) - 1  # tie-group index along each sorted row
-    position = torch.arange(pixels, dtype=torch.float64, device=values.device).expand(rows, pixels)
-    total = torch.zeros(rows, pixels, dtype=torch.float64, device=values.device).scatter_add_(1, group, position)
-    count = torch.zeros_like(total).scatter_add_(1, group, torch.ones_like(position))
-    mean_rank = (total / count.clamp(min=1)).gather(1, group)
-    return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
-
-
 def spearman_rows(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """Spearman correlation of each row of a with the same row of b, (B, P) → (B,); 0 where a row is constant."""
-    ra, rb = _ranks(a.double()), _ranks(b.double())
-    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
-    denominator = (ra.square().sum(1) * rb.square().sum(1)).sqrt()
-    rho = (ra * rb).sum(1) / denominator.clamp(min=1e-300)
-    return torch.where(denominator > 0, rho, torch.zeros_like(rho)).cpu().numpy()
+    """Spearman correlation of each row of a with the same row of b, (B, P) → (B,); 0 where a row is constant.
+
+    Average ranks (ties share their mean rank) from SciPy's `rankdata`, then Pearson of the ranks
+    row by row (`scipy.stats.spearmanr` correlates every row with every other one instead).
+    """
+    ra = stats.rankdata(a.double().cpu().numpy(), axis=1)
+    rb = stats.rankdata(b.double().cpu().numpy(), axis=1)
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
+    denominator = np.sqrt(np.square(ra).sum(1) * np.square(rb).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (ra * rb).sum(1) / np.where(denominator > 0, denominator, 1), 0.0)
 
 
 def spread_calibration(mean: torch.Tensor, std: torch.Tensor, clean: torch.Tensor,
