@@ -402,6 +402,9 @@ def calibration_curve(store: Store, key: str, reconstructor: str, level: float,
 NO_SITES = ("Not available for this cohort: it has no known lesion sites. Only the generated cohorts place a lesion "
             "of known place and size (or a sham site) in every image; real data (CSV, NIfTI, fastMRI) has none.")
 """Why the hallucination check is missing for a run on real data, in words for the pages and the report."""
+STORED_BEFORE = ("Not available for this run: its results were stored before Tandem measured lesions at their known "
+                 "sites. Run its config again in a new store (or forget the run) to add the check.")
+"""Why it is missing for a generated cohort's run stored by an older version."""
 
 
 @dataclass(frozen=True)
@@ -440,7 +443,8 @@ def hallucination_rates(store: Store, key: str, reconstructor: str, level: float
         missing = f"{reconstructor} at {level:g}" if recon.empty else "the clean road"
         return HallucinationCheck(empty, f"The store holds no per-image results for {missing} of this run.")
     if "lesion_contrast" not in recon or "lesion_contrast" not in clean:
-        return HallucinationCheck(empty, NO_SITES)
+        source = ((queries.run_config(store, key) or {}).get("cohort") or {}).get("source", "synthetic")
+        return HallucinationCheck(empty, NO_SITES if source != "synthetic" else STORED_BEFORE)
     try:
         finding = get_modality(view.modality).lesion_finding
     except UnknownNameError:  # a modality this installation does not know: only a segmenter's stored call

@@ -4,6 +4,7 @@ erased / invented rates from stored rows, and the read function the pages use.""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 
 import numpy as np
@@ -226,6 +227,12 @@ def test_the_sweep_stores_lesion_contrast_on_every_road_and_the_read_function_gi
     copy = Store(tmp_path / "real.duckdb")  # as a run on real data: no lesion columns filled
     with copy.connect() as con:
         con.execute("UPDATE image_metrics SET lesion = NULL, lesion_amplitude = NULL, lesion_contrast = NULL")
+    older = results.hallucination_rates(copy, key, "tv", 300.0, ["sex"])  # a generated cohort stored before
+    assert older.unavailable == results.STORED_BEFORE and older.rates.empty
+    with copy.connect() as con:
+        stored = json.loads(con.execute("SELECT config_json FROM runs WHERE config_hash = ?", [key]).fetchone()[0])
+        stored["cohort"]["source"] = "csv"
+        con.execute("UPDATE runs SET config_json = ? WHERE config_hash = ?", [json.dumps(stored), key])
     real = results.hallucination_rates(copy, key, "tv", 300.0, ["sex"])
     assert real.unavailable == results.NO_SITES and real.rates.empty and set(real.rules) == set(DETECTORS)
 

@@ -38,7 +38,6 @@ from recon_core.fairness.groups import iter_groups
 
 DIAGNOSTIC, RESIDUAL = "diagnostic model", "residual map"
 DETECTORS = (DIAGNOSTIC, RESIDUAL)
-KINDS = ("erased", "invented")
 FOUND_SHARE = 0.5
 """The residual map finds a lesion where at least this share of its amplitude is measured at the site."""
 RULES = {

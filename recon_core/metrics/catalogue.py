@@ -63,8 +63,8 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("posterior_std", "Posterior spread", "", False, "image", "uncertainty",
            "mean per-pixel standard deviation of the posterior samples"),
     Metric("sample_flip", "Sample flip rate", "", False, "image", "uncertainty",
-           "share of posterior samples on which the classifier's call of some finding differs from its call "
-           "on the reported reconstruction"),
+           "share of posterior samples on which the classifier's call of some finding differs from the "
+           "majority call of the samples (the posterior's own call)"),
     Metric("sample_dice_flip", "Sample Dice flip rate", "", False, "image", "uncertainty",
            "share of posterior samples whose tumour Dice differs from the reported reconstruction's by more "
            "than evaluation.sample_dice_change"),
@@ -110,7 +110,6 @@ IMAGE_COLUMNS = names(scope="image")
 """Per-image metric columns of the store's `image_metrics` table."""
 QUALITY = names(kind="quality")
 SEGMENTATION = names(kind="segmentation")
-LESION = names(kind="lesion")
 TASK = names(kind="task")
 UNCERTAINTY = names(kind="uncertainty")
 HIGHER_IS_WORSE = frozenset(m.name for m in CATALOGUE if not m.higher_is_better)

@@ -75,10 +75,14 @@ class Outputs:
 
 
 def _outputs(samples: torch.Tensor) -> Outputs:
-    """The mean of n samples as the reconstruction; with n > 1 also their spread and the samples."""
+    """The mean of n samples as the reconstruction; with n > 1 also their spread and the samples.
+
+    The samples handed on are rounded to float16, as the disk cache keeps them, so a sample's
+    diagnostic calls are the same whether it was drawn now, read from the cache or not cached.
+    """
     if len(samples) == 1:
         return Outputs(samples[0])
-    return Outputs(samples.mean(0), samples.std(0), samples)
+    return Outputs(samples.mean(0), samples.std(0), samples.half().to(samples.dtype))
 
 
 def _reconstruct(reconstructor: Reconstructor, degraded: torch.Tensor, physics: Acquisition, level: float,
@@ -113,9 +117,11 @@ def _posterior(made: Outputs, clean: torch.Tensor, truth: torch.Tensor | None, t
     and the calibration-curve sums.
 
     Every posterior sample goes to every task model. A sample flips the classification when its
-    call of some finding (at the operating threshold) differs from the call on the reported
-    reconstruction (the posterior mean); it flips the segmentation when its Dice differs from the
-    reported one's by more than `dice_change`.
+    call of some finding (at the operating threshold) differs from the posterior's own call, the
+    majority of the draws (the reported reconstruction's call breaks a tie): the share measures
+    disagreement within the posterior, not how the smoother mean differs from every draw. A sample
+    flips the segmentation when its Dice differs from the reported reconstruction's by more than
+    `dice_change`.
     """
     samples = made.samples
     n, batch = samples.shape[0], samples.shape[1]
@@ -123,9 +129,12 @@ def _posterior(made: Outputs, clean: torch.Tensor, truth: torch.Tensor | None, t
     per_sample = [[model.evaluate(sample, truth) for model in task_models] for sample in samples]
     labels = task_models[scoring].labels
     cut = np.array([thresholds[label] for label in labels])
-    reference = answers[scoring].scores >= cut
     scores = np.stack([draw[scoring].scores for draw in per_sample])  # (n, B, L)
-    metrics["sample_flip"] = ((scores >= cut) != reference).any(axis=2).mean(0)
+    calls = scores >= cut
+    positive = calls.sum(0)  # draws calling each finding, (B, L)
+    # the posterior's own call of each finding: its draws' majority, the reported reconstruction's on a tie
+    reference = np.where(2 * positive == n, answers[scoring].scores >= cut, 2 * positive > n)
+    metrics["sample_flip"] = (calls != reference).any(axis=2).mean(0)
     parts = [pd.DataFrame({"image_id": np.repeat(ids, len(labels)), "draw": k, "name": np.tile(labels, batch),
                            "value": scores[k].reshape(-1).astype(float)}) for k in range(n)]
     if any("dice" in a.metrics for a in answers):

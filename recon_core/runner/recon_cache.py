@@ -3,8 +3,9 @@
 Keyed by (reconstructor name, its cache_key() — weights and sampling settings —, level, image
 id): one .npz per (reconstructor, key, level) under `<cache>/reconstructions/`, holding each
 image's output and, when posterior samples were drawn, their per-pixel std (both float32) and
-the samples themselves (float16: they feed only the diagnostic model's per-sample calls, where a
-rounding of ≤ 2⁻¹¹ changes nothing, and halve the file). A changed metric, threshold or statistic
+the samples themselves (float16, halving the file: they feed only the diagnostic model's
+per-sample calls, and the runner rounds fresh samples the same way, so a call near a threshold
+is the same whether its sample was cached or not). A changed metric, threshold or statistic
 reuses the cached images; changed weights or settings change the key.
 """
 
