@@ -146,6 +146,10 @@ class GANConfig:
     data_consistency: bool = False  # MRI: put the measured k-space samples back after the generator
 
 
+DIFFUSION_SAMPLER = "ddim-next-timestep"
+"""The diffusion sampler's version: part of its outputs' cache key and of a sampling study's hash."""
+
+
 @dataclass(frozen=True)
 class DiffusionConfig:
     """Conditional diffusion: the degraded image is an input channel; DDIM sampling on MONAI's noise schedules.
@@ -313,7 +317,14 @@ class StudyConfig:
         return json.loads(canonical_json(self))
 
     def config_hash(self) -> str:
-        """Stable 16-hex-digit hash of the whole config; the key of every stored row."""
+        """Stable 16-hex-digit hash of the whole config; the key of every stored row.
+
+        A study that samples with `diffusion` also hashes the sampler's version
+        (`DIFFUSION_SAMPLER`): a run stored by an older sampler is never resumed, and never mixed
+        with cells sampled the new way, under the same key.
+        """
+        if "diffusion" in self.reconstructors.names:
+            return stable_hash(self, ("diffusion sampler", DIFFUSION_SAMPLER))
         return stable_hash(self)
 
 

@@ -368,3 +368,15 @@ def test_diffusion_calibration_benchmark_on_the_tiny_study(tmp_path):
                                         "--steps", "2", "--levels", "300", "--steps-train", "4", "--cache",
                                         str(tmp_path), "--device", "cpu"])
     assert again[0]["train_steps_per_s"] is None and again[0]["psnr"] == rows[0]["psnr"]  # loaded, same samples
+
+
+def test_a_study_that_samples_with_diffusion_hashes_the_samplers_version_and_others_keep_their_keys():
+    """A run stored by an older diffusion sampler is never resumed under the new one's key; a study without the
+    diffusion reconstructor keeps the key it always had."""
+    from recon_core.config import stable_hash
+
+    without = parse_config({"reconstructors": {"names": ["none", "tv"]}})
+    assert without.config_hash() == stable_hash(without)
+    sampling = parse_config({"reconstructors": {"names": ["none", "diffusion"]}})
+    assert sampling.config_hash() != stable_hash(sampling)
+    assert sampling.config_hash() == parse_config(sampling.to_dict()).config_hash()  # stable

@@ -45,7 +45,7 @@ from monai.networks.nets import DiffusionModelUNet, UNet
 from monai.networks.schedulers import DDIMScheduler
 from skimage.restoration import estimate_sigma
 
-from recon_core.config import stable_hash
+from recon_core.config import DIFFUSION_SAMPLER, stable_hash
 from recon_core.models.batches import SplitData, TrainingBatch
 from recon_core.models.contract import Objective, TrainableModel, TrainingPlan, adam
 from recon_core.models.losses import DenoisingLoss
@@ -87,8 +87,6 @@ class DiffusionNet(torch.nn.Module):
 
 MATCH = 2.0
 """'matched' start: the chain's starting noise level over the noise estimated in the degraded image."""
-SAMPLER = "ddim-next-timestep"
-"""Names the sampler's update in the output cache key: outputs cached by an earlier update are not reused."""
 
 
 class Diffusion(NetworkReconstructor):
@@ -125,7 +123,8 @@ class Diffusion(NetworkReconstructor):
 
     def cache_key(self) -> str:
         d, precision = self.config.reconstructors.diffusion, self.config.evaluation.precision
-        parts = (self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency, SAMPLER, d.eta, d.start)
+        parts = (self.weights_key(), d.sampling_steps, d.n_samples, d.data_consistency, DIFFUSION_SAMPLER, d.eta,
+                 d.start)
         return stable_hash(*parts, *(() if precision == "float32" else (precision,)))
 
     def training_plan(self, data: SplitData, frozen: Mapping[str, TrainableModel]) -> TrainingPlan:
