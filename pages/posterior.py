@@ -67,13 +67,15 @@ else:
     present = [m for m in results.POSTERIOR_METRICS if m in set(overall.metric)]
     metric = st.radio("Statistic", present, format_func=catalogue.label, horizontal=True,
                       key=scoped("post_metric", key))
-    grouped = results.posterior_table(agg, attribute)
-    grouped = grouped[grouped.reconstructor.isin(samplers) & grouped.level.isin(choice.levels)
-                      & (grouped.metric == metric)]
-    chart(st, "posterior-by-group", cached_plot("group_forest", by_level(grouped),
-                                                f"{catalogue.label(metric)} by {attribute} (95 % CI)",
-                                                catalogue.label(metric), legend_title="sampler at level"),
-          width="stretch")
+    def forest(name: str, shown: str) -> None:
+        """One posterior metric by group, per sampler and level, with its CIs."""
+        rows = results.posterior_table(agg, attribute)
+        rows = rows[rows.reconstructor.isin(samplers) & rows.level.isin(choice.levels) & (rows.metric == shown)]
+        chart(st, name, cached_plot("group_forest", by_level(rows),
+                                    f"{catalogue.label(shown)} by {attribute} (95 % CI)",
+                                    catalogue.label(shown), legend_title="sampler at level"), width="stretch")
+
+    forest("posterior-by-group", metric)
     by_group = results.posterior_overview(agg, attribute, samplers, levels)
     st.dataframe(by_group, hide_index=True, width="stretch")
     download(by_group, f"posterior-by-{attribute}", "dl_post_groups")
@@ -98,13 +100,7 @@ else:
     if flip_metric is None:
         st.info("No sample flip rates are stored for these samplers.")
     else:
-        flips = results.posterior_table(agg, attribute)
-        flips = flips[flips.reconstructor.isin(samplers) & flips.level.isin(choice.levels)
-                      & (flips.metric == flip_metric)]
-        chart(st, "sample-flips", cached_plot("group_forest", by_level(flips),
-                                              f"{catalogue.label(flip_metric)} by {attribute} (95 % CI)",
-                                              catalogue.label(flip_metric), legend_title="sampler at level"),
-              width="stretch")
+        forest("sample-flips", flip_metric)
         st.caption(catalogue.BY_NAME[flip_metric].description.capitalize() + ". The cases behind it, most "
                    "uncertain first, are on the Failure cases page.")
 
