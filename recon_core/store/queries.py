@@ -115,8 +115,9 @@ def image_rows(store: Store, key: str, reconstructor: str, level: float) -> pd.D
         return pd.DataFrame()
     present = metrics.columns.drop(list(IMAGE_COLUMNS), errors="ignore")
     metrics = metrics.reindex(columns=[*present, *IMAGE_COLUMNS])
-    for column in IMAGE_COLUMNS:  # segmentation (lesion) columns only where there is segmentation (known sites)
-        if BY_NAME[column].kind in ("segmentation", "lesion") and metrics[column].isna().all():
+    # segmentation (lesion, posterior) columns only where there is segmentation (known sites, a sampler)
+    for column in IMAGE_COLUMNS:
+        if BY_NAME[column].kind in ("segmentation", "lesion", "uncertainty") and metrics[column].isna().all():
             metrics = metrics.drop(columns=column)
     wide = scores.pivot(index="image_id", columns="label", values=["score", "target"])
     wide.columns = [f"{kind}:{label}" for kind, label in wide.columns]
