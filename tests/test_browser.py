@@ -129,11 +129,13 @@ def test_fairness_changes_attribute_and_downloads_csv(server, page):
     page.goto(f"{server}/fairness")
     page.get_by_text("Does image quality predict the task?").wait_for(timeout=60_000)
     page.locator(".js-plotly-plot").nth(2).wait_for(timeout=60_000)
+    settled(page)  # a click on a button that a rerun replaces is lost (seen under load at the suite's end)
     with page.expect_download(timeout=30_000) as download:
         page.get_by_role("button", name="Download quality-task-correlations (CSV)").click()
     path = download.value.path()
     header = path.read_text().splitlines()[0]
     assert header.startswith("scope,x_metric,y_metric,attribute,estimate,ci_low,ci_high")
+    settled(page)
     with page.expect_download(timeout=30_000) as download:
         page.get_by_role("button", name="Interactive HTML").first.click()
     html = download.value.path().read_text()
