@@ -285,6 +285,78 @@ def quality_vs_task(cells: pd.DataFrame, x_label: str, y_label: str, title: str,
     return fig
 
 
+PARETO_RING = dict(symbol="circle-open", size=22, color="black", line=dict(width=2))
+"""How a Pareto-optimal point is marked on the mitigation frontier: a black ring around it."""
+
+
+def mitigation_frontier(frame: pd.DataFrame, title: str, x_label: str, y_label: str, level_label: str,
+                        colours: Mapping[str, str] | None = None, columns: int = 3) -> go.Figure:
+    """MEDFAIR-style trade-off: per level a panel of fairness gap (x, smaller is fairer) against task (y, higher is
+    better), one point per reconstructor with both intervals as error bars.
+
+    `frame` has `results.FRONTIER_COLUMNS`, levels in the order the panels take. A base (plain training) is a
+    circle, a variant a diamond joined to its base by a thin gray line; Pareto-optimal points at their level
+    wear a black ring, and the front through them is dotted. Panels wrap after `columns`.
+    """
+    levels = list(dict.fromkeys(frame.level))
+    cols = max(1, min(columns, len(levels)))
+    rows = max(1, int(np.ceil(len(levels) / cols)))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{level_label} {lv:g}" for lv in levels],
+                        shared_yaxes=True, horizontal_spacing=0.06, vertical_spacing=0.16)
+    legend: set[str] = set()
+    for k, level in enumerate(levels):
+        at, where = frame[frame.level == level], dict(row=k // cols + 1, col=k % cols + 1)
+        points = at.set_index("reconstructor")
+        links_x, links_y = [], []
+        for recon, base in zip(at.reconstructor, at.base, strict=True):
+            if recon != base and base in points.index:
+                links_x += [points.gap[base], points.gap[recon], None]
+                links_y += [points.task[base], points.task[recon], None]
+        if links_x:
+            fig.add_trace(go.Scatter(x=links_x, y=links_y, mode="lines", line=dict(color="lightgray", width=1),
+                                     hoverinfo="skip", showlegend=False), **where)
+        for recon, rows_r in _by_reconstructor(at, colours):
+            variant = bool((rows_r.reconstructor != rows_r.base).all())
+            fig.add_trace(go.Scatter(
+                x=rows_r.gap, y=rows_r.task, mode="markers", name=recon, legendgroup=recon,
+                showlegend=recon not in legend,
+                marker=dict(color=_colour(recon, colours), size=12, symbol="diamond" if variant else "circle"),
+                error_x=dict(type="data", symmetric=False, array=rows_r.gap_high - rows_r.gap,
+                             arrayminus=rows_r.gap - rows_r.gap_low, thickness=1),
+                error_y=dict(type="data", symmetric=False, array=rows_r.task_high - rows_r.task,
+                             arrayminus=rows_r.task - rows_r.task_low, thickness=1),
+                customdata=np.stack([rows_r.strategy, rows_r.gap_low, rows_r.gap_high, rows_r.task_low,
+                                     rows_r.task_high], axis=1),
+                hovertemplate=f"{recon} (%{{customdata[0]}}) at {level:g}<br>{x_label} %{{x:.3f}} "
+                              f"[%{{customdata[1]:.3f}}, %{{customdata[2]:.3f}}]<br>{y_label} %{{y:.3f}} "
+                              "[%{customdata[3]:.3f}, %{customdata[4]:.3f}]<extra></extra>"), **where)
+            legend.add(recon)
+        front = at[at.pareto].sort_values("gap")
+        if len(front):
+            fig.add_trace(go.Scatter(x=front.gap, y=front.task, mode="lines+markers", name="Pareto-optimal",
+                                     legendgroup="pareto", showlegend="pareto" not in legend,
+                                     line=dict(color="black", dash="dot", width=1, shape="hv"), marker=PARETO_RING,
+                                     hoverinfo="skip"), **where)
+            legend.add("pareto")
+        fig.update_xaxes(title=x_label, **where)
+    fig.update_yaxes(title=y_label, col=1)
+    fig.update_annotations(font_size=13)
+    fig.update_layout(title=title, height=190 + 330 * rows, margin=MARGIN, legend_title="reconstructor",
+                      legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0))
+    _axes(fig)
+    return fig
+
+
+def change_forest(frame: pd.DataFrame, title: str, x_label: str, colours: Mapping[str, str] | None = None) -> go.Figure:
+    """Changes of one metric (variant − base) with CI whiskers: rows are `grp`, one colour per reconstructor, and
+    a line at 0 (no change)."""
+    fig = group_forest(frame, title, x_label, colours, legend_title="variant")
+    fig.add_vline(x=0, line_color="gray", line_dash="dash")
+    fig.update_layout(height=fig.layout.height + 50,
+                      legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0))
+    return fig
+
+
 EVERYONE_COLOUR = "rgb(60, 60, 60)"
 """Everyone (attribute 'all') on a per-group chart: dark gray, so the groups keep the palette."""
 

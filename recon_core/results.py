@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recon_core import plots
-from recon_core.config import ConfigError, parse_config
+from recon_core.config import ConfigError, parse_config, split_variant
 from recon_core.fairness import STATISTICS_VERSION, hallucinations
 from recon_core.fairness.calibration import calibration_curve as pooled_curve
 from recon_core.fairness.correlation import POOLED, WITHIN, level_scope
@@ -567,3 +567,274 @@ def hallucination_rows(check: HallucinationCheck, reconstructor: str, level: flo
         "rate [95 % CI]": [interval_text(e, lo, hi) for e, lo, hi in
                            zip(rates.rate, rates.ci_low, rates.ci_high, strict=True)],
         "images": [f"{c} / {o}" for c, o in zip(rates["count"], rates["of"], strict=True)]})
+
+
+# Mitigation: variant reconstructors ('unet+eodd') judged against their plain-trained base ('unet').
+
+STRATEGIES = {"reweight": "reweighting", "eodd": "equalized-odds loss", "adversarial": "adversarial debiasing",
+              "finetune": "plain fine-tuning (control)"}
+"""Each mitigation strategy in words (a strategy not listed shows as its own name)."""
+ALPHA = 0.05
+"""A change counts as significant when its 95 % interval excludes 0 and, where it has one, its q is below this."""
+NO_CHANGE = "no significant change"
+MITIGATION_NOTE = (
+    "Each change is paired: the variant and its plain-trained base reconstruct the same test images at the same "
+    "level, and one bootstrap resamples both, so the change is variant − base on identical cases; the clean road "
+    "cancels, so it is the change in the bias reconstruction adds. Families: 'mitigation' holds the change of the "
+    "modality's headline signed group difference (per finding and contrast), 'mitigation cost' the change for "
+    "everyone of the headline task metric (per finding) and of PSNR and SSIM; q is Benjamini–Hochberg within the "
+    "family over every variant and level. Other changes with a p belong to no family (read them as exploratory); "
+    "folded max − min gaps are descriptive (percentile interval, no test). Verdict: "
+    f"'{NO_CHANGE}' where the interval covers 0 (or q ≥ {ALPHA:g} where there is a q); a folded gap narrows "
+    "when it falls; a signed difference narrows when it moves toward 0 (a move past 0 that leaves it larger than "
+    "the base's is a wider gap of the opposite sign); PSNR, SSIM and the task show a gain or a cost.")
+"""What the mitigation table's changes, families and verdicts mean, said once for the page and the report."""
+NO_VARIANTS = (
+    "This run has no mitigation variants. A variant is one of the run's trained reconstructors fine-tuned with a "
+    "bias-mitigation strategy, named <base>+<strategy>: reweight (groups weighted equally in the loss), eodd (an "
+    "equalized-odds penalty through the frozen classifier), adversarial (an adversary that must not tell the "
+    "groups apart) or finetune (the same fine-tuning without mitigation: the control). List variants beside their "
+    "base (a trained network: unet, gan, or your own TorchScript or entry-point model) under reconstructors.names, "
+    "and tune the fine-tuning under reconstructors.mitigation (the attribute whose groups it balances, steps, "
+    "weights); the run then compares each variant with its base on the same test images. For example:")
+VARIANT_EXAMPLE = """reconstructors:
+  names: [none, unet, unet+finetune, unet+reweight, unet+eodd, unet+adversarial]
+  mitigation: {attribute: sex, steps: 200, eodd_weight: 1.0, adversarial_weight: 0.1}
+"""
+"""The empty state of the Mitigation page: how to declare variants in a config (words, then a YAML example)."""
+
+
+def variants(names: Sequence[str]) -> list[str]:
+    """The mitigation variants among reconstructor names ('unet+eodd'), in the order given."""
+    return [name for name in dict.fromkeys(names) if split_variant(name) is not None]
+
+
+def base_of(name: str) -> str:
+    """The plain-trained reconstructor a variant starts from ('unet' for 'unet+eodd'); a base is its own."""
+    parts = split_variant(name)
+    return name if parts is None else parts[0]
+
+
+def strategy_text(name: str) -> str:
+    """'equalized-odds loss' for 'unet+eodd'; 'plain training' for a reconstructor that is no variant."""
+    parts = split_variant(name)
+    return "plain training" if parts is None else STRATEGIES.get(parts[1], parts[1])
+
+
+def _judged_as(metric: str) -> str:
+    """How a change of `metric` (a stored name without '_change') is read: 'signed' (a group difference: narrower
+    toward 0), 'gap' (a folded gap or the skewed error ratio: narrower when it falls), 'ratio' (min / max: narrower
+    when it rises), or 'better up' / 'better down' (quality and task, by the catalogue's direction)."""
+    if metric.endswith("_diff"):
+        return "signed"
+    if metric.endswith("_gap") or metric in ("eodd", "dice_skewed_error_ratio"):
+        return "gap"
+    if metric.endswith("_ratio"):
+        return "ratio"
+    return "better up" if catalogue.source(metric).higher_is_better else "better down"
+
+
+def verdict(metric: str, estimate: float, low: float, high: float, q_value: float = np.nan,
+            base_value: float = np.nan) -> str:
+    """A mitigation change (variant − base of `metric`, without '_change') in words.
+
+    'no significant change' when the interval covers 0 or the q-value (where there is one) is ≥ ALPHA.
+    Otherwise, for a folded gap (max − min, ≥ 0): 'gap narrowed' when it fell, 'gap widened' when it rose
+    (min / max ratios the other way). For a signed difference the change of the difference is not the
+    change of its size: with `base_value` = the base's difference D on its reconstructed images and the
+    change Δ, the variant's difference is D + Δ, so the gap |D + Δ| narrowed when Δ points toward 0
+    (Δ·D < 0) and |Δ| ≤ 2|D| ('difference reversed sign' once |Δ| > |D|), and widened otherwise (Δ·D > 0,
+    D = 0, or an overshoot past −D). Without D the direction of the gap is unknown and said so. Quality
+    and task metrics: 'gain' or 'cost' by the catalogue's direction.
+    """
+    if estimate is None or not np.isfinite(estimate) or not (np.isfinite(low) and np.isfinite(high)):
+        return "no estimate"
+    if low <= 0 <= high or (q_value == q_value and q_value >= ALPHA):
+        return NO_CHANGE
+    kind = _judged_as(metric)
+    if kind in ("better up", "better down"):
+        return "gain" if (estimate > 0) == (kind == "better up") else "cost"
+    if kind != "signed":
+        return "gap narrowed" if (estimate < 0) == (kind == "gap") else "gap widened"
+    if base_value is None or not np.isfinite(base_value):
+        return "difference changed (the base's difference is unknown)"
+    size = abs(base_value)
+    if estimate * base_value >= 0:
+        return "gap widened"
+    if abs(estimate) <= size:
+        return "gap narrowed"
+    return f"gap {'narrowed' if abs(estimate) <= 2 * size else 'widened'} (difference reversed sign)"
+
+
+EFFECT_COLUMNS = ["variant", "base", "strategy", "level", "metric", "statistic", "label", "finding", "attribute",
+                  "groups", "estimate", "ci_low", "ci_high", "n", "p_value", "family", "q_value", "base_value",
+                  "verdict"]
+
+
+def judge_effects(effects: pd.DataFrame, agg: pd.DataFrame) -> pd.DataFrame:
+    """Stored mitigation changes (`queries.mitigation_effects`) with human names and a verdict per row.
+
+    `agg` holds the run's aggregates; a signed difference's verdict needs the base's own difference at
+    the same level, finding and contrast (`base_value`; NaN for other rows). Columns: `EFFECT_COLUMNS`
+    ('metric' keeps the stored name without '_change', for exports).
+    """
+    if effects.empty:
+        return pd.DataFrame(columns=EFFECT_COLUMNS)
+    metric = effects.metric.astype(str).str.removesuffix("_change")
+    keys = ["reconstructor", "level", "metric", "label", "attribute", "grp"]
+    base_rows = agg[agg.metric.isin(set(metric[metric.str.endswith("_diff")]))][[*keys, "estimate"]].rename(
+        columns={"reconstructor": "base", "estimate": "base_value"})
+    rows = effects.assign(metric=metric.to_numpy()).merge(base_rows, how="left",
+                                                          on=["base", "level", "metric", "label", "attribute", "grp"])
+    return pd.DataFrame({
+        "variant": rows.reconstructor, "base": rows.base, "strategy": rows.reconstructor.map(strategy_text),
+        "level": rows.level.astype(float), "metric": rows.metric,
+        "statistic": [f"{catalogue.label(m)} change" for m in rows.metric],
+        "label": rows.label, "finding": ["mean over findings" if lb == "mean" else lb or "—" for lb in rows.label],
+        "attribute": rows.attribute,
+        "groups": [g if g not in ("", "all") else "everyone" if a == "all" else
+                   "across groups" if m.endswith("_ratio") else "max − min"
+                   for g, a, m in zip(rows.grp, rows.attribute, rows.metric, strict=True)],
+        "estimate": rows.estimate, "ci_low": rows.ci_low, "ci_high": rows.ci_high, "n": rows.n,
+        "p_value": rows.p_value, "family": rows.family, "q_value": rows.q_value, "base_value": rows.base_value,
+        "verdict": [verdict(m, e, lo, hi, q, b) for m, e, lo, hi, q, b in
+                    zip(rows.metric, rows.estimate, rows.ci_low, rows.ci_high, rows.q_value, rows.base_value,
+                        strict=True)]})
+
+
+def mitigation_effects(store: Store, key: str) -> pd.DataFrame:
+    """Every stored change of a run's variants against their bases, judged (`judge_effects`), in the run's order:
+    variant, level (mildest first), then the tested families first, findings with the mean last."""
+    run = run_view(store, key)
+    stored = queries.mitigation_effects(store, key)
+    signed = sorted({m.removesuffix("_change") for m in stored.metric if m.removesuffix("_change").endswith("_diff")})
+    table = judge_effects(stored, queries.aggregates(store, key, signed) if signed else pd.DataFrame(
+        columns=queries.AGGREGATE_COLUMNS))
+    order = {name: i for i, name in enumerate(run.reconstructors)}
+    levels = {lv: i for i, lv in enumerate(run.mildest_first(table.level.unique()))}
+    ranked = table.assign(_v=table.variant.map(lambda v: order.get(v, len(order))), _lv=table.level.map(levels),
+                          _s=[_statistic_rank(m, primary_change(run)) for m in table.metric],
+                          _l=[(lb == "mean", lb) for lb in table.label])
+    return ranked.sort_values(["_v", "variant", "_lv", "_s", "statistic", "attribute", "_l", "groups"],
+                              kind="stable").drop(columns=["_v", "_lv", "_s", "_l"]).reset_index(drop=True)
+
+
+def primary_change(run: RunView) -> str:
+    """The statistic whose change by a variant is the headline mitigation test: the run's primary signed
+    difference ('tpr_diff' on X-ray, 'dice_diff' on MRI)."""
+    return run.primary_test.removesuffix("_added")
+
+
+def _statistic_rank(metric: str, primary: str) -> int:
+    """Where a change shows in the mitigation table: the headline difference, other signed differences, folded
+    gaps, the task, then image quality."""
+    kind = _judged_as(metric)
+    if metric == primary:
+        return 0
+    if kind in ("signed", "gap", "ratio"):
+        return {"signed": 1, "gap": 2, "ratio": 2}[kind]
+    return 4 if catalogue.source(metric).kind == "quality" else 3
+
+
+def headline_effects(effects: pd.DataFrame, run: RunView, attribute: str, everything: bool = False) -> pd.DataFrame:
+    """The changes a reader starts with, for everyone and the groups of `attribute`: the run's headline statistics
+    (its modality's 'added' metrics and gaps, and image quality) as label means, everyone's for a metric of no
+    group, plus each finding's change of the primary difference (`primary_change`). With `everything`, every
+    stored statistic, finding and group of `attribute`."""
+    rows = effects[effects.attribute.isin(["all", attribute])]
+    if everything:
+        return rows
+    wanted = {m.removesuffix("_added") for m in run.added_metrics} | {g.metric for g in run.gap_metrics}
+    headline = rows.metric.isin(wanted) | rows.metric.isin(catalogue.QUALITY)
+    between = rows.metric.map(lambda m: _judged_as(m) in ("signed", "gap", "ratio"))
+    whole = rows.label.isin(["mean", ""]) & ((rows.attribute == "all") | between)
+    return rows[(headline & whole) | (rows.metric == primary_change(run))]
+
+
+def effects_table(effects: pd.DataFrame) -> pd.DataFrame:
+    """Judged changes as shown on the page and in the report: 'change [CI]', the test in words and the verdict."""
+    return pd.DataFrame({
+        "variant": effects.variant.to_numpy(), "level": [f"{lv:g}" for lv in effects.level],
+        "statistic": effects.statistic.to_numpy(), "finding": effects.finding.to_numpy(),
+        "groups": effects.groups.to_numpy(),
+        "change [95 % CI]": [_change_text(e, lo, hi)
+                             for e, lo, hi in zip(effects.estimate, effects.ci_low, effects.ci_high, strict=True)],
+        "verdict": effects.verdict.to_numpy(),
+        "test": ["—" if e != e else test_text(p, q, f) or "descriptive: no test" for e, p, q, f in
+                 zip(effects.estimate, effects.p_value, effects.q_value, effects.family, strict=True)],
+        "strategy": effects.strategy.to_numpy(), "base": effects.base.to_numpy()})
+
+
+def _change_text(estimate: float, low: float, high: float) -> str:
+    """A change as 'estimate [CI]', signed; a change far below 0.001 (SSIM's, say) to three significant digits,
+    so it never reads '+0.000 [+0.000, +0.000]' beside a verdict of gain or cost."""
+    bounds = np.abs([estimate, low, high])
+    if not np.isfinite(bounds).all() or bounds.max() >= 0.01 or bounds.max() == 0:
+        return interval_text(estimate, low, high, signed=True)
+    return f"{estimate:+.3g} [{low:+.3g}, {high:+.3g}]"
+
+
+FRONTIER_COLUMNS = ["reconstructor", "base", "strategy", "level", "gap", "gap_low", "gap_high", "task", "task_low",
+                    "task_high", "pareto"]
+
+
+def pareto(frame: pd.DataFrame) -> pd.Series:
+    """Per level, the points no other point beats: none with a gap as small and a task as high, one of them
+    strictly. A point without both estimates is never optimal, and beats none."""
+    known = frame.gap.notna() & frame.task.notna()
+    optimal = pd.Series(False, index=frame.index)
+    for _, cell in frame[known].groupby("level"):
+        gap, task = cell.gap.to_numpy(), cell.task.to_numpy()
+        beaten = [((gap <= g) & (task >= t) & ((gap < g) | (task > t))).any() for g, t in zip(gap, task, strict=True)]
+        optimal[cell.index] = ~np.array(beaten)
+    return optimal
+
+
+def frontier_axes(run: RunView, gap: str = "", task: str = "") -> tuple[Headline, Headline]:
+    """The fairness gap and task of a run's frontier: the named ones among its modality's headline gaps and tasks,
+    else the first of each (X-ray: the equal-opportunity gap and mean AUROC; MRI: the Dice gap and Dice)."""
+    return (next((h for h in run.gap_metrics if h.metric == gap), run.gap_metrics[0]),
+            next((h for h in run.tasks if h.metric == task), run.tasks[0]))
+
+
+def mitigation_frontier(store: Store, key: str, attribute: str, gap: str = "", task: str = "") -> pd.DataFrame:
+    """Per variant and its base (plain training) and level: the fairness gap by `attribute` and the task for
+    everyone, each with its interval, and whether the point is Pareto-optimal at its level (`pareto`).
+
+    The gap and task are `frontier_axes(run, gap, task)`; columns `FRONTIER_COLUMNS`, the run's order.
+    """
+    run = run_view(store, key)
+    gap_h, task_h = frontier_axes(run, gap, task)
+    agg = queries.aggregates(store, key, sorted({gap_h.metric, task_h.metric}))
+    mitigated = variants([*run.reconstructors, *sorted(set(agg.reconstructor))])
+    bases = [base_of(v) for v in mitigated]
+    shown = [r for r in dict.fromkeys([*run.reconstructors, *bases, *mitigated]) if r in {*bases, *mitigated}]
+    keys = ["reconstructor", "level"]
+    gaps = by_group(agg, gap_h.metric, gap_h.label, attribute)
+    gaps = gaps[gaps.grp.isin(["", "all"])][[*keys, "estimate", "ci_low", "ci_high"]].rename(
+        columns={"estimate": "gap", "ci_low": "gap_low", "ci_high": "gap_high"})
+    tasks = overall(agg, task_h.metric, task_h.label)[[*keys, "estimate", "ci_low", "ci_high"]].rename(
+        columns={"estimate": "task", "ci_low": "task_low", "ci_high": "task_high"})
+    frame = gaps.merge(tasks, on=keys, how="outer")
+    frame = frame[frame.reconstructor.isin(shown)]
+    if frame.empty:
+        return pd.DataFrame(columns=FRONTIER_COLUMNS)
+    order = {name: i for i, name in enumerate(shown)}
+    levels = {lv: i for i, lv in enumerate(run.mildest_first(frame.level.unique()))}
+    frame = frame.assign(base=frame.reconstructor.map(base_of),
+                         strategy=frame.reconstructor.map(strategy_text),
+                         _r=frame.reconstructor.map(order), _lv=frame.level.map(levels)).sort_values(["_lv", "_r"])
+    frame = frame.reset_index(drop=True)
+    return frame.assign(pareto=pareto(frame))[FRONTIER_COLUMNS]
+
+
+def frontier_table(frontier: pd.DataFrame, gap: Headline, task: Headline) -> pd.DataFrame:
+    """Frontier points as shown: reconstructor, strategy, level, the gap and task as 'estimate [CI]', Pareto mark."""
+    return pd.DataFrame({
+        "reconstructor": frontier.reconstructor.to_numpy(), "strategy": frontier.strategy.to_numpy(),
+        "level": [f"{lv:g}" for lv in frontier.level],
+        f"{gap.title} [95 % CI]": [interval_text(e, lo, hi) for e, lo, hi in
+                                   zip(frontier.gap, frontier.gap_low, frontier.gap_high, strict=True)],
+        f"{task.axis} [95 % CI]": [interval_text(e, lo, hi) for e, lo, hi in
+                                   zip(frontier.task, frontier.task_low, frontier.task_high, strict=True)],
+        "Pareto-optimal at its level": ["✓" if p else "" for p in frontier.pareto]})
