@@ -11,6 +11,7 @@ navigation = st.navigation([
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/overview.py", title="Overview", icon="📈"),
     st.Page("pages/fairness.py", title="Fairness", icon="⚖️"),
+    st.Page("pages/mitigation.py", title="Mitigation", icon="🩹"),
     st.Page("pages/compare.py", title="Compare", icon="🔬"),
     st.Page("pages/failures.py", title="Failure cases", icon="🔍"),
     st.Page("pages/posterior.py", title="Uncertainty & hallucinations", icon="🎲"),

@@ -790,6 +790,21 @@ def pareto(frame: pd.DataFrame) -> pd.Series:
     return optimal
 
 
+FRONTIER_NOTE = ("Circles: plain training (each variant's base); diamonds: the variants, each joined to its base. "
+                 "Error bars: 95 % bootstrap intervals. A ringed point is Pareto-optimal at its level: no other point "
+                 "there has a gap as small and a task as high. The rings compare point estimates; overlapping "
+                 "intervals say the order may not hold.")
+"""How to read the Pareto picture (page and report)."""
+
+
+def frontier_of(frontier: pd.DataFrame, shown: Sequence[str], levels: Sequence[float]) -> pd.DataFrame:
+    """`mitigation_frontier` rows of the variants `shown` and their bases at `levels`, Pareto flags recomputed among
+    the points that remain (an optimum is judged against what is drawn)."""
+    keep = frontier[frontier.reconstructor.isin({*shown, *map(base_of, shown)}) & frontier.level.isin(levels)]
+    keep = keep.reset_index(drop=True)
+    return keep.assign(pareto=pareto(keep))
+
+
 def frontier_axes(run: RunView, gap: str = "", task: str = "") -> tuple[Headline, Headline]:
     """The fairness gap and task of a run's frontier: the named ones among its modality's headline gaps and tasks,
     else the first of each (X-ray: the equal-opportunity gap and mean AUROC; MRI: the Dice gap and Dice)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -10,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pages.ui.sidebar import scoped
+from recon_core import results
 from recon_core.modalities.mri import MRI
 from recon_core.store import queries
 from tests.conftest import ROOT
@@ -168,7 +170,7 @@ def test_sidebar_choices_hold_across_pages_and_a_visit_home(built_store, monkeyp
     at.multiselect(key=scoped("reconstructors", key)).set_value(["tv", "unet"]).run()
     at.select_slider(key=scoped("level", key)).set_value(3000.0).run()
     at.selectbox(key=scoped("attribute", key)).set_value("age_band").run()
-    for page in ("pages/home.py", "pages/fairness.py", "pages/compare.py", "pages/failures.py",
+    for page in ("pages/home.py", "pages/fairness.py", "pages/mitigation.py", "pages/compare.py", "pages/failures.py",
                  "pages/posterior.py", "pages/run.py", "pages/overview.py"):
         at.switch_page(page).run()
         assert not at.exception, page
@@ -413,3 +415,71 @@ def test_failure_cases_rank_a_samplers_most_uncertain_calls(built_store, monkeyp
     assert not at.exception and "posterior std" in at.get("plotly_chart")[1].proto.spec
     at.selectbox(key=scoped("fail_recon", key)).set_value("unet").run()  # one reconstruction: no such section
     assert not any(s.value.startswith("Most uncertain calls") for s in at.subheader)
+
+
+def test_mitigation_on_empty_store_says_so(tmp_path, monkeypatch):
+    at = run_page("pages/mitigation.py", str(tmp_path / "empty.duckdb"), monkeypatch, str(tmp_path))
+    assert any("No results yet" in info.value for info in at.info)
+
+
+def test_mitigation_page_judges_each_variant_against_its_base(built_store, monkeypatch):
+    """Issue 12: the paired changes with verdicts in words, the Pareto picture with the bases, the quality cost."""
+    store, key, cache = built_store
+    variants = results.variants(results.run_view(store, key).reconstructors)
+    assert variants, "configs/tiny.yaml declares mitigation variants"
+    at = run_page("pages/mitigation.py", str(store.path), monkeypatch, str(cache))
+    effects = at.dataframe[0].value
+    assert set(effects.variant) == set(variants) and {"change [95 % CI]", "test", "verdict"} <= set(effects.columns)
+    assert not effects.statistic.str.contains("_").any()  # human names, never stored ids
+    assert set(effects.verdict) <= {results.NO_CHANGE, "gap narrowed", "gap widened", "gain", "cost",
+                                    "gap narrowed (difference reversed sign)", "gap widened (difference reversed sign)",
+                                    "difference changed (the base's difference is unknown)", "no estimate"}
+    assert any("(mitigation cost)" in t for t in effects.test) and any("paired" in c.value for c in at.caption)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3  # Pareto picture, PSNR change, SSIM change
+    frontier = charts[0].proto.spec
+    assert "Pareto-optimal" in frontier and all(f'"name":"{r}"' in frontier for r in ("unet", *variants))
+    points = at.dataframe[-1].value
+    assert {"unet", *variants} == set(points.reconstructor)  # the bases (plain training) beside their variants
+    assert points.groupby("level")["Pareto-optimal at its level"].apply(lambda s: (s == "✓").any()).all()
+    assert any(b.label == "Download mitigation-effects (CSV)" for b in at.get("download_button"))
+    at.toggle(key=scoped("mit_every", key)).set_value(True).run()
+    assert len(at.dataframe[0].value) > len(effects)  # each finding's change too
+    at.radio(key=scoped("mit_gap", key)).set_value("eodd").run()
+    at.selectbox(key=scoped("attribute", key)).set_value("age_band").run()
+    assert not at.exception
+    assert "age band" in " ".join(h.value for h in at.subheader)
+
+
+def test_mitigation_page_of_a_run_without_variants_explains_how_to_declare_them(built_store, monkeypatch, tmp_path):
+    store, key, cache = built_store
+    plain = tmp_path / "plain.duckdb"
+    shutil.copy(store.path, plain)
+    view = results.run_view(store, key)
+    runs = queries.runs(store)
+    description = results.describe(store, runs[runs.config_hash == key].iloc[0])
+    description["reconstructors"] = [r for r in view.reconstructors if r not in results.variants(view.reconstructors)]
+    with duckdb.connect(str(plain)) as con:
+        con.execute("UPDATE runs SET description_json = ? WHERE config_hash = ?", [json.dumps(description), key])
+        for table in ("cells", "aggregates", "mitigation_effects"):  # names: not parameters
+            con.execute("DELETE FROM " + table + " WHERE config_hash = ? AND contains(reconstructor, '+')", [key])
+    at = run_page("pages/mitigation.py", str(plain), monkeypatch, str(cache))
+    assert any("has no mitigation variants" in info.value for info in at.info)
+    assert "unet+eodd" in at.code[0].value and "mitigation:" in at.code[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_mitigation_page_on_mri_judges_the_dice_gap_against_dice(mri_store, monkeypatch):
+    """The modality decides the axes: the Dice gap against Dice on MRI, its signed Dice difference the headline."""
+    store, key, cache = mri_store
+    at = run_page("pages/mitigation.py", str(store.path), monkeypatch, str(cache))
+    effects = at.dataframe[0].value
+    assert set(effects.variant) == {"unet+eodd"} and "Tumour Dice difference change" in set(effects.statistic)
+    assert at.radio(key=scoped("mit_gap", key)).value == "dice_gap"
+    assert at.radio(key=scoped("mit_task", key)).options == ["Dice", "grade AUROC"]
+    layout = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
+    assert layout["xaxis"]["title"]["text"] == "max − min Dice (smaller is fairer)"
+    assert layout["yaxis"]["title"]["text"] == "Dice (higher is better)"
+    assert set(at.dataframe[-1].value.reconstructor) == {"unet", "unet+eodd"}
+    at.radio(key=scoped("mit_task", key)).set_value("auroc").run()
+    assert not at.exception and "grade AUROC [95 % CI]" in at.dataframe[-1].value.columns

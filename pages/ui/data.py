@@ -117,6 +117,8 @@ sample_scores = _served(queries.sample_scores)
 sample_count = _served(results.sample_count)
 calibration_curve = _served(results.calibration_curve)
 hallucination_rates = _served(results.hallucination_rates)
+mitigation_effects = _served(results.mitigation_effects)
+mitigation_frontier = _served(results.mitigation_frontier)
 
 
 @st.cache_resource(show_spinner="Loading the run's models…", max_entries=4)
