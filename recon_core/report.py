@@ -158,10 +158,33 @@ def _hallucinations(store: Store, run: results.RunView, reconstructors: Sequence
     return head + f"<ul>{detectors}</ul>" + _table(pd.concat(shown, ignore_index=True))
 
 
+def _mitigation(store: Store, run: results.RunView, reconstructors: Sequence[str], levels: Sequence[float],
+                attribute: str) -> str:
+    """The mitigation section: each chosen variant's paired change against its base (headline rows, with verdicts)
+    and the Pareto picture of the modality's first gap against its first task; '' when no variant is chosen."""
+    shown = results.variants(reconstructors)
+    if not shown:
+        return ""
+    effects = results.mitigation_effects(store, run.key)
+    effects = results.headline_effects(effects[effects.variant.isin(shown) & effects.level.isin(levels)], run,
+                                       attribute)
+    gap, task = results.frontier_axes(run)
+    frontier = results.frontier_of(results.mitigation_frontier(store, run.key, attribute), shown, levels)
+    figure = plots.mitigation_frontier(frontier, f"Pareto picture by {attribute}, at each level",
+                                       f"{gap.axis} (smaller is fairer)", f"{task.axis} (higher is better)",
+                                       run.level_label, colours=run.colours)
+    table = (_table(results.effects_table(effects)) if len(effects)
+             else "<p>The changes against each base are computed when the run has finished.</p>")
+    return (f"<h2>Mitigation: each variant against its plain-trained base</h2>{table}"
+            f"<p>{html.escape(results.MITIGATION_NOTE)}</p>"
+            + figure.to_html(full_html=False, include_plotlyjs=False)
+            + _table(results.frontier_table(frontier, gap, task)) + f"<p>{html.escape(results.FRONTIER_NOTE)}</p>")
+
+
 def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: Sequence[float],
                  attribute: str = "sex", level: float | None = None) -> str:
-    """HTML for the chosen reconstructors and levels: curves, fairness, the posterior's calibration (a run with a
-    sampler), the hallucination check, correlations, examples."""
+    """HTML for the chosen reconstructors and levels: curves, fairness, mitigation (chosen variants), the
+    posterior's calibration (a run with a sampler), the hallucination check, correlations, examples."""
     run = results.run_view(store, key)
     agg = queries.aggregates(store, key)
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
@@ -197,6 +220,7 @@ fixed-threshold decision, not a fairer model. {html.escape(results.TEST_NOTE)}</
 <h3>Test families of this run</h3>
 {_table(families) if len(families) else "<p>Families and q-values are computed once the run is complete.</p>"}
 {f"<p><b>{html.escape(results.OUTDATED)}</b></p>" if run.statistics_outdated else ""}
+{_mitigation(store, run, reconstructors, levels, attribute)}
 {_posterior(store, run, agg, reconstructors, levels, attribute, level)}
 {_hallucinations(store, run, reconstructors, attribute, level)}
 <h2>Does image quality predict the task?</h2>

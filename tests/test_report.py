@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from recon_core import results
 from recon_core.cli import main
 from recon_core.report import build_report
 
@@ -70,3 +71,19 @@ def test_mri_report_without_a_sampler_has_no_calibration_section(mri_store):
     store, key, _ = mri_store
     page = build_report(store, key, ["zero_filled", "unet"], [4.0, 8.0], "sex")
     assert "Calibration of the posterior spread" not in page and "<h2>Hallucination check" in page
+
+
+def test_report_has_a_mitigation_section_only_when_variants_are_chosen(built_store):
+    """Issue 12: the chosen variants' paired changes with verdicts and the Pareto picture; absent without variants."""
+    store, key, _ = built_store
+    variants = results.variants(results.run_view(store, key).reconstructors)
+    page = build_report(store, key, ["unet", *variants], [3000.0, 300.0], "sex", 300.0)
+    section = page[page.index("<h2>Mitigation"):page.index("<h2>Hallucination check")]
+    assert "<th>verdict</th>" in section and "Pareto picture" in section and "Pareto-optimal" in section
+    assert "plotly-graph-div" in section and "paired" in section
+    effects = results.mitigation_effects(store, key)
+    shown = results.headline_effects(effects[effects.variant.isin(variants)], results.run_view(store, key), "sex")
+    assert section.count("<tr>") == len(shown) + len(results.mitigation_frontier(store, key, "sex"))  # body rows
+    assert all(f"<td>{v}</td>" in section for v in variants)
+    assert "_change" not in re.sub(r"<script.*?</script>", "", section, flags=re.S)  # human names only
+    assert "<h2>Mitigation" not in build_report(store, key, ["none", "unet"], [300.0])
