@@ -24,8 +24,9 @@ CHROMIUM = shutil.which("chromium")
 OUT = ROOT / "test-output"
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TANDEM_SKIP_BROWSER")) and not os.environ.get("CI"),
                                 reason="TANDEM_SKIP_BROWSER is set: the browser tests were skipped on request")
-PAGES = {"home": "Tandem", "overview": "Overview", "fairness": "Fairness", "compare": "Compare reconstructors",
-         "failures": "Failure cases", "posterior": "Uncertainty & hallucinations", "run": "Run a study"}
+PAGES = {"home": "Tandem", "overview": "Overview", "fairness": "Fairness", "mitigation": "Mitigation",
+         "compare": "Compare reconstructors", "failures": "Failure cases", "posterior": "Uncertainty & hallucinations",
+         "run": "Run a study"}
 HELPERS = ("routing", "data", "sidebar", "figures", "ui", "common")
 
 
@@ -145,6 +146,22 @@ def test_fairness_changes_attribute_and_downloads_csv(server, page):
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+def test_mitigation_page_draws_the_pareto_picture(server, page):
+    """Issue 12: the Pareto picture renders in the browser, the bases and the Pareto-optimal rings in its legend."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/mitigation")
+    page.get_by_role("heading", name="Mitigation", exact=True).first.wait_for(timeout=60_000)
+    frontier = page.locator(".js-plotly-plot").filter(has_text="Pareto picture")
+    frontier.wait_for(timeout=60_000)
+    legend = frontier.locator(".legendtext")
+    expect(legend.filter(has_text="Pareto-optimal")).to_have_count(1, timeout=30_000)
+    assert {"unet", "unet+eodd"} <= set(legend.all_text_contents())  # SVG text: no inner text
+    frontier.scroll_into_view_if_needed()
+    page.screenshot(path=str(OUT / "mitigation.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 def test_failure_case_attributions_render(server, page):
     page.goto(f"{server}/failures")
     page.get_by_text("Why did the decision change?").wait_for(timeout=90_000)
@@ -193,8 +210,8 @@ def test_any_page_opened_first_on_a_fresh_server_renders_through_the_app(built_s
         page.goto(url if name == "home" else f"{url}/{name}")
         page.get_by_role("heading", name=PAGES[name], exact=True).first.wait_for(timeout=60_000)
         nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
-        assert all(title in nav for title in ("Home", "Overview", "Fairness", "Compare", "Failure cases",
-                                              "Uncertainty & hallucinations", "Run"))
+        assert all(title in nav for title in ("Home", "Overview", "Fairness", "Mitigation", "Compare",
+                                              "Failure cases", "Uncertainty & hallucinations", "Run"))
         assert not any(h in nav.split() for h in HELPERS)
         assert page.locator('[data-testid="stException"]').count() == 0
     finally:
