@@ -599,7 +599,7 @@ NO_VARIANTS = (
     "weights); the run then compares each variant with its base on the same test images. For example:")
 VARIANT_EXAMPLE = """reconstructors:
   names: [none, unet, unet+finetune, unet+reweight, unet+eodd, unet+adversarial]
-  mitigation: {attribute: sex, steps: 200, eodd_weight: 1.0, adversarial_weight: 0.1}
+  mitigation: {attribute: sex, steps: 200}
 """
 """The empty state of the Mitigation page: how to declare variants in a config (words, then a YAML example)."""
 

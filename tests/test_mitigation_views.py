@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from recon_core import plots, results
+from recon_core.config_loader import from_dict, load_config
 from recon_core.results import NO_CHANGE, verdict
 from recon_core.store import queries
+from tests.conftest import TINY
 
 NAN = np.nan
 
@@ -147,3 +150,12 @@ def test_the_frontier_holds_each_variant_and_its_base_at_their_stored_values(bui
         assert row.task == cell[(cell.metric == "auroc") & (cell.attribute == "all")].estimate.item()
     assert frontier.groupby("level").pareto.any().all()
     assert (frontier[frontier.reconstructor == "unet"].strategy == "plain training").all()
+
+
+def test_the_empty_state_example_declares_variants_a_config_accepts():
+    spec = load_config(TINY).to_dict()
+    spec["reconstructors"] = {**spec["reconstructors"], **yaml.safe_load(results.VARIANT_EXAMPLE)["reconstructors"]}
+    config = from_dict(spec)
+    assert results.variants(config.reconstructors.names) == ["unet+finetune", "unet+reweight", "unet+eodd",
+                                                             "unet+adversarial"]
+    assert config.reconstructors.mitigation.steps == 200
