@@ -10,7 +10,7 @@ from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import attribute_label, page_run, scoped, sidebar_choices
-from recon_core import results
+from recon_core import findings, results
 from recon_core.report import build_report
 from recon_core.store import CLEAN
 
@@ -70,6 +70,14 @@ failures_and_outside_models()
 choice = sidebar_choices(agg, run)
 chosen, levels, level, attribute = choice.reconstructors, choice.levels, choice.level, choice.attribute
 attr_text = attribute_label(attribute).lower()
+
+found = findings.study_findings(agg, run, chosen, levels)
+if found:
+    panel = st.container(border=True, key="findings")  # what the study shows, in words, before any chart
+    panel.subheader(findings.TITLE)
+    panel.markdown("\n".join(f"- {f.text}" for f in found))
+    panel.caption("From the stored statistics of the reconstructors and levels picked in the sidebar; intervals are "
+               f"95 % bootstrap intervals over {run.unit_text}.")
 
 # All this page draws, in one pass over the run's aggregates; categories make the many filters below and the
 # hashing of each chart's input (its cache key) cheap.

@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pages.ui.sidebar import scoped
+from recon_core import findings, results
 from recon_core.modalities.mri import MRI
 from recon_core.store import queries
 from tests.conftest import ROOT
@@ -58,8 +59,22 @@ def test_overview_draws_curves_groups_and_examples(built_store, monkeypatch, att
     assert not at.exception
     at.multiselect(key=scoped("reconstructors", key)).set_value(["unet"]).run()
     assert not at.exception
-    assert "Added by reconstruction" in next(h.value for h in at.subheader)
+    assert any("Added by reconstruction" in h.value for h in at.subheader)
     assert any(b.label.startswith("Download a report") for b in at.get("download_button"))
+
+
+def test_overview_opens_with_what_the_study_shows(built_store, monkeypatch):
+    store, key, cache = built_store
+    at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
+    assert at.subheader[0].value == findings.TITLE  # before every chart and table
+    run = results.run_view(store, key)
+    expected = findings.study_findings(queries.aggregates(store, key), run)
+    panel = next(m.value for m in at.markdown if m.value.startswith("- "))
+    assert panel.splitlines() == [f"- {f.text}" for f in expected]
+    assert {f.kind for f in expected} == {"degradation", "ranking", "added_bias"}
+    at.multiselect(key=scoped("reconstructors", key)).set_value(["tv", "unet"]).run()  # the sidebar's selection
+    panel = next(m.value for m in at.markdown if m.value.startswith("- "))
+    assert panel.startswith("- tv: PSNR") and "gan" not in panel and "diffusion" not in panel
 
 
 def test_overview_shows_the_diffusion_posterior_spread_beside_the_examples(built_store, monkeypatch):
