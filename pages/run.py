@@ -348,7 +348,7 @@ if config is not None:
     if done:
         st.info("This config's run is finished: its results are on Overview. Change the config to run another "
                 "study (a changed level, reconstructor or setting is a new run).")
-        st.page_link("pages/overview.py", label="Open the Overview", icon="📈")
+        st.page_link("pages/overview.py", label="Open the Overview", icon=":material/monitoring:")
     elif "incomplete" in status:
         st.warning(f"This config's run is incomplete: {len(data.failed_cells(config.config_hash()))} cell(s) "
                    "failed (listed on Overview). Start runs them again; the finished cells are kept.")

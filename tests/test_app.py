@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 
@@ -34,6 +35,16 @@ def test_home_on_empty_store_offers_the_demo(tmp_path, monkeypatch):
     at = run_page(None, str(tmp_path / "empty.duckdb"), monkeypatch, str(tmp_path))
     assert any("store is empty" in info.value for info in at.info)
     assert any(button.label == "Build the demo study" for button in at.button)
+
+
+def test_navigation_needs_no_emoji_font_and_home_says_what_tandem_does(tmp_path, monkeypatch):
+    sources = [ROOT / "app.py", *sorted((ROOT / "pages").rglob("*.py"))]
+    icons = [icon for path in sources for icon in re.findall(r'icon="([^"]*)"', path.read_text())]
+    assert len(icons) >= 8 and all(icon.startswith(":material/") for icon in icons), icons
+    at = run_page(None, str(tmp_path / "empty.duckdb"), monkeypatch, str(tmp_path))
+    text = " ".join(m.value for m in at.markdown)
+    assert all(word in text for word in ("X-ray", "MRI", "your own", "diffusion", "Uncertainty", "Mitigation"))
+    assert "three reconstructors" not in text
 
 
 def test_overview_on_empty_store_says_so(tmp_path, monkeypatch):
