@@ -246,6 +246,41 @@ class UserDiagnosticConfig:
     sha256: str = _sha256()
 
 
+STRATEGIES = ("finetune", "reweight", "eodd", "adversarial")
+"""Bias-mitigation strategies a variant `<base>+<strategy>` fine-tunes its base with ('finetune': none, the control)."""
+
+
+def split_variant(name: str) -> tuple[str, str] | None:
+    """(base, strategy) of a mitigation variant's name such as 'unet+eodd'; None for any other name."""
+    base, plus, strategy = name.rpartition("+")
+    return (base, strategy) if plus and base and strategy in STRATEGIES else None
+
+
+@dataclass(frozen=True)
+class MitigationConfig:
+    """How variants `<base>+<strategy>` (in `reconstructors.names`) fine-tune their trained base against bias.
+
+    Every strategy starts from the base's weights and trains `steps` more on the reconstructor-
+    training split with the base's own pixel loss: 'finetune' adds nothing (the control that
+    separates a strategy from extra training); 'reweight' draws images with weight 1 / (size of
+    their `attribute` group); 'eodd' adds `eodd_weight` · (TPR gap + FPR gap) of the frozen
+    classifier's soft decisions, sigmoid((logit − logit(threshold)) / temperature), per finding
+    (MRI: the soft Dice gap of the frozen segmenter); 'adversarial' trains an adversary to tell the
+    `attribute` from the frozen diagnostic model's outputs on the reconstruction and the
+    reconstructor to defeat it (`adversarial_weight` · −its cross-entropy, alternating updates).
+    """
+
+    attribute: str = "sex"  # sex, age_band or an intersection 'sex×age_band': the groups a strategy balances
+    steps: int = 200
+    batch_size: int = 32
+    learning_rate: float = 2e-4
+    eodd_weight: float = 1.0
+    temperature: float = 0.1
+    adversarial_weight: float = 0.1
+    adversary_hidden: int = 32
+    adversary_learning_rate: float = 1e-3
+
+
 @dataclass(frozen=True)
 class ReconstructorsConfig:
     """Which reconstructors a sweep runs and their settings; `user` declares the user's own (listed in `names`)."""
@@ -256,10 +291,15 @@ class ReconstructorsConfig:
     gan: GANConfig = GANConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     user: tuple[UserReconstructorConfig, ...] = field(default=(), metadata={"omit_if_default": True})
+    mitigation: MitigationConfig = field(default=MitigationConfig(), metadata={"omit_if_default": True})
 
     def declared(self, name: str) -> UserReconstructorConfig | None:
         """The user reconstructor declared under `name`, or None for a built-in."""
         return next((u for u in self.user if u.name == name), None)
+
+    def variant(self, name: str) -> tuple[str, str] | None:
+        """(base, strategy) of a mitigation variant listed under `name`; None for a built-in or declared model."""
+        return None if self.declared(name) is not None else split_variant(name)
 
 
 @dataclass(frozen=True)
@@ -423,6 +463,14 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "evaluation.min_positives": (1, math.inf, True),
     "evaluation.min_negatives": (1, math.inf, True),
     "evaluation.sample_dice_change": (0, 1, False),
+    "reconstructors.mitigation.steps": (1, math.inf, True),
+    "reconstructors.mitigation.batch_size": (2, math.inf, True),
+    "reconstructors.mitigation.learning_rate": (0, 1, False),
+    "reconstructors.mitigation.eodd_weight": (0, math.inf, True),
+    "reconstructors.mitigation.temperature": (0, math.inf, False),
+    "reconstructors.mitigation.adversarial_weight": (0, math.inf, True),
+    "reconstructors.mitigation.adversary_hidden": (1, 4096, True),
+    "reconstructors.mitigation.adversary_learning_rate": (0, 1, False),
 }
 """Numeric fields and their ranges (low, high, whether the low end is allowed); the high end is always allowed.
 
@@ -559,6 +607,7 @@ def _check_user_models(config: StudyConfig) -> None:
     names = [user.name for user in config.reconstructors.user]
     if len(set(names)) != len(names):
         raise ConfigError(f"reconstructors.user: {names} declares a name twice")
+    _check_variants(config)
     for role in ("classifier_model", "segmenter_model"):
         user = getattr(config.diagnostic, role)
         if user is None:
@@ -580,6 +629,37 @@ def _check_user_models(config: StudyConfig) -> None:
             if label not in user.labels or not 0 < threshold < 1:
                 raise ConfigError(f"{key}.thresholds.{label}: needs one of its labels {list(user.labels)} and a "
                                   f"probability between 0 and 1, got {threshold!r}")
+
+
+def _check_variants(config: StudyConfig) -> None:
+    """Mitigation variants: a base listed beside them (the comparison is against it) that trains a network."""
+    recons = config.reconstructors
+    for name in recons.names:
+        parts = recons.variant(name)
+        if parts is None:
+            if "+" in name and recons.declared(name) is None:
+                raise ConfigError(f"reconstructors.names: {name!r} is not a mitigation variant '<base>+<strategy>' "
+                                  f"(strategies: {list(STRATEGIES)}) nor a declared user reconstructor")
+            continue
+        base = parts[0]
+        if base not in recons.names:
+            raise ConfigError(f"reconstructors.names: variant {name!r} fine-tunes {base!r}; list {base!r} too, "
+                              "so the variant is compared with it on the same images")
+        if base in ("none", "tv", "zero_filled", "diffusion") or recons.variant(base) is not None:
+            raise ConfigError(f"reconstructors.names: variant {name!r}: {base!r} has no network mitigation can "
+                              "fine-tune (unet, gan, or a declared torchscript / entry-point model)")
+        declared = recons.declared(base)
+        if declared is not None and (declared.source not in ("torchscript", "entry_point") or declared.per_level
+                                     or declared.inputs != "image"):
+            raise ConfigError(f"reconstructors.names: variant {name!r}: user reconstructor {base!r} must be one "
+                              "torchscript or entry-point network for every level taking the image alone to be "
+                              "fine-tuned")
+    if any(recons.variant(n) is not None for n in recons.names):
+        known = {"sex", "age_band"} | set(config.cohort.csv.extra_attributes if config.cohort.csv else ())
+        unknown = [part for part in recons.mitigation.attribute.split("×") if part not in known]
+        if unknown:
+            raise ConfigError(f"reconstructors.mitigation.attribute: {recons.mitigation.attribute!r} names unknown "
+                              f"column {unknown[0]!r}; known: {sorted(known)}")
 
 
 def check_values(config: StudyConfig) -> StudyConfig:

@@ -35,9 +35,11 @@ def validate(config: StudyConfig) -> StudyConfig:
             raise ConfigError(f"reconstructors.user[{i}].inputs: 'image+kspace' needs MRI k-space physics "
                               f"(physics.model: kspace), not {config.physics.model!r}")
     for name in config.reconstructors.names:
-        if name not in available() and config.reconstructors.declared(name) is None:
+        known = name in available() or config.reconstructors.declared(name) is not None
+        if not known and config.reconstructors.variant(name) is None:
             raise ConfigError(f"reconstructors.names: unknown reconstructor {name!r}; available {available()}, "
-                              "or declare your own under reconstructors.user")
+                              "a mitigation variant '<base>+<strategy>' of one, or declare your own under "
+                              "reconstructors.user")
         settings = getattr(config.reconstructors, name, None)
         if getattr(settings, "data_consistency", False) and not physics.measures_kspace:
             raise ConfigError(f"reconstructors.{name}.data_consistency: needs MRI k-space physics "

@@ -26,7 +26,7 @@ LAYERS = (
     ("seeding", "progress", "paths", "confinement", "device", "config", "registry", "metrics.catalogue"),
     ("physics", "cohorts", "metrics", "models"),
     ("reconstructors", "diagnostics", "fairness", "explain", "plots"),
-    ("modalities", "store"),
+    ("modalities", "mitigation", "store"),
     ("config_loader", "runner", "results", "report", "builds"),
     ("cli", "__main__"),
 )

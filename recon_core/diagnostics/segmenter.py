@@ -50,9 +50,13 @@ class Segmenter(TaskModel):
         logits = self.net(images.to(self.device))
         return logits.argmax(1, keepdim=True).to(torch.uint8).to(images.device)
 
+    def lesion_probability(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) tumour probability (softmax over background/tumour), differentiable in the images."""
+        return torch.softmax(self.net(images), 1)[:, 1]
+
     def evidence(self, label: str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """The mean tumour probability of each slice (`label` is ignored: one structure is segmented)."""
-        return lambda images: torch.softmax(self.net(images), 1)[:, 1].mean((-2, -1))
+        return lambda images: self.lesion_probability(images).mean((-2, -1))
 
     def evaluate(self, images: torch.Tensor, truth: torch.Tensor | None) -> TaskOutput:
         """Predicted masks, and Dice and HD95 per slice against the true masks."""

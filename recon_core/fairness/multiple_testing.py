@@ -10,6 +10,10 @@ Every p-value Tandem stores belongs to exactly one family, fixed before any resu
   average odds difference, label means of the headline).
 - **inherent**: signed differences on the clean images: the bias the diagnostic model already has.
 - **task**: the change of each overall task metric (reconstructed − clean), everyone together.
+- **mitigation**: a mitigation variant against its base on the same units (`fairness.mitigation`):
+  the change of the primary signed difference, per finding × contrast × variant × level.
+- **mitigation cost**: the same variants' change of the headline task metric and of PSNR/SSIM
+  for everyone (what a strategy costs or gains).
 
 No hypothesis is counted twice: FNR is −TPR and the folded max − min gaps are descriptive, so
 neither is tested. A statistic that did not vary in any resample (e.g. a TPR of 1 in every group
@@ -42,6 +46,10 @@ FAMILIES = (
     Family("secondary", "did reconstruction change any other signed group difference?"),
     Family("inherent", "does the diagnostic model already differ between groups on clean images?"),
     Family("task", "did reconstruction change the task metric for everyone?"),
+    Family("mitigation", "did a mitigation variant change the headline signed group difference against its base "
+                         "(per finding, contrast, variant and level; the change in added bias)?"),
+    Family("mitigation cost", "did a mitigation variant change image quality (PSNR, SSIM) or the headline task "
+                              "metric for everyone against its base?"),
 )
 BY_NAME = {f.name: f for f in FAMILIES}
 
@@ -73,6 +81,31 @@ def q_values(tests: pd.DataFrame, primary: str, clean: str) -> pd.DataFrame:
     family = [None if flat else family_of(m, lb, a, r == clean, primary)
               for m, lb, a, r, flat in zip(tests.metric, tests.label, tests.attribute, tests.reconstructor, degenerate,
                                            strict=True)]
+    return _corrected(tests, family)
+
+
+def mitigation_family(metric: str, label: str, attribute: str, primary: str, costs: tuple[str, ...]) -> str | None:
+    """The family of a mitigation effect (`<m>_change`, variant − base): the primary difference's change per finding,
+    or the change for everyone of a cost metric (`costs`: the headline task and quality metrics); else None."""
+    if metric == primary.removesuffix("_added") + "_change" and label != "mean":
+        return "mitigation"
+    if attribute == "all" and metric.removesuffix("_change") in costs and label != "mean":
+        return "mitigation cost"
+    return None
+
+
+def mitigation_q_values(effects: pd.DataFrame, primary: str, costs: tuple[str, ...]) -> pd.DataFrame:
+    """`effects` (variant × level rows of `fairness.mitigation.compare_to_base`) with `family` and its BH `q_value`,
+    degenerate intervals left out as in `q_values`."""
+    degenerate = (effects.ci_low == effects.ci_high).to_numpy()
+    family = [None if flat or pd.isna(p) else mitigation_family(m, lb, a, primary, costs)
+              for m, lb, a, p, flat in zip(effects.metric, effects.label, effects.attribute, effects.p_value,
+                                           degenerate, strict=True)]
+    return _corrected(effects, family)
+
+
+def _corrected(tests: pd.DataFrame, family: list[str | None]) -> pd.DataFrame:
+    """`tests` with each row's family and, within each family, the Benjamini–Hochberg q-value of its p-value."""
     out = tests.assign(family=pd.Series(family, index=tests.index, dtype=object), q_value=np.nan)
     for _, members in out[out.family.notna()].groupby("family"):
         known = members["p_value"].dropna()

@@ -63,6 +63,8 @@ class Modality(ABC):
     lesion_finding: ClassVar[str | None] = None
     """The finding whose classifier call is the diagnostic model's detector of a known lesion (the hallucination
     check); None where the segmenter's call at the site is (`lesion_called`)."""
+    fairness_model: ClassVar[str] = "classifier"
+    """The frozen task model (by name) whose answers the mitigation strategies' fairness terms go through."""
     correlated_quality: ClassVar[tuple[str, ...]] = ("psnr", "ssim")
     """Image-quality metrics whose ranking of the cells is set against the headline tasks' (run finalisation)."""
 

@@ -55,6 +55,7 @@ class MRI(Modality):
     added_metrics = ("dice_added", "dice_diff_added", "tpr_diff_added", "auroc_added", "dice_gap_added",
                      "dice_skewed_error_ratio_added")
     primary_test = "dice_diff_added"
+    fairness_model = "segmenter"  # mitigation's EODD term is the Dice gap; the adversary reads the tumour map
 
     def validate_source(self, config: StudyConfig) -> None:
         """The segmenter halves the slice once per channel after the first; a NIfTI source's slice range."""

@@ -86,12 +86,14 @@ class SplitData:
         return lambda step: source.batch(rng.integers(0, len(self), batch_size))
 
     def degraded_sampler(self, levels: Sequence[float], seed: int, stream: str, batch_size: int,
-                         device: torch.device | None = None) -> Callable[[int], TrainingBatch]:
+                         device: torch.device | None = None,
+                         weights: np.ndarray | None = None) -> Callable[[int], TrainingBatch]:
         """step → a batch degraded on the fly by `physics` at one of `levels` drawn at random (reconstructor training).
 
         One network serves every level of the study. On the CPU each image's noise has its own seed
         ('train-<step>-<i>'), as evaluation noise does; on a GPU the batch is degraded on the device
-        from one generator seeded by (study seed, stream).
+        from one generator seeded by (study seed, stream). `weights` (one per image, summing to 1)
+        draws images with those probabilities instead of uniformly (group-balanced mitigation).
         """
         if self.physics is None:
             raise ValueError("a degraded sampler needs the training set's physics")
@@ -104,7 +106,9 @@ class SplitData:
             generator = torch.Generator(source.device).manual_seed(derive_seed(seed, stream, "training-noise"))
 
         def batch(step: int) -> TrainingBatch:
-            clean = source.batch(rng.integers(0, len(self), batch_size))
+            drawn = rng.integers(0, len(self), batch_size) if weights is None else rng.choice(len(self), batch_size,
+                                                                                              p=weights)
+            clean = source.batch(drawn)
             level = float(levels[int(rng.integers(len(levels)))])
             if generator is None:
                 measurement = physics.measure(clean.images, level, [f"train-{step}-{i}" for i in range(batch_size)])

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from recon_core.config import StudyConfig
+from recon_core.models.batches import TrainingBatch
 from recon_core.models.contract import TrainableModel
+from recon_core.models.losses import Loss
 from recon_core.physics.base import Acquisition
+
+
+@dataclass
+class FineTuning:
+    """What bias mitigation fine-tunes in a reconstructor: its network, the network's differentiable output on a
+    training batch (as `reconstruct` computes it, with gradients) and the pixel loss it was trained with."""
+
+    net: torch.nn.Module
+    output: Callable[[TrainingBatch], torch.Tensor]
+    loss: Loss
+    arch: dict
 
 
 class Reconstructor(ABC):
@@ -52,6 +66,10 @@ class Reconstructor(ABC):
         as its uncertainty; the runner also hands each sample to the diagnostic model.
         """
         return self.reconstruct(degraded, physics, level, measurement, image_ids)[None]
+
+    def fine_tuning(self) -> FineTuning | None:
+        """Its trainable network for mitigation to fine-tune; None for a method with none (classical, sampled)."""
+        return None
 
 
 class NetworkReconstructor(Reconstructor, TrainableModel):

@@ -20,7 +20,7 @@ from recon_core.models.batches import SplitData
 from recon_core.models.contract import Objective, TrainableModel, TrainingPlan, adam
 from recon_core.models.losses import DiscriminatorLoss, GeneratorAdversarialLoss, ImageLoss
 from recon_core.physics.base import Acquisition
-from recon_core.reconstructors.base import NetworkReconstructor
+from recon_core.reconstructors.base import FineTuning, NetworkReconstructor
 from recon_core.reconstructors.unet_denoiser import residual_unet
 from recon_core.seeding import seeded_torch
 
@@ -62,6 +62,10 @@ class GAN(NetworkReconstructor):
             Objective(generated, DiscriminatorLoss(self.discriminator), d_optimiser, d_schedule),
             Objective(lambda b: self.net(b.degraded), generator_loss, g_optimiser, g_schedule),
         ], [self.net, self.discriminator], self.device)
+
+    def fine_tuning(self) -> FineTuning:
+        """The generator alone with its L1 term (the discriminator is not kept with the weights)."""
+        return FineTuning(self.net, lambda b: self.net(b.degraded), ImageLoss("l1"), self.arch)
 
     @torch.no_grad()
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from recon_core.config import StudyConfig
+from recon_core.config import STRATEGIES, StudyConfig
 from recon_core.reconstructors.base import Reconstructor
 from recon_core.registry import Registry, UnknownNameError
 
@@ -31,13 +31,23 @@ USER_SOURCES = Registry("user reconstructor source", {
 """How a reconstructor declared in `reconstructors.user` is built, by its source."""
 
 
+MITIGATION = Registry("mitigation strategy", {
+    strategy: "recon_core.mitigation.variant:MitigatedReconstructor" for strategy in STRATEGIES})
+"""How a variant `<base>+<strategy>` is built: its base, fine-tuned by the strategy."""
+
+
 def available() -> list[str]:
     """Registered reconstructor names."""
     return REGISTRY.names()
 
 
 def build_reconstructor(name: str, config: StudyConfig, device: torch.device) -> Reconstructor:
-    """Instantiates a registered reconstructor, or the user's own declared under `name` in `reconstructors.user`."""
+    """Instantiates a registered reconstructor, a mitigation variant `<base>+<strategy>` of one, or the user's own
+    declared under `name` in `reconstructors.user`."""
+    variant = config.reconstructors.variant(name)
+    if variant is not None:
+        base, strategy = variant
+        return MITIGATION.load(strategy)(config, device, name, build_reconstructor(base, config, device), strategy)
     declared = config.reconstructors.declared(name)
     if declared is None:
         return REGISTRY.load(name)(config, device)

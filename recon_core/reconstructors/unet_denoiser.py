@@ -17,7 +17,7 @@ from recon_core.models.batches import SplitData
 from recon_core.models.contract import Objective, TrainableModel, TrainingPlan, adam
 from recon_core.models.losses import ImageLoss
 from recon_core.physics.base import Acquisition
-from recon_core.reconstructors.base import NetworkReconstructor
+from recon_core.reconstructors.base import FineTuning, NetworkReconstructor
 from recon_core.seeding import seeded_torch
 
 
@@ -63,6 +63,10 @@ class UNetDenoiser(NetworkReconstructor):
         optimiser, schedule = adam(self.net, cfg.learning_rate, cfg.steps)
         return TrainingPlan(cfg.steps, batches, [Objective(lambda b: self.net(b.degraded), ImageLoss("mse"),
                                                            optimiser, schedule)], [self.net], self.device)
+
+    def fine_tuning(self) -> FineTuning:
+        """The residual U-Net on the degraded input, MSE: as it was trained."""
+        return FineTuning(self.net, lambda b: self.net(b.degraded), ImageLoss("mse"), self.arch)
 
     @torch.no_grad()
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,

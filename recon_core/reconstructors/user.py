@@ -15,9 +15,10 @@ from typing import Any
 import torch
 
 from recon_core.config import StudyConfig, UserReconstructorConfig, stable_hash
+from recon_core.models.losses import ImageLoss
 from recon_core.models.user_models import UserModelError, checked_tensor, load_model, raised, resample
 from recon_core.physics.base import Acquisition
-from recon_core.reconstructors.base import Reconstructor
+from recon_core.reconstructors.base import FineTuning, Reconstructor
 
 
 def named_ids(image_ids: Sequence[str] | None, shown: int = 3) -> str:
@@ -71,6 +72,22 @@ class UserReconstructor(DeclaredReconstructor):
     def what(self, level: float | None) -> str:
         """How errors name this model (and the level, for per-level models)."""
         return f"reconstructor {self.name!r}" + ("" if level is None else f" (level {level:g})")
+
+    def fine_tuning(self) -> FineTuning | None:
+        """One network for every level that takes the image alone: fine-tuned through the declared contract (its
+        size and value range), with MSE; None otherwise (a callable, per-level models, k-space inputs)."""
+        model = self.models.get(None)
+        declared = self.declared
+        if not isinstance(model, torch.nn.Module) or declared.per_level or declared.inputs != "image":
+            return None
+        low, high = declared.value_range
+
+        def output(batch) -> torch.Tensor:
+            size = declared.image_size or batch.degraded.shape[-1]
+            out = model(low + resample(batch.degraded.float(), size) * (high - low))
+            return resample((out - low) / (high - low), batch.degraded.shape[-1])
+
+        return FineTuning(model, output, ImageLoss("mse"), {"user reconstructor": self.cache_key()})
 
     @torch.no_grad()
     def reconstruct(self, degraded: torch.Tensor, physics: Acquisition, level: float,

@@ -28,6 +28,7 @@ from recon_core.config import StudyConfig
 from recon_core.diagnostics import TaskModel, choose_thresholds, scorer
 from recon_core.diagnostics.thresholds import ThresholdError
 from recon_core.fairness import STATISTICS_VERSION, summarise_cell
+from recon_core.mitigation.variant import MitigatedReconstructor
 from recon_core.modalities import Modality, get_modality
 from recon_core.models.batches import SplitData
 from recon_core.models.checkpoints import CheckpointError
@@ -110,10 +111,13 @@ def train_models(config: StudyConfig, checkpoint_dir: Path, device: torch.device
 
 
 def fit_reconstructor(recon: Reconstructor, models: TrainedModels, checkpoint_dir: Path, progress: Progress) -> None:
-    """Fits (or loads) a trainable reconstructor on the reconstructor-training split, the classifier at hand, frozen."""
+    """Fits (or loads) a trainable reconstructor on the reconstructor-training split, the task models at hand, frozen
+    (a mitigation variant also gets the classifier's operating thresholds, where its soft decisions cut)."""
+    if isinstance(recon, MitigatedReconstructor):
+        recon.thresholds = dict(models.thresholds)
     if isinstance(recon, TrainableModel):
         recon.fit(split_data(models.cohort, "recon_train", models.physics), checkpoint_dir, progress,
-                  frozen={"classifier": models.classifier})
+                  frozen={model.name: model for model in models.task_models})
 
 
 def statistics_beside(device: torch.device) -> bool:

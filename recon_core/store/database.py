@@ -84,6 +84,12 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS image_calibration (
         config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, image_id VARCHAR, bin INTEGER, pixels DOUBLE,
         sum_std DOUBLE, sum_sq_error DOUBLE, PRIMARY KEY (config_hash, reconstructor, level, image_id, bin))""",
+    # each mitigation variant against its base at one level: paired changes (variant − base) with tests
+    """CREATE TABLE IF NOT EXISTS mitigation_effects (
+        config_hash VARCHAR, reconstructor VARCHAR, base VARCHAR, level DOUBLE, metric VARCHAR, label VARCHAR,
+        attribute VARCHAR, grp VARCHAR, estimate DOUBLE, ci_low DOUBLE, ci_high DOUBLE, n INTEGER, p_value DOUBLE,
+        family VARCHAR, q_value DOUBLE,
+        PRIMARY KEY (config_hash, reconstructor, level, metric, label, attribute, grp))""",
     """CREATE TABLE IF NOT EXISTS examples (
         config_hash VARCHAR, reconstructor VARCHAR, level DOUBLE, image_id VARCHAR, kind VARCHAR,
         height INTEGER, width INTEGER, pixels BLOB,

@@ -167,6 +167,17 @@ def correlations(store: Store, key: str) -> pd.DataFrame:
         ["attribute", "x_metric", "y_metric", "scope"], kind="stable").reset_index(drop=True)
 
 
+MITIGATION_COLUMNS = ["reconstructor", "base", "level", "metric", "label", "attribute", "grp", "estimate", "ci_low",
+                      "ci_high", "n", "p_value", "family", "q_value"]
+
+
+def mitigation_effects(store: Store, key: str) -> pd.DataFrame:
+    """A run's mitigation effects: each variant's paired change (variant − base) per level, statistic and group."""
+    return _frame(store.query("""SELECT * EXCLUDE (config_hash) FROM mitigation_effects WHERE config_hash = ?
+                                 ORDER BY reconstructor, level DESC, metric, label, attribute, grp""", [key]),
+                  MITIGATION_COLUMNS).reindex(columns=MITIGATION_COLUMNS)
+
+
 def image_scores(store: Store, key: str, image_id: str) -> pd.DataFrame:
     """The classifier's per-label scores for one image on every road (clean and each cell)."""
     return _frame(store.query("""SELECT reconstructor, level, label, score, target FROM image_scores

@@ -93,6 +93,18 @@ def replace_correlations(store: Store, key: str, table: pd.DataFrame) -> None:
         con.execute("COMMIT")
 
 
+def replace_mitigation_effects(store: Store, key: str, table: pd.DataFrame) -> None:
+    """Replaces a run's mitigation effects (each variant against its base; recomputed whole when the run finalises)."""
+    with store.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM mitigation_effects WHERE config_hash = ?", [key])
+        if not table.empty:
+            con.register("m", table)
+            con.execute("""INSERT INTO mitigation_effects SELECT ?, reconstructor, base, level, metric, label,
+                           attribute, grp, estimate, ci_low, ci_high, n, p_value, family, q_value FROM m""", [key])
+        con.execute("COMMIT")
+
+
 def write_attributes(store: Store, key: str, attributes: pd.DataFrame) -> None:
     """Extra per-image group columns (e.g. race from a real dataset), long form, first write wins."""
     if attributes.empty:
@@ -189,7 +201,8 @@ def write_model_cards(store: Store, key: str, cards: pd.DataFrame) -> None:
 
 
 RUN_TABLES = ("cells", "model_cards", "thresholds", "image_metrics", "image_scores", "sample_scores",
-              "image_calibration", "aggregates", "correlations", "image_attributes", "examples", "runs")
+              "image_calibration", "aggregates", "correlations", "mitigation_effects", "image_attributes", "examples",
+              "runs")
 """Every table whose rows carry a run's config hash (the run's own row last)."""
 
 
