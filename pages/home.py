@@ -6,6 +6,7 @@ import streamlit as st
 
 from pages.ui import data
 from pages.ui.routing import ensure_routed
+from pages.ui.tables import show
 from recon_core import builds, paths
 
 ensure_routed("pages/home.py")
@@ -29,7 +30,7 @@ def build_status() -> None:
     # a value a run does not have yet (its message, the seconds of a running build) shows nothing, not "None"
     shown = shown.assign(message=shown.message.fillna(""),
                          seconds=["" if v is None or v != v else f"{v:.0f}" for v in shown.seconds])
-    st.dataframe(shown, hide_index=True, width="stretch")
+    show(shown, hide_index=True, width="stretch")
     st.page_link("pages/overview.py", label="Open the Overview", icon=":material/monitoring:")
 
 
