@@ -177,7 +177,8 @@ def test_compare_page_replays_reconstructors_side_by_side(built_store, monkeypat
     at = run_page("pages/compare.py", str(store.path), monkeypatch, str(cache))
     assert len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value
-    assert table.road.tolist() == ["clean", "none", "tv", "unet", "gan", "diffusion"]  # the run's order
+    assert table.road.tolist() == ["clean", "none", "tv", "unet", "gan", "diffusion", "unet+reweight", "unet+eodd",
+                                     "unet+adversarial"]  # the run's order
     assert table["PSNR (dB)"].iloc[1:].notna().all()
     at.select_slider(key=scoped("level", key)).set_value(3000.0).run()
     at.multiselect(key=scoped("reconstructors", key)).set_value(["unet"]).run()
@@ -446,7 +447,8 @@ def test_posterior_page_shows_calibration_sample_flips_and_hallucinations(built_
     assert set(at.dataframe[1].value.group) == {"F", "M"}
     halluc = at.dataframe[-1].value
     assert set(halluc.detector) == {"diagnostic model", "residual map"}
-    assert set(halluc.reconstructor) == {"none", "tv", "unet", "gan", "diffusion"} and "everyone" in set(halluc.group)
+    assert set(halluc.reconstructor) == {"none", "tv", "unet", "gan", "diffusion", "unet+reweight", "unet+eodd",
+                                         "unet+adversarial"} and "everyone" in set(halluc.group)
     text = shown_text(at)
     assert "Rule: matched filter at the known site" in text and "operating threshold" in text
     assert "sit above the line" in text  # the few-draw binning caveat is said beside the curve

@@ -114,7 +114,7 @@ def test_overview_opened_first_renders_through_the_app(server, page):
     recons = sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="Reconstructors")
     recons.get_by_role("button", name="Remove none").click()  # drop `none` from every chart
     expect(recons.get_by_role("button", name="Remove none")).to_have_count(0)
-    expect(recons.get_by_role("button", name="Remove unet")).to_have_count(1)
+    expect(recons.get_by_role("button", name="Remove unet", exact=True)).to_have_count(1)
     page.locator(".js-plotly-plot").nth(5).wait_for(timeout=60_000)
     # the rerun after removing `none` must be over: a click on a button the rerun replaces is lost
     page.locator('[data-test-script-state="notRunning"]').first.wait_for(state="attached", timeout=60_000)
