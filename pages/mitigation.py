@@ -9,6 +9,7 @@ from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import attribute_label, page_run, scoped, sidebar_choices
+from pages.ui.tables import show
 from recon_core import results
 from recon_core.metrics import catalogue
 
@@ -55,13 +56,13 @@ else:
                       help="Off: the headline statistics (label means, and each finding's change of the headline "
                            "difference); on: every stored statistic, finding and group.")
     shown_effects = results.headline_effects(effects, run, attribute, every)
-    st.dataframe(results.effects_table(shown_effects), hide_index=True, width="stretch",
-                 column_config={c: st.column_config.TextColumn(width="medium") for c in ("statistic", "verdict")})
+    show(results.effects_table(shown_effects), hide_index=True, width="stretch",
+         column_config={c: st.column_config.TextColumn(width="medium") for c in ("statistic", "verdict")})
     st.caption(results.MITIGATION_NOTE)
     tests = results.families(effects)
     if len(tests):
-        st.dataframe(tests, hide_index=True, width="stretch",
-                     column_config={"question": st.column_config.TextColumn(width="large")})
+        show(tests, hide_index=True, width="stretch",
+             column_config={"question": st.column_config.TextColumn(width="large")})
     download(effects, "mitigation-effects", "dl_mitigation")
 
 st.subheader(f"Fairness against the task, by {attr_text}")
@@ -90,4 +91,4 @@ for metric in ("psnr", "ssim"):
         f"{catalogue.label(metric)} change", colours=run.colours), width="stretch")
 if quality.empty:
     right.info("Image-quality changes show once the run has finished.")
-st.dataframe(results.frontier_table(frontier, gap, task), hide_index=True, width="stretch")
+show(results.frontier_table(frontier, gap, task), hide_index=True, width="stretch")

@@ -757,7 +757,7 @@ def effects_table(effects: pd.DataFrame) -> pd.DataFrame:
         "variant": effects.variant.to_numpy(), "level": [f"{lv:g}" for lv in effects.level],
         "statistic": effects.statistic.to_numpy(), "finding": effects.finding.to_numpy(),
         "groups": effects.groups.to_numpy(),
-        "change [95 % CI]": [_change_text(e, lo, hi)
+        "change vs base [95 % CI]": [_change_text(e, lo, hi)
                              for e, lo, hi in zip(effects.estimate, effects.ci_low, effects.ci_high, strict=True)],
         "verdict": effects.verdict.to_numpy(),
         "test": ["—" if e != e else test_text(p, q, f) or "descriptive: no test" for e, p, q, f in

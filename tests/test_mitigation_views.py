@@ -75,9 +75,9 @@ def test_judged_effects_carry_human_names_and_the_base_difference_behind_a_verdi
     assert not shown.isin(["tpr_diff_change", "eo_gap_change", "ssim_change", "tpr_diff"]).any().any()
     assert shown.statistic.tolist() == ["Sensitivity (TPR) difference change",
                                         "Equal-opportunity gap (max − min TPR) change", "SSIM change"]
-    assert shown["change [95 % CI]"].iloc[0] == "+0.060 [+0.020, +0.100]"
+    assert shown["change vs base [95 % CI]"].iloc[0] == "+0.060 [+0.020, +0.100]"
     assert shown.test.tolist() == ["p 0.004 · q 0.030 (mitigation)", "descriptive: no test", "descriptive: no test"]
-    assert shown.loc[2, "change [95 % CI]"] == "-0.0005 [-0.0007, -0.0003]"  # never shown as -0.000
+    assert shown.loc[2, "change vs base [95 % CI]"] == "-0.0005 [-0.0007, -0.0003]"  # never shown as -0.000
 
 
 def frontier_points() -> pd.DataFrame:
