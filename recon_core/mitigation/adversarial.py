@@ -3,14 +3,15 @@
 The adversary reads the frozen model's view of a reconstruction (the classifier's logits, or
 the segmenter's tumour probability pooled to 8 × 8) and is trained to predict the group
 (`AdversaryLoss`, on detached reconstructions). The reconstructor is trained to defeat it
-(`DefeatAdversary` = −the adversary's cross-entropy, added with a positive weight): alternating
-updates, the reconstructor's gradient reversed relative to the adversary's. The reference
+(`DefeatAdversary` = −the adversary's cross-entropy up to chance, added with a positive weight):
+alternating updates, the reconstructor's gradient reversed relative to the adversary's. The reference
 study's objective had its sign in doubt; tests/test_mitigation.py checks that this one lowers the
 adversary's accuracy and that the flipped sign raises it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -34,11 +35,11 @@ def diagnostic_view(model: TaskModel) -> tuple[Callable[[torch.Tensor], torch.Te
 
 
 class Adversary(torch.nn.Module):
-    """A small MLP from the diagnostic model's view to the group's logits."""
+    """A small MLP from the diagnostic model's view (standardised per feature over the batch) to the group's logits."""
 
     def __init__(self, width: int, hidden: int, n_groups: int) -> None:
         super().__init__()
-        self.layers = torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.ReLU(),
+        self.layers = torch.nn.Sequential(torch.nn.BatchNorm1d(width), torch.nn.Linear(width, hidden), torch.nn.ReLU(),
                                           torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
                                           torch.nn.Linear(hidden, n_groups))
 
@@ -62,12 +63,20 @@ class AdversaryLoss(Loss):
 
 
 class DefeatAdversary(Loss):
-    """−the adversary's cross-entropy on the diagnostic view of the reconstruction: lower when the adversary fails."""
+    """−the adversary's cross-entropy on the diagnostic view of the reconstruction, up to chance: lower when the
+    adversary fails.
+
+    The cross-entropy is capped at log(number of groups), a guess at chance: past it the
+    reconstructor gets no further push, so it makes the adversary uninformed rather than
+    confidently wrong (an adversary that is always wrong still reads the attribute).
+    """
 
     def __init__(self, adversary: Adversary, view: Callable[[torch.Tensor], torch.Tensor],
                  attribute: SensitiveAttribute) -> None:
         self.adversary, self.view, self.attribute = adversary, view, attribute
+        self.chance = math.log(len(attribute.groups))
 
     def __call__(self, output: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
         groups = self.attribute.tensor(batch.rows, output.device)
-        return -torch.nn.functional.cross_entropy(self.adversary(self.view(output)), groups)
+        entropy = torch.nn.functional.cross_entropy(self.adversary(self.view(output)), groups)
+        return -entropy.clamp(max=self.chance)
