@@ -73,7 +73,8 @@ def study_config(args: argparse.Namespace, seed: int) -> StudyConfig:
     recons["names"] = [BASE, *VARIANTS]
     recons.setdefault(BASE, {})["steps"] = args.unet_steps
     recons["mitigation"] = {**recons.get("mitigation", {}), "steps": args.mitigation_steps,
-                           "batch_size": args.mitigation_batch, "attribute": "sex"}
+                           "batch_size": args.mitigation_batch,
+                           "learning_rate": args.mitigation_lr, "attribute": "sex"}
     for name in ("gan", "diffusion"):
         recons.pop(name, None)
     data.setdefault("diagnostic", {})["steps"] = args.diagnostic_steps
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--unet-steps", type=int, default=120)
     parser.add_argument("--mitigation-steps", type=int, default=30)
     parser.add_argument("--mitigation-batch", type=int, default=16)
+    parser.add_argument("--mitigation-lr", type=float, default=2e-4, help="the variants' learning rate")
     parser.add_argument("--diagnostic-steps", type=int, default=400)
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--work", help="folder of the store and checkpoints (default: a temporary one)")

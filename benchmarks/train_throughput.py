@@ -30,7 +30,7 @@ import dataclasses
 from benchmarks.common import clock, device_name, sized_config
 from recon_core.config_loader import load_config
 from recon_core.device import pick_device
-from recon_core.diagnostics.task import scorer
+from recon_core.mitigation.variant import MitigatedReconstructor
 from recon_core.modalities import get_modality
 from recon_core.models.batches import SplitData, TrainingBatch
 from recon_core.models.contract import TrainableModel, TrainingPlan, frozen_for_training, run_training
@@ -100,11 +100,13 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     cohort = modality.cohort_source(config).load()
     physics = modality.build_physics(config)
     task_models = modality.task_models(config, cohort.labels, device)
-    frozen: dict[str, TrainableModel] = {"classifier": scorer(task_models)}  # as the study hands them over
+    frozen: dict[str, TrainableModel] = {model.name: model for model in task_models}  # as the study hands them over
     diag_train, recon_train = split_data(cohort, "diag_train"), split_data(cohort, "recon_train", physics)
     models: list[tuple[TrainableModel, SplitData]] = [(model, diag_train) for model in task_models]
     for name in config.reconstructors.names:
         recon = build_reconstructor(name, config, device)
+        if isinstance(recon, MitigatedReconstructor):  # where its soft decisions cut: untrained here, so any threshold
+            recon.thresholds = dict.fromkeys(cohort.labels, 0.5)
         if isinstance(recon, TrainableModel):
             models.append((recon, recon_train))
     print(f"{config.name} on {device_name(device)}: {config.cohort.image_size} px, {args.warmup} warm-up steps, "

@@ -14,6 +14,7 @@ from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import page_run, reconstructed_cells, scoped, sidebar_choices
+from pages.ui.tables import show
 from recon_core import paths
 from recon_core.cohorts import CohortError
 from recon_core.metrics.catalogue import label as metric_label
@@ -152,6 +153,6 @@ for column, digits in ((metric_label(m), d) for m, d in QUALITY.items()):  # the
     shown[column] = ["—" if np.isnan(v) else f"{v:.{digits}f}" for v in table[column]]
 if segmented:
     shown["Dice"] = [f"{v:.3f}" for v in table["Dice"]]
-st.dataframe(shown, hide_index=True, width="stretch")
+show(shown, hide_index=True, width="stretch")
 st.caption("Classifier probability per finding; ● called at the fixed threshold, ○ not called. Truth: "
            + ", ".join(f"{lb} {'present' if truth[f'target:{lb}'] == 1 else 'absent'}" for lb in first.labels))

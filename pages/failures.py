@@ -10,7 +10,8 @@ from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import page_run, reconstructed_cells, scoped, sidebar_choices
-from recon_core import paths, results
+from pages.ui.tables import show
+from recon_core import paths, results, tables
 from recon_core.cohorts import CohortError
 from recon_core.explain.attributions import attribute, methods_for
 from recon_core.fairness.flips import flip_rates, flip_table
@@ -91,10 +92,8 @@ def uncertain_calls(key: str, recon: str, level: float, unit: str) -> None:
     ranked = results.uncertain_cases(rows, metric)
     columns = ["image_id", metric, "posterior_std", "spread_error_rho", "interval_coverage", "sex", "age_band"]
     columns = [c for c in columns if c in ranked]
-    st.dataframe(ranked[columns].head(200).rename(columns={c: catalogue.label(c) for c in columns
-                                                           if c in catalogue.BY_NAME}),
-                 hide_index=True, width="stretch", height=220,
-                 column_config={catalogue.label("posterior_std"): st.column_config.NumberColumn(format="%.3g")})
+    show(ranked[columns].head(200), hide_index=True, width="stretch", height=220,
+         column_config={catalogue.label("posterior_std"): st.column_config.NumberColumn(format="%.3g")})
     st.caption(f"{catalogue.label(metric)}: {catalogue.BY_NAME[metric].description}. Cases where the samples "
                "disagree most come first; the rate per group is on the Uncertainty & hallucinations page.")
     ids = ranked.image_id.head(200).tolist()
@@ -109,7 +108,7 @@ def uncertain_calls(key: str, recon: str, level: float, unit: str) -> None:
     reported = {c.removeprefix("score:"): float(row[c]) for c in ranked if c.startswith("score:")}
     if "dice" in set(drawn.name) and "dice" in row:
         reported["dice"] = float(row["dice"])
-    st.dataframe(results.draw_table(drawn, reported, data.thresholds(key)), hide_index=True, width="stretch")
+    show(results.draw_table(drawn, reported, data.thresholds(key)), hide_index=True, width="stretch")
     st.caption("Each posterior sample judged by the diagnostic model, beside its answer on the reported "
                "reconstruction (the samples' mean); a finding's call is its score against the run's operating "
                "threshold." + (" Dice is the segmenter's tumour overlap on each sample." if "dice" in reported else ""))
@@ -162,7 +161,7 @@ shown = rates[rates.attribute != "all"].rename(columns={"kind": "reconstructor",
 chart(st, "flip-rates", cached_plot("group_forest", shown,
                                     "Share of present findings lost / absent findings invented (95 % CI)", "rate",
                                     colours=FLIP_COLOURS, legend_title="finding"), width="stretch")
-st.dataframe(rates.rename(columns={"grp": "group"}), hide_index=True, width="stretch")
+show(tables.flip_rate_rows(rates), hide_index=True, width="stretch")
 if recon in results.samplers(agg):
     uncertain_calls(key, recon, float(level), run.level.unit)
 
@@ -189,7 +188,7 @@ else:
                "psnr"]
 if group != "all":
     view = view[view[attribute_name].astype(str) == group]
-st.dataframe(view[columns], hide_index=True, width="stretch", height=260)
+show(view[columns], hide_index=True, width="stretch", height=260)
 st.download_button("Download cases (CSV)", lambda: view[columns].to_csv(index=False).encode(),  # built on click
                    "failure-cases.csv", "text/csv", key="dl_cases", on_click="ignore")
 if view.empty:
@@ -250,4 +249,4 @@ if explained.labels:
 else:
     st.caption(f"{METHOD_TEXT[method]} of the segmenter's evidence (its mean tumour probability on the slice); "
                "each map is scaled to its own maximum. Green: true outline; red: the segmenter's.")
-st.dataframe(scores_table(case).style.format({"clean": "{:.2f}", "reconstructed": "{:.2f}"}), hide_index=True)
+show(scores_table(case).style.format({"clean": "{:.2f}", "reconstructed": "{:.2f}"}), hide_index=True)

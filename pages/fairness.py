@@ -9,6 +9,7 @@ from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import page_run, scoped, sidebar_choices
+from pages.ui.tables import show
 from recon_core import results
 from recon_core.metrics import catalogue
 from recon_core.store import CLEAN
@@ -122,7 +123,7 @@ elif run.status != "done" and grid.q_value.notna().any():
                "they are recomputed when the run completes.")
 table = grid[["reconstructor", "level", "grp", "estimate", "ci_low", "ci_high", "p_value", "q_value", "family"]
              ].sort_values(["reconstructor", "level"], ascending=[True, run.level.higher_is_worse])  # mildest first
-st.dataframe(pd.DataFrame({
+show(pd.DataFrame({
     "reconstructor": table.reconstructor, "level": [f"{lv:g}" for lv in table.level],
     "groups": [g or ("across groups" if "ratio" in gap else "max − min") for g in table.grp],
     "change [95 % CI]": [results.interval_text(e, lo, hi, signed=True)
@@ -134,8 +135,8 @@ download(table, f"{gap}-by-{attribute}", "dl_added")
 tests = results.families(agg)
 if len(tests):
     st.markdown("**Test families of this run** (fixed before any result; each p-value belongs to one)")
-    st.dataframe(tests, hide_index=True, width="stretch",
-                 column_config={"question": st.column_config.TextColumn(width="large")})
+    show(tests, hide_index=True, width="stretch",
+         column_config={"question": st.column_config.TextColumn(width="large")})
 
 st.subheader("Does image quality predict the task?")
 overall = agg[(agg.attribute == "all") & (agg.reconstructor != CLEAN)]
@@ -156,8 +157,8 @@ corr = data.correlations(key)
 if corr.empty:
     right.info("Correlations are computed when the run has finished, from at least three reconstructed cells.")
 else:
-    right.dataframe(results.correlation_table(corr, run.mildest_first(overall.level.unique())), hide_index=True,
-                    width="stretch")
+    show(results.correlation_table(corr, run.mildest_first(overall.level.unique())), right, hide_index=True,
+         width="stretch")
     right.caption("\n\n".join(results.CORRELATION_NOTES))
     with right:
         download(corr.drop(columns="config_hash"), "quality-task-correlations", "dl_corr")

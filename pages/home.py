@@ -6,6 +6,7 @@ import streamlit as st
 
 from pages.ui import data
 from pages.ui.routing import ensure_routed
+from pages.ui.tables import show
 from recon_core import builds, paths
 
 ensure_routed("pages/home.py")
@@ -29,18 +30,25 @@ def build_status() -> None:
     # a value a run does not have yet (its message, the seconds of a running build) shows nothing, not "None"
     shown = shown.assign(message=shown.message.fillna(""),
                          seconds=["" if v is None or v != v else f"{v:.0f}" for v in shown.seconds])
-    st.dataframe(shown, hide_index=True, width="stretch")
-    st.page_link("pages/overview.py", label="Open the Overview", icon="📈")
+    show(shown, hide_index=True, width="stretch")
+    st.page_link("pages/overview.py", label="Open the Overview", icon=":material/monitoring:")
 
 
 st.title("Tandem")
 st.markdown(
-    "Judges **reconstruction** models by what matters clinically: each test image is degraded "
-    "(low-dose X-ray noise, accelerated-MRI undersampling), reconstructed, and handed to a diagnostic "
-    "model. Image quality (PSNR, SSIM), task performance (AUROC, Dice) and **fairness across sex and age** "
-    "are measured with bootstrap confidence intervals as the degradation rises, and every change is compared "
-    "with the same diagnostic model on the clean images, so bias the reconstruction *adds* is separated "
-    "from bias the diagnostic model already has.")
+    "Judges **reconstruction** models by what matters clinically. Each test image is degraded (low-dose "
+    "**X-ray** noise, or **MRI** k-space undersampling), reconstructed, and handed to the diagnostic models (an "
+    "X-ray finding classifier; an MRI tumour segmenter and grade classifier). Every reconstructor of a study runs "
+    "in tandem with them: the built-in ones (none or zero-filled, total variation, U-Net, pix2pix GAN, "
+    "conditional diffusion) and **your own** (a TorchScript file, a Python entry point or a MONAI bundle, added "
+    "on the **Run** page or in a config).\n\n"
+    "Image quality (PSNR, SSIM), task performance (AUROC, Dice) and **fairness across sex and age** are measured "
+    "with bootstrap confidence intervals at every level, and every change is compared with the same diagnostic "
+    "models on the clean images, so bias a reconstruction *adds* is separated from bias the diagnostic model "
+    "already has. **Overview** says what a study found, in words, before its charts; **Fairness** tests each "
+    "added subgroup difference with corrected q-values; **Failure cases** and **Compare** show the images behind "
+    "the numbers; **Uncertainty & hallucinations** judges a sampler's spread and counts erased and invented "
+    "lesions. Mitigation (fine-tuning a reconstructor to add less bias) is coming.")
 
 running = builds.running_build(paths.progress_path())
 if data.runs().empty:

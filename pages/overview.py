@@ -10,7 +10,8 @@ from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import attribute_label, page_run, scoped, sidebar_choices
-from recon_core import results
+from pages.ui.tables import show
+from recon_core import findings, results
 from recon_core.report import build_report
 from recon_core.store import CLEAN
 
@@ -41,15 +42,15 @@ def failures_and_outside_models() -> None:
     failed = data.failed_cells(key)
     if len(failed):
         st.subheader("Failed cells")
-        st.dataframe(failed.rename(columns={"message": "reason"}), hide_index=True, width="stretch",
-                     column_config={"level": st.column_config.NumberColumn(format="%g"),
-                                    "reason": st.column_config.TextColumn(width="large")})
+        show(failed.rename(columns={"message": "reason"}), hide_index=True, width="stretch",
+             column_config={"level": st.column_config.NumberColumn(format="%g"),
+                            "reason": st.column_config.TextColumn(width="large")})
         st.caption("These cells stored nothing and have no curve; the other cells are complete. Starting the run "
                    "again on the Run page retries them.")
     cards = data.model_cards(key)
     if len(cards):
         with st.expander(f"Models from outside Tandem ({len(cards)})"):
-            st.dataframe(results.model_card_rows(cards), hide_index=True, width="stretch")
+            show(results.model_card_rows(cards), hide_index=True, width="stretch")
             st.caption("SHA-256 of each model's files, shortened: part of the run's key, so a changed file is a "
                        "new run. Contract: what Tandem hands the model and holds its output to.")
 
@@ -70,6 +71,14 @@ failures_and_outside_models()
 choice = sidebar_choices(agg, run)
 chosen, levels, level, attribute = choice.reconstructors, choice.levels, choice.level, choice.attribute
 attr_text = attribute_label(attribute).lower()
+
+found = findings.study_findings(agg, run, chosen, levels)
+if found:
+    panel = st.container(border=True, key="findings")  # what the study shows, in words, before any chart
+    panel.subheader(findings.TITLE)
+    panel.markdown("\n".join(f"- {f.text}" for f in found))
+    panel.caption("From the stored statistics of the reconstructors and levels picked in the sidebar; intervals are "
+               f"95 % bootstrap intervals over {run.unit_text}.")
 
 # All this page draws, in one pass over the run's aggregates; categories make the many filters below and the
 # hashing of each chart's input (its cache key) cheap.
@@ -115,8 +124,8 @@ table = results.added_table(added, at_level, attribute, run.added_metrics)
 st.subheader("Added by reconstruction (reconstructed − clean, paired)")
 if run.statistics_outdated:
     st.warning(results.OUTDATED)
-st.dataframe(table, hide_index=True, width="stretch",
-             column_config={c: st.column_config.TextColumn(width="medium") for c in ("statistic", "finding", "test")})
+show(table, hide_index=True, width="stretch",
+     column_config={c: st.column_config.TextColumn(width="medium") for c in ("statistic", "finding", "test")})
 st.caption("Signed differences lead: 'groups' names each one (first group − second, or a group − the rest). "
            + results.TEST_NOTE)
 if table["⚠ rate at a bound"].astype(bool).any():
@@ -176,5 +185,5 @@ if len(scores):
     wide = scores.pivot_table(index="label", columns="reconstructor", values="score")
     target = scores.drop_duplicates("label").set_index("label").target
     st.caption("Classifier probability per finding (truth: 1 present, 0 absent)")
-    st.dataframe(wide.assign(truth=target), width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.2f") for c in [*wide, "truth"]})
+    show(wide.assign(truth=target), width="stretch",
+         column_config={c: st.column_config.NumberColumn(format="%.2f") for c in [*wide, "truth"]})

@@ -10,6 +10,7 @@ from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import page_run, reconstructed_cells, scoped, sidebar_choices
+from pages.ui.tables import show
 from recon_core import results
 from recon_core.metrics import catalogue
 
@@ -60,7 +61,7 @@ else:
             catalogue.label(metric), run.level_label, None, higher_is_worse=run.level.higher_is_worse,
             colours=run.colours, reference=reference), width="stretch")
     table = results.posterior_overview(agg, "all", samplers, levels)
-    st.dataframe(table, hide_index=True, width="stretch")
+    show(table, hide_index=True, width="stretch")
     st.caption("\n\n".join(results.POSTERIOR_NOTES))
 
     st.subheader(f"By {attribute}")
@@ -77,7 +78,7 @@ else:
 
     forest("posterior-by-group", metric)
     by_group = results.posterior_overview(agg, attribute, samplers, levels)
-    st.dataframe(by_group, hide_index=True, width="stretch")
+    show(by_group, hide_index=True, width="stretch")
     download(by_group, f"posterior-by-{attribute}", "dl_post_groups")
 
     st.subheader(f"Calibration curve at {level:g} {unit}")
@@ -130,7 +131,7 @@ else:
             colours=run.colours), width="stretch")
     table = pd.concat([results.hallucination_rows(c, r, lv) for (r, lv), c in available.items()],
                       ignore_index=True)
-    st.dataframe(table, hide_index=True, width="stretch")
+    show(table, hide_index=True, width="stretch")
     download(table, f"hallucinations-by-{attribute}", "dl_halluc")
     st.caption("Erased: over the images with a known lesion that the detector finds on the clean image. Invented: "
                "over the images without a lesion (a sham site drawn the same way) where it finds nothing on the "

@@ -16,6 +16,7 @@ import yaml
 
 from pages.ui import data
 from pages.ui.routing import ensure_routed
+from pages.ui.tables import show
 from recon_core import builds, paths, results
 from recon_core.cohorts import CohortError
 from recon_core.cohorts.csv_xray import decode_all, read_manifest
@@ -340,7 +341,7 @@ if config is not None:
     if len(cards):
         st.caption("Models from outside Tandem in this study (their SHA-256 is part of the run's key: a changed "
                    "file is a new run)")
-        st.dataframe(results.model_card_rows(cards, sha_chars=64), hide_index=True, width="stretch")
+        show(results.model_card_rows(cards, sha_chars=64), hide_index=True, width="stretch")
     busy = builds.running_build(paths.progress_path()) is not None
     stored = data.runs()
     status = set(stored[stored.config_hash == config.config_hash()].status)
@@ -348,7 +349,7 @@ if config is not None:
     if done:
         st.info("This config's run is finished: its results are on Overview. Change the config to run another "
                 "study (a changed level, reconstructor or setting is a new run).")
-        st.page_link("pages/overview.py", label="Open the Overview", icon="📈")
+        st.page_link("pages/overview.py", label="Open the Overview", icon=":material/monitoring:")
     elif "incomplete" in status:
         st.warning(f"This config's run is incomplete: {len(data.failed_cells(config.config_hash()))} cell(s) "
                    "failed (listed on Overview). Start runs them again; the finished cells are kept.")

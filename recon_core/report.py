@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from scipy import ndimage
 
-from recon_core import plots, results
+from recon_core import findings, plots, results
 from recon_core.metrics import catalogue
 from recon_core.store import CLEAN, Store, queries
 
@@ -107,6 +107,13 @@ def _added_heatmaps(view: pd.DataFrame, run: results.RunView, attribute: str) ->
                                 flagged=results.collapsed_cells(view, added, gap.label, attribute))]
 
 
+def _findings(agg: pd.DataFrame, run: results.RunView, reconstructors: Sequence[str], levels: Sequence[float]) -> str:
+    """The 'What this study shows' panel (recon_core.findings) as a list, for the chosen reconstructors and levels."""
+    found = findings.study_findings(agg, run, reconstructors, levels)
+    items = "".join(f"<li>{html.escape(f.text)}</li>" for f in found)
+    return f"<h2>{findings.TITLE}</h2><ul class='findings'>{items}</ul>" if items else ""
+
+
 def _correlations(store: Store, run: results.RunView) -> str:
     """The quality–task correlation table, by scope, and what each scope means; a constant side is said in words."""
     corr = queries.correlations(store, run.key)
@@ -187,6 +194,7 @@ table.t{{border-collapse:collapse}} table.t td,table.t th{{padding:4px 8px;borde
 {html.escape(', '.join(reconstructors))} · {html.escape(run.level.name)} levels
 {html.escape(', '.join(f'{v:g}' for v in run.mildest_first(levels)))} {html.escape(run.level.unit)}.
 Intervals are 95 % paired bootstrap intervals over {html.escape(run.unit_text)}; "added" = reconstructed − clean.</p>
+{_findings(agg, run, reconstructors, levels)}
 <h2>Per cell, with 95 % intervals</h2>
 {_table(headline)}
 {''.join(charts)}

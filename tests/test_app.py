@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import time
 
@@ -10,6 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pages.ui.sidebar import scoped
+from recon_core import findings, results
+from recon_core.metrics import catalogue
 from recon_core.modalities.mri import MRI
 from recon_core.store import queries
 from tests.conftest import ROOT
@@ -35,6 +39,16 @@ def test_home_on_empty_store_offers_the_demo(tmp_path, monkeypatch):
     assert any(button.label == "Build the demo study" for button in at.button)
 
 
+def test_navigation_needs_no_emoji_font_and_home_says_what_tandem_does(tmp_path, monkeypatch):
+    sources = [ROOT / "app.py", *sorted((ROOT / "pages").rglob("*.py"))]
+    icons = [icon for path in sources for icon in re.findall(r'icon="([^"]*)"', path.read_text())]
+    assert len(icons) >= 8 and all(icon.startswith(":material/") for icon in icons), icons
+    at = run_page(None, str(tmp_path / "empty.duckdb"), monkeypatch, str(tmp_path))
+    text = " ".join(m.value for m in at.markdown)
+    assert all(word in text for word in ("X-ray", "MRI", "your own", "diffusion", "Uncertainty", "Mitigation"))
+    assert "three reconstructors" not in text
+
+
 def test_overview_on_empty_store_says_so(tmp_path, monkeypatch):
     at = run_page("pages/overview.py", str(tmp_path / "empty.duckdb"), monkeypatch, str(tmp_path))
     assert any("No results yet" in info.value for info in at.info)
@@ -44,7 +58,7 @@ def test_home_lists_the_built_run(built_store, monkeypatch):
     store, key, cache = built_store
     at = run_page(None, str(store.path), monkeypatch, str(cache))
     assert len(at.dataframe) == 1
-    assert key in at.dataframe[0].value.config_hash.tolist()
+    assert key in at.dataframe[0].value["run key"].tolist()
 
 
 @pytest.mark.parametrize("attribute", ["sex", "age_band"])
@@ -58,8 +72,22 @@ def test_overview_draws_curves_groups_and_examples(built_store, monkeypatch, att
     assert not at.exception
     at.multiselect(key=scoped("reconstructors", key)).set_value(["unet"]).run()
     assert not at.exception
-    assert "Added by reconstruction" in next(h.value for h in at.subheader)
+    assert any("Added by reconstruction" in h.value for h in at.subheader)
     assert any(b.label.startswith("Download a report") for b in at.get("download_button"))
+
+
+def test_overview_opens_with_what_the_study_shows(built_store, monkeypatch):
+    store, key, cache = built_store
+    at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
+    assert at.subheader[0].value == findings.TITLE  # before every chart and table
+    run = results.run_view(store, key)
+    expected = findings.study_findings(queries.aggregates(store, key), run)
+    panel = next(m.value for m in at.markdown if m.value.startswith("- "))
+    assert panel.splitlines() == [f"- {f.text}" for f in expected]
+    assert {f.kind for f in expected} == {"degradation", "ranking", "added_bias"}
+    at.multiselect(key=scoped("reconstructors", key)).set_value(["tv", "unet"]).run()  # the sidebar's selection
+    panel = next(m.value for m in at.markdown if m.value.startswith("- "))
+    assert panel.startswith("- tv: PSNR") and "gan" not in panel and "diffusion" not in panel
 
 
 def test_overview_shows_the_diffusion_posterior_spread_beside_the_examples(built_store, monkeypatch):
@@ -126,13 +154,14 @@ def test_failure_cases_page_ranks_flips_and_explains_a_case(built_store, monkeyp
     at.toggle(key="fail_only").set_value(False).run()  # every case, so one is always there to explain
     assert not at.exception
     rates = at.dataframe[0].value
-    assert {"lost", "invented"} == set(rates.kind) and {"all", "sex"} == set(rates.attribute)
+    assert set(rates.what) == {"finding lost (new false negative)", "finding invented (new false positive)"}
+    assert set(rates.group) == {"everyone", "F", "M"}
     assert len(at.get("plotly_chart")) == 2  # flip rates by group, the case's images and attributions
     at.radio(key=scoped("fail_method", "classifier")).set_value("grad_cam").run()
     at.selectbox(key=scoped("attribute", key)).set_value("age_band").run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 2
-    assert {"all", "age_band"} == set(at.dataframe[0].value.attribute)
+    assert set(at.dataframe[0].value.group) == {"everyone", "<60", "60+"}
 
 
 def test_failure_cases_page_without_checkpoints_explains_why(built_store, monkeypatch, tmp_path):
@@ -148,7 +177,8 @@ def test_compare_page_replays_reconstructors_side_by_side(built_store, monkeypat
     at = run_page("pages/compare.py", str(store.path), monkeypatch, str(cache))
     assert len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value
-    assert table.road.tolist() == ["clean", "none", "tv", "unet", "gan", "diffusion"]  # the run's order
+    assert table.road.tolist() == ["clean", "none", "tv", "unet", "gan", "diffusion", "unet+reweight", "unet+eodd",
+                                     "unet+adversarial"]  # the run's order
     assert table["PSNR (dB)"].iloc[1:].notna().all()
     at.select_slider(key=scoped("level", key)).set_value(3000.0).run()
     at.multiselect(key=scoped("reconstructors", key)).set_value(["unet"]).run()
@@ -337,6 +367,59 @@ def test_posterior_page_on_empty_store_says_so(tmp_path, monkeypatch):
     assert any("No results yet" in info.value for info in at.info)
 
 
+RAW_COLUMNS = {"ci_low", "ci_high", "p_value", "q_value", "n_pos", "grp", "dropped", "config_hash", "image_id",
+               "age_band", "cells_done", "level_name", "clean_score", "recon_score", "dice_clean", "dice_recon",
+               "dice_drop", "sha256", "contract_json"}
+"""Stored column ids a page's table must not be headed by (beside every metric id)."""
+
+
+def metric_ids(store, key) -> set[str]:
+    """Every metric id the run stores, and the catalogue's: none may head a shown table or fill one of its cells."""
+    return set(queries.aggregates(store, key).metric) | set(catalogue.BY_NAME) | set(catalogue.NAMED_GAPS)
+
+
+def assert_tables_speak_plainly(at: AppTest, metrics: set[str], where: str) -> int:
+    """No table of the page run is headed by a raw id, and no cell of it is a metric id; returns the tables seen."""
+    for frame in at.dataframe:
+        table = frame.value
+        headers = {str(c) for c in table.columns} | {str(n) for n in table.index.names if n}
+        assert not headers & (metrics | RAW_COLUMNS), (where, sorted(headers & (metrics | RAW_COLUMNS)))
+        for column in table.columns:
+            cells = {str(v) for v in table[column].dropna()} if table[column].dtype == object else set()
+            assert not cells & metrics, (where, column, sorted(cells & metrics))
+    return len(at.dataframe)
+
+
+def test_no_page_shows_a_raw_metric_id_in_a_table(built_store, mri_store, monkeypatch):
+    store, key, cache = built_store
+    metrics = metric_ids(store, key)
+    seen = 0
+    at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
+    added = next(d for d in at.dataframe if "change [95 % CI]" in d.value.columns)
+    assert "reconstructed − clean" in json.loads(added.proto.columns)["change [95 % CI]"]["help"].lower()
+    for page in ("pages/home.py", "pages/overview.py", "pages/fairness.py", "pages/compare.py", "pages/posterior.py",
+                 "pages/run.py", "pages/failures.py"):
+        at.switch_page(page).run()
+        assert not at.exception, page
+        seen += assert_tables_speak_plainly(at, metrics, page)
+    at.switch_page("pages/fairness.py").run()
+    at.radio(key=scoped("fair_gap", key)).set_value("eodd_added").run()  # a folded gap: the issue's raw ids
+    seen += assert_tables_speak_plainly(at, metrics, "fairness, eodd_added")
+    at.switch_page("pages/failures.py").run()
+    at.select_slider(key=scoped("level", key)).set_value(300.0).run()
+    at.selectbox(key=scoped("fail_recon", key)).set_value("diffusion").run()  # most uncertain calls and draws
+    at.toggle(key="fail_only").set_value(False).run()
+    seen += assert_tables_speak_plainly(at, metrics, "failures, diffusion")
+    store, key, cache = mri_store
+    metrics = metric_ids(store, key)
+    for page in ("pages/overview.py", "pages/fairness.py", "pages/failures.py"):
+        at = run_page(page, str(store.path), monkeypatch, str(cache))
+        seen += assert_tables_speak_plainly(at, metrics, f"MRI {page}")
+    at.radio(key="fail_rank").set_value("dice").run()  # cases by Dice drop
+    seen += assert_tables_speak_plainly(at, metrics, "MRI failures by Dice")
+    assert seen >= 20
+
+
 RAW_POSTERIOR_IDS = ("spread_error_rho", "interval_coverage", "posterior_std", "sample_flip", "sample_dice_flip")
 
 
@@ -364,7 +447,8 @@ def test_posterior_page_shows_calibration_sample_flips_and_hallucinations(built_
     assert set(at.dataframe[1].value.group) == {"F", "M"}
     halluc = at.dataframe[-1].value
     assert set(halluc.detector) == {"diagnostic model", "residual map"}
-    assert set(halluc.reconstructor) == {"none", "tv", "unet", "gan", "diffusion"} and "everyone" in set(halluc.group)
+    assert set(halluc.reconstructor) == {"none", "tv", "unet", "gan", "diffusion", "unet+reweight", "unet+eodd",
+                                         "unet+adversarial"} and "everyone" in set(halluc.group)
     text = shown_text(at)
     assert "Rule: matched filter at the known site" in text and "operating threshold" in text
     assert "sit above the line" in text  # the few-draw binning caveat is said beside the curve
@@ -404,11 +488,11 @@ def test_failure_cases_rank_a_samplers_most_uncertain_calls(built_store, monkeyp
     assert draws.road.tolist() == ["reported", "sample 1", "sample 2"]
     assert {"nodule", "calls that differ from the reported"} <= set(draws.columns)
     picker = at.selectbox(key=scoped("fail_uncertain", key))
-    assert picker.value == ranked.image_id.iloc[0]
+    assert picker.value == ranked["image"].iloc[0]
     grid = at.get("plotly_chart")[1].proto.spec
     assert "one sample" in grid and "another sample" in grid and "posterior std" in grid
     examples = set(queries.examples(store, key, "diffusion", 300.0).image_id)
-    replayed = next(i for i in ranked.image_id if i not in examples)  # not stored: its samples are drawn again
+    replayed = next(i for i in ranked["image"] if i not in examples)  # not stored: its samples are drawn again
     picker.set_value(replayed).run()
     assert not at.exception and "posterior std" in at.get("plotly_chart")[1].proto.spec
     at.selectbox(key=scoped("fail_recon", key)).set_value("unet").run()  # one reconstruction: no such section

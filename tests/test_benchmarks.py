@@ -42,8 +42,9 @@ def test_sweep_throughput_times_every_reconstructor_of_every_shipped_config(conf
     assert all(math.isfinite(rate) and rate > 0 for _, *rates in rows for rate in rates), rows
 
 
-@pytest.mark.parametrize(("config", "models"), [("tiny.yaml", ["classifier", "unet", "gan", "diffusion"]),
-                                                 ("tiny-mri.yaml", ["classifier", "segmenter", "unet"])])
+@pytest.mark.parametrize(("config", "models"), [
+    ("tiny.yaml", ["classifier", "unet", "gan", "diffusion", "unet+reweight", "unet+eodd", "unet+adversarial"]),
+    ("tiny-mri.yaml", ["classifier", "segmenter", "unet", "unet+eodd"])])
 def test_train_throughput_times_every_trained_model(config, models):
     rows = train_throughput.main(["--config", str(ROOT / "configs" / config), "--steps", "2", "--warmup", "1",
                                   "--images", "16", "--device", "cpu"])

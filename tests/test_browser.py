@@ -18,6 +18,8 @@ import pytest
 import yaml
 
 from benchmarks import browser_latency
+from recon_core import findings, results
+from recon_core.store import queries
 from tests.conftest import ROOT
 
 CHROMIUM = shutil.which("chromium")
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.skipif(bool(os.environ.get("TANDEM_SKIP_BROWSER")) and 
                                 reason="TANDEM_SKIP_BROWSER is set: the browser tests were skipped on request")
 PAGES = {"home": "Tandem", "overview": "Overview", "fairness": "Fairness", "compare": "Compare reconstructors",
          "failures": "Failure cases", "posterior": "Uncertainty & hallucinations", "run": "Run a study"}
-HELPERS = ("routing", "data", "sidebar", "figures", "ui", "common")
+HELPERS = ("routing", "data", "sidebar", "figures", "tables", "ui", "common")
 
 
 def start_server(store, cache) -> tuple[subprocess.Popen, str]:
@@ -112,7 +114,7 @@ def test_overview_opened_first_renders_through_the_app(server, page):
     recons = sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="Reconstructors")
     recons.get_by_role("button", name="Remove none").click()  # drop `none` from every chart
     expect(recons.get_by_role("button", name="Remove none")).to_have_count(0)
-    expect(recons.get_by_role("button", name="Remove unet")).to_have_count(1)
+    expect(recons.get_by_role("button", name="Remove unet", exact=True)).to_have_count(1)
     page.locator(".js-plotly-plot").nth(5).wait_for(timeout=60_000)
     # the rerun after removing `none` must be over: a click on a button the rerun replaces is lost
     page.locator('[data-test-script-state="notRunning"]').first.wait_for(state="attached", timeout=60_000)
@@ -123,6 +125,30 @@ def test_overview_opened_first_renders_through_the_app(server, page):
     report = download.value.path().read_text()
     assert report.startswith("<!doctype html>") and "plotly-graph-div" in report and "by age_band" in report
     (OUT / "report.html").write_text(report)
+
+
+def test_overview_says_what_the_study_shows_with_the_stores_numbers(server, page, built_store):
+    store, key, _ = built_store
+    page.goto(f"{server}/overview")
+    panel = page.locator(".st-key-findings")
+    panel.get_by_text(findings.TITLE).wait_for(timeout=60_000)
+    settled(page)
+    text = " ".join(panel.inner_text().split())
+    run = results.run_view(store, key)
+    agg = queries.aggregates(store, key)
+    for finding in findings.study_findings(agg, run):  # every sentence, as the module writes it from the store
+        assert " ".join(finding.text.split()) in text
+    worst = run.worst_level(sorted(set(agg.level) - {0.0}))
+    every = agg[(agg.attribute == "all") & (agg.level == worst) & agg.label.isin(["", "mean"])]
+    for recon in run.reconstructors:  # the numbers, read here from the store without the findings module
+        psnr = every[(every.reconstructor == recon) & (every.metric == "psnr")].iloc[0]
+        added = every[(every.reconstructor == recon) & (every.metric == "auroc_added")].iloc[0]
+        assert f"{psnr.estimate:.3f} [{psnr.ci_low:.3f}, {psnr.ci_high:.3f}] dB" in text
+        assert f"{added.estimate:+.3f} [{added.ci_low:+.3f}, {added.ci_high:+.3f}] at {worst:g}" in text
+    primary = agg[(agg.family == "primary") & agg.p_value.notna()]
+    assert f"primary test family (Sensitivity (TPR) difference added, {len(primary)} tests" in text
+    assert ("Added subgroup gaps: none" in text) == (not (primary.q_value < 0.05).any())
+    assert page.locator('[data-testid="stException"]').count() == 0
 
 
 def test_fairness_changes_attribute_and_downloads_csv(server, page):

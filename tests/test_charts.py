@@ -199,18 +199,53 @@ def both_modalities(built_store, mri_store, tmp_path_factory):
     return Store(path), built_store[1], mri_store[1], folder
 
 
+def run_picker(at):
+    """The sidebar's 'Study run' selectbox (its key changes with the runs it offers)."""
+    return next(box for box in at.selectbox if box.label == "Study run")
+
+
+def test_the_run_picker_never_shows_a_stale_run_label(both_modalities, monkeypatch, tmp_path):
+    store, xray, mri, cache = both_modalities
+    path = tmp_path / "live.duckdb"
+    shutil.copy(store.path, path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("UPDATE runs SET status = 'running' WHERE config_hash = ?", [mri])
+    at = start(str(path), str(cache), monkeypatch, "pages/overview.py")
+    at.selectbox(key="modality").set_value(MRI).run()
+    picker = run_picker(at)
+    assert picker.value == mri and picker.options == [f"tiny-mri · {mri[:8]}"]  # no status in the label
+    assert any(c.value.startswith("MRI (accelerated) · running") for c in at.sidebar.caption)
+    first_key = picker.key
+    with duckdb.connect(str(path)) as con:  # the build finishes and another MRI run starts, newest first
+        con.execute("UPDATE runs SET status = 'done' WHERE config_hash = ?", [mri])
+        con.execute("INSERT INTO runs SELECT * REPLACE ('f' || config_hash[2:] AS config_hash, 'tiny-mri-2' AS name, "
+                    "'running' AS status, created_at + INTERVAL 1 HOUR AS created_at) FROM runs WHERE config_hash = ?",
+                    [mri])
+    at.run()
+    picker = run_picker(at)
+    assert picker.key != first_key  # other runs offered: a fresh box, so the old label cannot stay on screen
+    assert picker.value == mri and picker.options[0].startswith("tiny-mri-2 · ")  # the choice held, not index 0
+    assert any(c.value.startswith("MRI (accelerated) · done") for c in at.sidebar.caption)
+    at.selectbox(key="modality").set_value(XRAY).run()
+    picker = run_picker(at)
+    assert picker.value == xray and picker.options == [f"tiny-xray · {xray[:8]}"]
+    assert any(c.value.startswith("X-ray (low-dose) · done") for c in at.sidebar.caption)
+    at.selectbox(key="modality").set_value(MRI).run()
+    assert run_picker(at).value == mri and not at.exception
+
+
 @pytest.mark.parametrize("page", ["pages/overview.py", "pages/compare.py", "pages/failures.py"])
 def test_switching_modality_never_shows_a_label_of_the_other(both_modalities, monkeypatch, page):
     store, xray, mri, cache = both_modalities
     at = start(str(store.path), str(cache), monkeypatch, page)
     at.selectbox(key="modality").set_value(XRAY).run()
-    assert at.selectbox(key=scoped("run_key", XRAY)).value == xray
+    assert run_picker(at).value == xray
     xray_ids = set(queries.image_rows(store, xray, CLEAN, 0.0).image_id)
     mri_ids = set(queries.image_rows(store, mri, CLEAN, 0.0).image_id)
     for modality, key, ids, other in ((MRI, mri, mri_ids, xray_ids), (XRAY, xray, xray_ids, mri_ids)):
         at.selectbox(key="modality").set_value(modality).run()
         assert not at.exception, at.exception
-        assert at.selectbox(key=scoped("run_key", modality)).value == key
+        assert run_picker(at).value == key
         levels = set(queries.cells(store, key).level)
         assert at.select_slider(key=scoped("level", key)).value in levels
         shown = [w.value for w in at.selectbox if isinstance(w.value, str)]

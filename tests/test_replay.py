@@ -20,7 +20,8 @@ def replayer(built_store, tiny_config):
     return CaseReplayer(tiny_config, cache / "checkpoints", CPU)
 
 
-@pytest.mark.parametrize("reconstructor,level", [("unet", 300.0), ("tv", 3000.0), ("none", 300.0)])
+@pytest.mark.parametrize("reconstructor,level", [("unet", 300.0), ("tv", 3000.0), ("none", 300.0),
+                                                 ("unet+eodd", 300.0)])
 def test_replay_reproduces_stored_scores_and_pixels(built_store, replayer, reconstructor, level):
     store, key, _ = built_store
     rows = queries.image_rows(store, key, reconstructor, level)

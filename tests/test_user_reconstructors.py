@@ -19,6 +19,7 @@ from recon_core.models.user_models import UserModelError
 from recon_core.reconstructors import build_reconstructor
 from recon_core.runner import prepare, run_study
 from recon_core.runner.replay import CaseReplayer
+from recon_core.runner.study import train_models
 from recon_core.store import Store, queries
 
 CPU = torch.device("cpu")
@@ -333,3 +334,29 @@ def test_the_cache_key_covers_the_declared_contract_not_only_the_files(tiny_conf
         {"name": "mine", "source": "torchscript", "path": str(path), **extra}])), CPU).cache_key()
         for extra in ({}, {"value_range": [0, 10]}, {"image_size": 64})}
     assert len(keys) == 3
+
+
+def test_a_users_torchscript_network_is_fine_tuned_by_a_mitigation_variant(trained_unet, built_store, tiny_config,
+                                                                          tmp_path):
+    """`mine+eodd` fine-tunes the user's own network through its contract; its weights key holds the file's SHA-256."""
+    _, _, cache = built_store
+    path = tmp_path / "model.pt"
+    path.write_bytes(trained_unet["torchscript"].read_bytes())
+    data = with_users(tiny_config, [{"name": "mine", "source": "torchscript", "path": str(path)}]).to_dict()
+    data["reconstructors"]["names"] = ["none", "mine", "mine+eodd"]
+    data["reconstructors"]["mitigation"] = {"steps": 6, "batch_size": 16}
+    config = prepare(from_dict(data))
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    for file in (cache / "checkpoints").glob("classifier-*.pt"):  # the run's trained classifier, not trained again
+        (checkpoints / file.name).write_bytes(file.read_bytes())
+    models = train_models(config, checkpoints, CPU)
+    variant, base = models.reconstructors["mine+eodd"], models.reconstructors["mine"]
+    x = torch.rand(4, 1, 32, 32)
+    moved = variant.reconstruct(x, models.physics, 300.0) - base.reconstruct(x, models.physics, 300.0)
+    assert 0 < float(moved.abs().max()) < 0.2
+    torch.jit.script(torch.nn.Identity()).save(str(path))  # another file under the same name: another variant
+    assert build_reconstructor("mine+eodd", prepare(config), CPU).weights_key() != variant.weights_key()
+    with pytest.raises(ConfigError, match="must be one torchscript or entry-point network"):
+        data["reconstructors"]["user"][0] = {"name": "mine", "source": "files", "path": str(tmp_path)}
+        from_dict(data)

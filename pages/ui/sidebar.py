@@ -8,6 +8,7 @@ of another run or modality, and coming back to a run brings back its choices.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pandas as pd
@@ -26,15 +27,17 @@ def scoped(name: str, scope: str) -> str:
     return f"{name}@{scope}"
 
 
-def _restore(key: str, options: list) -> None:
+def _restore(key: str, options: list, kept_as: str | None = None) -> None:
     """Before drawing a shared widget: set it to the user's last choice on any page, if still valid.
 
     Widget ids differ between pages, so a value left over from another page would be ignored;
     setting it through the Session State API before the widget is drawn is what carries it over.
+    `kept_as` names the choice where the widget's own key changes with its options (the run picker).
     """
     kept = st.session_state.setdefault(KEPT, {})
-    if key in kept:
-        value = kept[key]
+    name = kept_as or key
+    if name in kept:
+        value = kept[name]
         if isinstance(value, list):
             st.session_state[key] = [v for v in value if v in options]
         elif value in options:
@@ -46,9 +49,10 @@ def _restore(key: str, options: list) -> None:
         del st.session_state[key]
 
 
-def _keep(key: str) -> None:
-    """Records a shared widget's value; also its on_change callback, so a change is kept before the rerun."""
-    st.session_state.setdefault(KEPT, {})[key] = st.session_state[key]
+def _keep(key: str, kept_as: str | None = None) -> None:
+    """Records a shared widget's value (under `kept_as` where given); also its on_change callback, so a change is
+    kept before the rerun."""
+    st.session_state.setdefault(KEPT, {})[kept_as or key] = st.session_state[key]
 
 
 def multiselect_growing(label: str, options: list, key: str, **kwargs) -> list:
@@ -143,13 +147,43 @@ def pick_run(frame: pd.DataFrame) -> RunView | None:
                                                                        _first_choice(frame).modality))
     _keep("modality")
     options = frame[frame.modality == modality].reset_index(drop=True)
-    names = {r.config_hash: f"{r.name} · {r.config_hash[:8]} · {r.status}" for r in options.itertuples()}
-    run_key = scoped("run_key", modality)
-    _restore(run_key, list(names))
-    key = st.sidebar.selectbox("Study run", list(names), format_func=names.get, key=run_key, on_change=_keep,
-                               args=(run_key,), **_default(run_key, list(names), _first_choice(options).config_hash))
-    _keep(run_key)
-    return data.run_view(key)
+    names = run_labels(options)
+    run_key = scoped("run_key", modality)  # the choice, kept across pages
+    widget = picker_key(run_key, names)  # the box: a fresh one whenever the runs offered change
+    _restore(widget, list(names), kept_as=run_key)
+    key = st.sidebar.selectbox("Study run", list(names), format_func=names.get, key=widget, on_change=_keep,
+                               args=(widget, run_key),
+                               **_default(widget, list(names), _first_choice(options).config_hash))
+    _keep(widget, run_key)
+    run = data.run_view(key)
+    st.sidebar.caption(run_state(run))
+    return run
+
+
+def run_labels(runs: pd.DataFrame) -> dict[str, str]:
+    """The run picker's options, {hash: 'name · hash8'}: labels that never change while a run progresses.
+
+    The status is said under the picker instead (`run_state`), from the very run the page draws.
+    """
+    return {r.config_hash: f"{r.name} · {r.config_hash[:8]}" for r in runs.itertuples()}
+
+
+def picker_key(choice: str, labels: dict[str, str]) -> str:
+    """The run picker's widget key: its choice's key and a digest of the runs it offers.
+
+    Streamlit's selectbox can keep showing the label it showed last when a rerun changes its options
+    under the same key (benchmarks/browser_latency.py reads the list's selected option for that
+    reason): with the run's status in its label and runs appearing and finishing during a build,
+    the sidebar said 'Study run: demo-mri · running' over an X-ray page. Here a new set of runs is a
+    new widget, drawn afresh, and the user's choice is carried over under `choice` (see `_restore`).
+    """
+    digest = hashlib.sha1("\n".join(f"{k} {v}" for k, v in labels.items()).encode()).hexdigest()[:8]
+    return scoped(choice, digest)
+
+
+def run_state(run: RunView) -> str:
+    """'X-ray (low-dose) · running · 4 cells done': the picked run's modality and state, under the picker."""
+    return f"{run.title} · {run.status} · {run.cells_done} cells done"
 
 
 def page_run() -> RunView:
@@ -157,7 +191,7 @@ def page_run() -> RunView:
     run = pick_run(data.runs())
     if run is None:
         st.info("No results yet. Build the demo study on the Home page, or run `make demo`.")
-        st.page_link("pages/home.py", label="Go to Home", icon="🏠")
+        st.page_link("pages/home.py", label="Go to Home", icon=":material/home:")
         st.stop()
     return run
 

@@ -45,7 +45,6 @@ class MitigatedReconstructor(NetworkReconstructor):
         self.name, self.base, self.strategy, self.tuning = name, base, strategy, tuning
         self.net = tuning.net
         self.arch = {"base": tuning.arch, "mitigation": strategy}
-        self.cache_outputs = base.cache_outputs
         self.uses = (get_modality(config.modality).fairness_model,) if strategy in NEEDS_MODEL else ()
         self.thresholds: dict[str, float] = {}
         """The classifier's operating thresholds (set by the runner before fitting): where the soft decisions cut."""
