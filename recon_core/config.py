@@ -636,6 +636,10 @@ def _check_user_models(config: StudyConfig) -> None:
 def _check_variants(config: StudyConfig) -> None:
     """Mitigation variants: a base listed beside them (the comparison is against it) that trains a network."""
     recons = config.reconstructors
+    for i, user in enumerate(recons.user):
+        if split_variant(user.name) is not None:
+            raise ConfigError(f"reconstructors.user[{i}].name: {user.name!r} reads as a mitigation variant "
+                              "'<base>+<strategy>'; give your reconstructor another name")
     for name in recons.names:
         parts = recons.variant(name)
         if parts is None:

@@ -586,13 +586,15 @@ MITIGATION_NOTE = (
     "family over every variant and level. Other changes with a p belong to no family (read them as exploratory); "
     "folded max − min gaps are descriptive (percentile interval, no test). Verdict: "
     f"'{NO_CHANGE}' where the interval covers 0 (or q ≥ {ALPHA:g} where there is a q); a folded gap narrows "
-    "when it falls; a signed difference narrows when it moves toward 0 (a move past 0 that leaves it larger than "
-    "the base's is a wider gap of the opposite sign); PSNR, SSIM and the task show a gain or a cost.")
+    "when it falls; a signed difference narrows when its whole interval moves it toward 0 (a move past 0 that "
+    "leaves it larger than the base's is a wider gap of the opposite sign; an interval across that point leaves "
+    "the direction open); PSNR, SSIM and the task show a gain or a cost.")
 """What the mitigation table's changes, families and verdicts mean, said once for the page and the report."""
 NO_VARIANTS = (
     "This run has no mitigation variants. A variant is one of the run's trained reconstructors fine-tuned with a "
-    "bias-mitigation strategy, named <base>+<strategy>: reweight (groups weighted equally in the loss), eodd (an "
-    "equalized-odds penalty through the frozen classifier), adversarial (an adversary that must not tell the "
+    "bias-mitigation strategy, named <base>+<strategy>: reweight (training images drawn so that every group is "
+    "seen equally often), eodd (an equalized-odds penalty through the frozen classifier; on MRI the soft Dice "
+    "gap of the frozen segmenter), adversarial (an adversary that must not tell the "
     "groups apart) or finetune (the same fine-tuning without mitigation: the control). List variants beside their "
     "base (a trained network: unet, gan, or your own TorchScript or entry-point model) under reconstructors.names, "
     "and tune the fine-tuning under reconstructors.mitigation (the attribute whose groups it balances, steps, "
@@ -642,10 +644,12 @@ def verdict(metric: str, estimate: float, low: float, high: float, q_value: floa
     Otherwise, for a folded gap (max − min, ≥ 0): 'gap narrowed' when it fell, 'gap widened' when it rose
     (min / max ratios the other way). For a signed difference the change of the difference is not the
     change of its size: with `base_value` = the base's difference D on its reconstructed images and the
-    change Δ, the variant's difference is D + Δ, so the gap |D + Δ| narrowed when Δ points toward 0
-    (Δ·D < 0) and |Δ| ≤ 2|D| ('difference reversed sign' once |Δ| > |D|), and widened otherwise (Δ·D > 0,
-    D = 0, or an overshoot past −D). Without D the direction of the gap is unknown and said so. Quality
-    and task metrics: 'gain' or 'cost' by the catalogue's direction.
+    change Δ, the variant's difference is D + Δ, so the gap |D + Δ| narrowed when Δ's whole interval points
+    toward 0 and stays within 2|D| of it ('difference reversed sign' when the estimate passes −D), and
+    widened when the whole interval points away from 0 or lies beyond −2D (or D = 0); an interval that
+    straddles −2D says the difference changed without establishing which way the gap went. Without D the
+    direction of the gap is unknown and said so. Quality and task metrics: 'gain' or 'cost' by the
+    catalogue's direction.
     """
     if estimate is None or not np.isfinite(estimate) or not (np.isfinite(low) and np.isfinite(high)):
         return "no estimate"
@@ -659,11 +663,16 @@ def verdict(metric: str, estimate: float, low: float, high: float, q_value: floa
     if base_value is None or not np.isfinite(base_value):
         return "difference changed (the base's difference is unknown)"
     size = abs(base_value)
-    if estimate * base_value >= 0:
+    if base_value == 0:
         return "gap widened"
-    if abs(estimate) <= size:
-        return "gap narrowed"
-    return f"gap {'narrowed' if abs(estimate) <= 2 * size else 'widened'} (difference reversed sign)"
+    sign = 1.0 if base_value > 0 else -1.0  # in units where the base's difference is positive
+    lo, hi = sorted((low * sign, high * sign))
+    reversed_text = " (difference reversed sign)" if estimate * sign < -size else ""
+    if lo > 0 or hi < -2 * size:  # the whole interval away from 0 or past −D by more than |D|: a wider gap
+        return "gap widened" + reversed_text
+    if -2 * size < lo and hi < 0:  # the whole interval toward 0, none of it past −D by more than |D|
+        return "gap narrowed" + reversed_text
+    return "difference changed (narrower or wider not established)"
 
 
 EFFECT_COLUMNS = ["variant", "base", "strategy", "level", "metric", "statistic", "label", "finding", "attribute",

@@ -75,6 +75,22 @@ def test_an_attribute_with_one_value_is_an_error_naming_it():
         SensitiveAttribute.of(rows, "race", "the split")
 
 
+def test_the_adversarys_chance_is_the_entropy_of_the_groups_shares():
+    """An uninformed adversary's cross-entropy: log 2 for equal groups, less for a 4 : 1 split (capped there)."""
+    rows = pd.DataFrame({"sex": ["M"] * 80 + ["F"] * 20})
+    attribute = SensitiveAttribute.of(rows, "sex", "rows")
+    assert attribute.prior_entropy(rows) == pytest.approx(-(0.8 * np.log(0.8) + 0.2 * np.log(0.2)))
+    assert attribute.prior_entropy(rows.iloc[60:]) == pytest.approx(np.log(2))  # 20 and 20
+    logits = torch.zeros(100, 2, requires_grad=True)
+    cap = attribute.prior_entropy(rows)
+    loss = DefeatAdversary(lambda features: features, lambda output: output, attribute, cap)
+    assert float(loss(logits, TrainingBatch(torch.zeros(100, 1, 2, 2), rows, torch.zeros(100, 1)))) == \
+        pytest.approx(-cap)  # an even guess (log 2 > cap) gets no further push
+    batch = TrainingBatch(torch.zeros(100, 1, 2, 2), rows, torch.zeros(100, 1))
+    loss(logits, batch).backward()
+    assert float(logits.grad.abs().sum()) == 0
+
+
 def test_reweighting_draws_each_group_equally_often():
     """Weights ∝ 1 / group size: a 9 : 1 split is drawn 1 : 1 by the sampler (and the weights sum to 1)."""
     rows = pd.DataFrame({"sex": ["M"] * 90 + ["F"] * 10, "image_id": [f"i{i}" for i in range(100)]})
@@ -218,10 +234,11 @@ def test_the_adversarial_objective_lowers_the_adversarys_accuracy_and_the_flippe
     warm, right = _adversarial_run(+1.0)
     warm_again, flipped = _adversarial_run(-1.0)
     assert warm == warm_again  # the same adversary, the same batches, before the reconstructor moves
-    learned = np.mean(warm[-15:])
-    assert 0.55 < learned < 0.9  # the sex can be told from the classifier's view, but not always
-    assert np.mean(right[-20:]) < learned - 0.1
+    learned = np.mean(warm[-15:])  # measured 0.65; the last 20 steps after it: 0.48 (right sign), 0.90 (flipped)
+    assert learned > 0.55  # the sex can be told from the classifier's view, but not always
+    assert np.mean(right[-20:]) < learned - 0.08
     assert np.mean(flipped[-20:]) > learned + 0.05
+    assert np.mean(flipped[-20:]) - np.mean(right[-20:]) > 0.2
 
 
 # ---- the variant: config, weights, fit and reload ----
@@ -245,6 +262,10 @@ def test_variant_names_and_their_config_errors(tiny_config):
         from_dict(names("unet", "unet+fair"))
     with pytest.raises(ConfigError, match=r"mitigation\.attribute: 'race'"):
         from_dict(names("unet", "unet+eodd", attribute="race"))
+    with pytest.raises(ConfigError, match=r"reads as a mitigation variant"):
+        data = names("none", "x+eodd")
+        data["reconstructors"]["user"] = [{"name": "x+eodd", "source": "torchscript", "path": "m.pt"}]
+        from_dict(data)
     with pytest.raises(ConfigError, match=r"mitigation\.temperature"):
         from_dict(names("unet", "unet+eodd", temperature=0))
     ok = from_dict(names("unet", "unet+eodd", attribute="sex×age_band"))
@@ -261,7 +282,9 @@ def test_variants_fine_tune_from_the_base_and_reload_the_same_weights(tiny_confi
     assert len(set(keys.values())) == 4
     other = _with(tiny_config, eodd_weight=2.0)
     assert build_reconstructor("unet+eodd", other, CPU).weights_key() != keys["unet+eodd"]
-    assert build_reconstructor("unet+reweight", other, CPU).weights_key() != keys["unet+reweight"]
+    assert build_reconstructor("unet+reweight", other, CPU).weights_key() == keys["unet+reweight"]  # not its setting
+    assert build_reconstructor("unet+reweight", _with(tiny_config, attribute="age_band"), CPU).weights_key() != \
+        keys["unet+reweight"]
     x = torch.rand(6, 1, 32, 32)
     base = recons["unet"].reconstruct(x, models.physics, 300.0)
     for name in keys:
@@ -270,7 +293,10 @@ def test_variants_fine_tune_from_the_base_and_reload_the_same_weights(tiny_confi
         reloaded = build_reconstructor(name, config, CPU)
         reloaded.load(tmp_path)
         assert torch.equal(reloaded.reconstruct(x, models.physics, 300.0), out), name
-    assert torch.equal(recons["unet"].reconstruct(x, models.physics, 300.0), base)  # the base itself is untouched
+    fresh = build_reconstructor("unet", config, CPU)
+    fresh.load(tmp_path)
+    assert torch.equal(fresh.reconstruct(x, models.physics, 300.0), base)  # the base's stored weights untouched
+    assert all(recons[name].base.net is not recons["unet"].net for name in keys)  # each variant tunes its own copy
 
 
 # ---- paired statistics ----

@@ -24,6 +24,7 @@ NAN = np.nan
     (0.10, (-0.15, -0.18, -0.12), "gap narrowed (difference reversed sign)"),  # 0.10 → −0.05
     (0.10, (-0.25, -0.28, -0.22), "gap widened (difference reversed sign)"),  # 0.10 → −0.15
     (0.0, (0.05, 0.02, 0.08), "gap widened"),  # away from no difference at all
+    (0.10, (-0.15, -0.25, -0.05), "difference changed (narrower or wider not established)"),  # across −2D
     (0.10, (-0.05, -0.08, 0.01), NO_CHANGE),  # the interval covers 0
     (NAN, (-0.05, -0.08, -0.02), "difference changed (the base's difference is unknown)"),
 ])

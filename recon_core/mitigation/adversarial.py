@@ -66,15 +66,16 @@ class DefeatAdversary(Loss):
     """−the adversary's cross-entropy on the diagnostic view of the reconstruction, up to chance: lower when the
     adversary fails.
 
-    The cross-entropy is capped at log(number of groups), a guess at chance: past it the
-    reconstructor gets no further push, so it makes the adversary uninformed rather than
-    confidently wrong (an adversary that is always wrong still reads the attribute).
+    The cross-entropy is capped at `chance`, that of an adversary that knows only the groups'
+    shares (their entropy; log 2 for two equal groups): past it the reconstructor gets no further
+    push, so it makes the adversary uninformed rather than confidently wrong (an adversary that
+    is always wrong still reads the attribute).
     """
 
     def __init__(self, adversary: Adversary, view: Callable[[torch.Tensor], torch.Tensor],
-                 attribute: SensitiveAttribute) -> None:
+                 attribute: SensitiveAttribute, chance: float | None = None) -> None:
         self.adversary, self.view, self.attribute = adversary, view, attribute
-        self.chance = math.log(len(attribute.groups))
+        self.chance = math.log(len(attribute.groups)) if chance is None else chance
 
     def __call__(self, output: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
         groups = self.attribute.tensor(batch.rows, output.device)

@@ -48,7 +48,9 @@ class SoftEqualizedOddsGap(Loss):
 
     def __call__(self, output: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
         logits = self.logits(output).float()
-        soft = torch.sigmoid((logits - self.cuts.to(logits.device)) / self.temperature)
+        if self.cuts.device != logits.device:  # moved once, not every step
+            self.cuts = self.cuts.to(logits.device)
+        soft = torch.sigmoid((logits - self.cuts) / self.temperature)
         groups = self.attribute.tensor(batch.rows, logits.device)
         n = len(self.attribute.groups)
         gaps = []

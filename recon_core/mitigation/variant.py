@@ -31,6 +31,11 @@ from recon_core.seeding import seeded_torch
 
 NEEDS_MODEL = ("eodd", "adversarial")
 """Strategies whose term goes through the frozen diagnostic model."""
+_TRAINING = ("steps", "batch_size", "learning_rate")
+READS = {"finetune": _TRAINING, "reweight": (*_TRAINING, "attribute"),
+         "eodd": (*_TRAINING, "attribute", "eodd_weight", "temperature"),
+         "adversarial": (*_TRAINING, "attribute", "adversarial_weight", "adversary_hidden", "adversary_learning_rate")}
+"""The `reconstructors.mitigation` settings each strategy reads: its weights key holds these alone."""
 
 
 class MitigatedReconstructor(NetworkReconstructor):
@@ -50,12 +55,13 @@ class MitigatedReconstructor(NetworkReconstructor):
         """The classifier's operating thresholds (set by the runner before fitting): where the soft decisions cut."""
 
     def weights_key(self) -> str:
-        """The base's weights (or a user model's declaration), the strategy and its settings, the training data and,
-        for strategies through a frozen model, what determines that model (cohort, diagnostic settings, seed)."""
+        """The base's weights (or a user model's declaration), the strategy and the settings it reads, the training
+        data (cohort, physics, seed) and, for strategies through a frozen model, the diagnostic settings."""
         c = self.config
         base = self.base.weights_key() if isinstance(self.base, TrainableModel) else self.base.cache_key()
-        frozen = [c.cohort, c.diagnostic] if self.uses else []
-        return stable_hash("mitigation", self.strategy, base, c.reconstructors.mitigation, c.physics, c.seed, *frozen)
+        settings = {name: getattr(c.reconstructors.mitigation, name) for name in READS[self.strategy]}
+        frozen = [c.diagnostic] if self.uses else []
+        return stable_hash("mitigation", self.strategy, base, settings, c.cohort, c.physics, c.seed, *frozen)
 
     def fit(self, data: SplitData, checkpoint_dir: Path, progress: Progress = silent,
             frozen: Mapping[str, TrainableModel] | None = None) -> None:
@@ -90,7 +96,8 @@ class MitigatedReconstructor(NetworkReconstructor):
                     return view(self.tuning.output(batch))
 
             objectives.append(Objective(seen, AdversaryLoss(adversary, attribute), a_optimiser, a_schedule))
-            loss = loss + cfg.adversarial_weight * DefeatAdversary(adversary, view, attribute)
+            chance = attribute.prior_entropy(data.rows)
+            loss = loss + cfg.adversarial_weight * DefeatAdversary(adversary, view, attribute, chance)
             modules.append(adversary)
         objectives.append(Objective(self.tuning.output, loss, optimiser, schedule))
         return TrainingPlan(cfg.steps, batches, objectives, modules, self.device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: Path, model: torch.nn.Module, arch: dict[str, Any]) -> None:
     """Writes state dict plus the architecture description it belongs to (atomic rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")  # writers on a cluster never share it
     torch.save({"arch": arch, "state_dict": model.state_dict()}, tmp)
     tmp.replace(path)
 

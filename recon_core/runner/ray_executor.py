@@ -49,8 +49,12 @@ def worker_evaluator(config: StudyConfig, checkpoint_dir: Path, device: str) -> 
     return _WORKER[key]
 
 
-def fit_task(config: StudyConfig, checkpoint_dir: Path, device: str, name: str) -> str:
-    """Fits (or loads) one reconstructor into the shared checkpoint folder; its name is what cells wait on."""
+def fit_task(config: StudyConfig, checkpoint_dir: Path, device: str, name: str, after: str | None = None) -> str:
+    """Fits (or loads) one reconstructor into the shared checkpoint folder; its name is what cells wait on.
+
+    `after` is the fit this one waits for (a mitigation variant's base, which it starts from): Ray
+    resolves it before the task runs, so a base is trained once, never by several variants at once.
+    """
     evaluator = worker_evaluator(config, checkpoint_dir, device)
     fit_reconstructor(evaluator.models.reconstructors[name], evaluator.models, checkpoint_dir, silent)
     return name
@@ -107,7 +111,14 @@ def task_options(device: str) -> dict[str, object]:
 def fit_tasks(config: StudyConfig, checkpoint_dir: Path, device: str, names: list[str]) -> dict[str, ray.ObjectRef]:
     """One fit task per reconstructor named (each once), started now; their refs are what cells wait on."""
     fit = ray.remote(fit_task).options(**task_options(device))
-    return {name: fit.remote(config, checkpoint_dir, device, name) for name in dict.fromkeys(names)}
+    refs: dict[str, ray.ObjectRef] = {}
+    for name in sorted(dict.fromkeys(names), key=lambda n: config.reconstructors.variant(n) is not None):
+        variant = config.reconstructors.variant(name)
+        base = None if variant is None else variant[0]
+        if base is not None and base not in refs:  # its base not named here: fitted first all the same
+            refs[base] = fit.remote(config, checkpoint_dir, device, base)
+        refs[name] = fit.remote(config, checkpoint_dir, device, name, refs.get(base) if base else None)
+    return {name: refs[name] for name in dict.fromkeys(names)}
 
 
 def fit_on_ray(config: StudyConfig, checkpoint_dir: Path, device: torch.device, address: str | None,
