@@ -20,7 +20,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from pages.ui.sidebar import scoped
+from pages.ui.sidebar import KEPT, scoped
 from recon_core import results
 from recon_core.modalities import available_modalities
 from recon_core.store import CLEAN, Store, queries
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
     at.run()
     at.switch_page("pages/overview.py").run()
     at.selectbox(key="modality").set_value(args.modality).run()  # kept across pages from here on
-    key = at.selectbox(key=scoped("run_key", args.modality)).value
+    key = at.session_state[KEPT][scoped("run_key", args.modality)]  # the run chosen (its picker's key changes)
     cells = queries.cells(Store(args.store), key)
     cells = cells[cells.reconstructor != CLEAN]
     levels = sorted(cells.level.unique())

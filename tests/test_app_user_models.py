@@ -125,7 +125,8 @@ def test_run_page_adds_a_torchscript_reconstructor_inside_the_allowed_folders(tm
     assert any("'tv' is a built-in reconstructor" in e.value for e in at.error)
     add(str(mine.resolve()))  # named after its file
     assert not at.error
-    assert any("reconstructors none, tv, unet, gan, diffusion, mine at" in s.value for s in at.success)
+    assert any("reconstructors none, tv, unet, gan, diffusion, unet+reweight, unet+eodd, unet+adversarial, mine at"
+               in s.value for s in at.success)
     cards = at.dataframe[0].value
     assert cards.name.tolist() == ["mine"] and cards.location.tolist() == [str(mine.resolve())]
     assert len(cards["SHA-256"].iloc[0]) == 64

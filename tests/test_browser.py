@@ -105,7 +105,9 @@ def test_overview_opened_first_renders_through_the_app(server, page):
     assert "Fairness" in nav and not any(h in nav.split() for h in HELPERS)  # app.py's navigation, not legacy
     page.screenshot(path=str(OUT / "overview.png"), full_page=True)
     sidebar = page.locator('[data-testid="stSidebar"]')
-    sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Subgroups by").click()
+    subgroups = sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Subgroups by")
+    subgroups.scroll_into_view_if_needed()  # below the run's eight reconstructors: the sidebar scrolls
+    subgroups.click()
     page.get_by_role("option", name="Age band", exact=True).click()
     page.get_by_text("Equal-opportunity gap (mean over findings) by age band").wait_for(timeout=30_000)
     slider = sidebar.get_by_role("slider")

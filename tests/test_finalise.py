@@ -122,11 +122,12 @@ def test_a_failed_run_keeps_the_statistics_of_its_finished_cells_and_completes_o
     study.run_study(tiny_config, store, cache / "checkpoints", torch.device("cpu"))
     assert queries.run_status(store, key) == "done"
     corr = queries.correlations(store, key)
-    assert corr[corr.scope == "pooled"].n_cells.eq(10).all()
-    # five reconstructors at each of the two levels: a row per level and their mean, for every pair
+    assert corr[corr.scope == "pooled"].n_cells.eq(16).all()
+    # eight reconstructors (three of them mitigation variants) at each of the two levels: a row per level and
+    # their mean, for every pair
     pairs = corr.groupby(["x_metric", "y_metric", "attribute"]).scope.apply(set)
     assert all(scopes == {"pooled", "level 300", "level 3000", "within levels"} for scopes in pairs)
-    assert corr[corr.scope.str.startswith("level")].n_cells.eq(5).all()
+    assert corr[corr.scope.str.startswith("level")].n_cells.eq(8).all()
 
 
 def test_a_run_summarised_by_older_statistics_is_recomputed_from_stored_rows(built_store, tiny_config, tmp_path,
