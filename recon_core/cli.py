@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     from recon_core.cohorts import CohortError
     from recon_core.confinement import OutsideRootsError
     from recon_core.diagnostics.thresholds import ThresholdError
+    from recon_core.mitigation.attributes import MitigationError
     from recon_core.models.checkpoints import CheckpointError
     from recon_core.models.user_models import UserModelError
     from recon_core.physics import PhysicsError
@@ -248,6 +249,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, CohortError, PhysicsError, CheckpointError, UnknownNameError,
-            ThresholdError, StoreError, UserModelError, OutsideRootsError, ExecutorError) as exc:
+            ThresholdError, StoreError, UserModelError, OutsideRootsError, ExecutorError, MitigationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

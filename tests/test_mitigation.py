@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
+from recon_core.cli import main
 from recon_core.config import ConfigError, MitigationConfig, parse_config, split_variant
 from recon_core.config_loader import from_dict
 from recon_core.diagnostics import Classifier, Segmenter
@@ -32,7 +34,7 @@ from recon_core.progress import silent
 from recon_core.reconstructors import build_reconstructor
 from recon_core.reconstructors.unet_denoiser import residual_unet
 from recon_core.runner.study import split_data, train_models
-from recon_core.store import queries
+from recon_core.store import Store, queries
 
 CPU = torch.device("cpu")
 
@@ -89,6 +91,26 @@ def test_the_adversarys_chance_is_the_entropy_of_the_groups_shares():
     batch = TrainingBatch(torch.zeros(100, 1, 2, 2), rows, torch.zeros(100, 1))
     loss(logits, batch).backward()
     assert float(logits.grad.abs().sum()) == 0
+
+
+def test_a_one_valued_attribute_stops_a_mitigation_run_in_words_before_anything_is_trained(tiny_config, tmp_path,
+                                                                                           monkeypatch, capsys):
+    """Every subject younger than the one age-band edge: a variant balancing age bands would see one group (the
+    reference study's constant sex column). The CLI says so in one line (exit 2), trains nothing, stores nothing."""
+    data = tiny_config.to_dict()
+    data["cohort"]["age_band_edges"] = [129]
+    data["reconstructors"]["names"] = ["none", "unet", "unet+reweight"]
+    data["reconstructors"]["mitigation"] = {"attribute": "age_band", "steps": 2, "batch_size": 8}
+    data["evaluation"]["attributes"] = ["sex"]
+    config_file = tmp_path / "one-band.yaml"
+    config_file.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("TANDEM_CACHE", str(tmp_path / "cache"))
+    store_path = tmp_path / "store.duckdb"
+    assert main(["sweep", "--config", str(config_file), "--store", str(store_path), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert "'age_band' has a single value ['<129']" in error and "Traceback" not in error
+    assert queries.run_status(Store(store_path), from_dict(data).config_hash()) is None
+    assert not list((tmp_path / "cache").rglob("*.pt"))  # nothing trained
 
 
 def test_reweighting_draws_each_group_equally_often():
