@@ -40,3 +40,38 @@ def mri_store(tmp_path_factory) -> tuple[Store, str, Path]:
     key = run_study(load_config(ROOT / "configs" / "tiny-mri.yaml"), store, cache / "checkpoints",
                     torch.device("cpu"))
     return store, key, cache
+
+
+@pytest.fixture(scope="module")
+def server(built_store):
+    """The dashboard on the tiny store, one server per browser test module: its URL."""
+    from tests.browser_support import start_server
+
+    store, _, cache = built_store
+    proc, url = start_server(store, cache)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright (never `playwright install`); fails where it is missing."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_support import LAUNCH_ARGS, OUT, require_chromium
+
+    executable = require_chromium()
+    OUT.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=executable, args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    """A page with downloads allowed, in its own browser context."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    yield context.new_page()
+    context.close()

@@ -10,90 +10,18 @@ Chromium before it starts; `.ci/run` installs it.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import pytest
 import yaml
 
-from benchmarks import browser_latency
 from recon_core import findings, results
 from recon_core.store import queries
-from tests.conftest import ROOT
+from tests.browser_support import BROWSER, OUT, pick, settled, start_server
 
-CHROMIUM = shutil.which("chromium")
-OUT = ROOT / "test-output"
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TANDEM_SKIP_BROWSER")) and not os.environ.get("CI"),
-                                reason="TANDEM_SKIP_BROWSER is set: the browser tests were skipped on request")
+pytestmark = BROWSER
 PAGES = {"home": "Tandem", "overview": "Overview", "fairness": "Fairness", "mitigation": "Mitigation",
          "compare": "Compare reconstructors", "failures": "Failure cases", "posterior": "Uncertainty & hallucinations",
          "run": "Run a study"}
 HELPERS = ("routing", "data", "sidebar", "figures", "tables", "ui", "common")
-
-
-def start_server(store, cache) -> tuple[subprocess.Popen, str]:
-    """A fresh `streamlit run app.py` on a free loopback port (the benchmark's launcher); fails without Chromium."""
-    if CHROMIUM is None:
-        pytest.fail("Debian's chromium is not installed: apt-get install -y chromium "
-                    "(or set TANDEM_SKIP_BROWSER=1 to skip the browser tests knowingly)")
-    try:
-        return browser_latency.start_server(store.path, cache)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-
-
-@pytest.fixture(scope="module")
-def server(built_store):
-    store, _, cache = built_store
-    proc, url = start_server(store, cache)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if CHROMIUM is None:
-        pytest.fail("Debian's chromium is not installed: apt-get install -y chromium "
-                    "(or set TANDEM_SKIP_BROWSER=1 to skip the browser tests knowingly)")
-    OUT.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM,
-                                      args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def page(server, browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    yield context.new_page()
-    context.close()
-
-
-def settled(page) -> None:
-    """Waits until the app's script run is over: a click on an element a rerun replaces is lost."""
-    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(state="attached",
-                                                                                      timeout=60_000)
-    page.wait_for_timeout(300)
-
-
-def pick(page, selectbox, option: str, tries: int = 5) -> None:
-    """Picks `option` in a Streamlit selectbox, opening its list again when the click that should open it was lost
-    (seen now and then on the Run page, whose progress fragment reruns every 2 s)."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    for _ in range(tries):
-        selectbox.click()
-        try:
-            page.get_by_role("option", name=option, exact=True).click(timeout=3_000)
-            return
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-    pytest.fail(f"option {option!r} never showed in the selectbox")
 
 
 def test_overview_opened_first_renders_through_the_app(server, page):
