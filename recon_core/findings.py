@@ -11,20 +11,25 @@ Three kinds, in order:
 - **ranking**: where the best-quality reconstructor at a level is not the best at the task (or
   that they agree at every level);
 - **added bias**: which reconstructor × level changed a subgroup difference significantly in the
-  primary test family (Benjamini–Hochberg q < 0.05 within it), or that none did.
+  primary test family (Benjamini–Hochberg q < 0.05 within it), or that none did;
+- **hallucination** (where the caller hands over the known-truth checks of the most degraded level):
+  how often the diagnostic model, judging each reconstruction, finds a lesion that is not there or
+  loses one it found on the clean image, per reconstructor, most often first, and for the worst one
+  by subgroup — a mean AUROC can hide a reconstruction that invents findings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from recon_core.fairness.hallucinations import DIAGNOSTIC
 from recon_core.metrics import catalogue
 from recon_core.modalities import Headline
-from recon_core.results import RunView, interval_text, overall
+from recon_core.results import HallucinationCheck, RunView, interval_text, overall
 from recon_core.store import CLEAN
 
 TITLE = "What this study shows"
@@ -41,7 +46,7 @@ class Finding:
     """One sentence of the panel: its kind, the text, and every number it quotes (by name)."""
 
     kind: str
-    """'degradation', 'ranking' or 'added_bias'."""
+    """'degradation', 'ranking', 'added_bias' or 'hallucination'."""
     text: str
     numbers: dict[str, float] = field(default_factory=dict)
     reconstructor: str = ""
@@ -201,10 +206,66 @@ def added_bias(agg: pd.DataFrame, run: RunView, reconstructors: Sequence[str], l
                    + "; ".join(named) + more + ".", numbers)
 
 
+KIND_VERBS = {"invented": ("finds a lesion that is not there", "of the images without one where the clean image "
+                                                                "showed none"),
+              "erased": ("loses a lesion it found on the clean image", "of the images whose lesion the clean image "
+                                                                       "showed")}
+"""How a hallucination kind reads in a sentence: what the model does, and the denominator of its rate."""
+
+
+def _percent(rate: float, low: float, high: float) -> str:
+    """'44.4 % [41.2, 47.6]': a share and its interval in percent."""
+    return f"{100 * rate:.1f} % [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def hallucinations(checks: Mapping[str, HallucinationCheck], run: RunView, level: float,
+                   attribute: str = "sex") -> Finding | None:
+    """How often the diagnostic model, on each reconstruction at `level`, invents or loses a lesion of known truth.
+
+    `checks` maps reconstructors to their stored-row checks at that level (`results.hallucination_rates`
+    with `attribute` among its groups). Per kind, reconstructors with a rate are listed most often first;
+    the first is split by `attribute`'s groups. Descriptive: intervals, no test. None where no check has
+    rates (a cohort without known lesion sites) or no kind happens at all.
+    """
+    rates = {r: c.rates[c.rates.detector == DIAGNOSTIC] for r, c in checks.items() if not c.unavailable}
+    sentences, numbers = [], {}
+    for kind, (does, among) in KIND_VERBS.items():
+        everyone = {r: rows[(rows.kind == kind) & (rows.attribute == "all")] for r, rows in rates.items()}
+        everyone = {r: row.iloc[0] for r, row in everyone.items() if len(row) and np.isfinite(row.rate.iloc[0])}
+        numbers |= {f"{kind}@{r}": float(row.rate) for r, row in everyone.items()}
+        ranked = sorted((r for r in everyone if r not in run.returns_degraded), key=lambda r: -everyone[r].rate)
+        if not ranked or everyone[ranked[0]].rate == 0:
+            continue
+        top, row = ranked[0], everyone[ranked[0]]
+        numbers |= {f"{kind}@{top}_low": float(row.ci_low), f"{kind}@{top}_high": float(row.ci_high)}
+        groups = rates[top][(rates[top].kind == kind) & (rates[top].attribute == attribute)
+                            & np.isfinite(rates[top].rate)]
+        numbers |= {f"{kind}@{top}:{g.grp}": float(g.rate) for g in groups.itertuples()}
+        split = "; ".join(f"{g.grp} {_percent(g.rate, g.ci_low, g.ci_high)}" for g in groups.itertuples())
+        others = ", ".join(f"{r} {_percent(everyone[r].rate, everyone[r].ci_low, everyone[r].ci_high)}"
+                           for r in ranked[1:])
+        reference = "; ".join(f"{_who(run, r)} {_percent(everyone[r].rate, everyone[r].ci_low, everyone[r].ci_high)}"
+                              for r in everyone if r in run.returns_degraded)
+        share = _percent(row.rate, row.ci_low, row.ci_high)
+        sentences.append(f"on {top}'s images the diagnostic model {does} in {share} {among} "
+                         f"({int(row['count'])} of {int(row['of'])}"
+                         + (f"; by {attribute.replace('_', ' ')}: {split}" if split else "") + ")"
+                         + (f"; then {others}" if others else "")
+                         + (f"; without reconstruction, {reference}" if reference else ""))
+    if not sentences:
+        return None
+    return Finding("hallucination", f"Known truth at {level:g} {run.level.unit}: " + ". And ".join(sentences)
+                   + ". Descriptive (95 % bootstrap intervals, no test); the cases are on the Failure cases page.",
+                   numbers)
+
+
 def study_findings(agg: pd.DataFrame, run: RunView, reconstructors: Sequence[str] | None = None,
-                   levels: Sequence[float] | None = None) -> list[Finding]:
+                   levels: Sequence[float] | None = None, checks: Mapping[str, HallucinationCheck] | None = None,
+                   attribute: str = "sex") -> list[Finding]:
     """The panel's findings for the chosen reconstructors and levels (default: all the run holds), in order:
-    one degradation per reconstructor, the ranking, the added bias. Empty before any reconstructed cell lands."""
+    one degradation per reconstructor, the ranking, the added bias and, where `checks` (the known-truth checks
+    of the most degraded level, by reconstructor) are given, the hallucinations. Empty before any reconstructed
+    cell lands."""
     cells = agg[agg.reconstructor != CLEAN]
     if reconstructors is None:
         present = set(cells.reconstructor)
@@ -214,4 +275,7 @@ def study_findings(agg: pd.DataFrame, run: RunView, reconstructors: Sequence[str
         return []
     found = [f for r in reconstructors if (f := degradation(agg, run, r, levels[0], levels[-1])) is not None]
     ranking = rankings(agg, run, reconstructors, levels)
-    return [*found, *([ranking] if ranking else []), added_bias(agg, run, reconstructors, levels)]
+    invented = hallucinations({r: c for r, c in checks.items() if r in reconstructors}, run, levels[-1],
+                              attribute) if checks else None
+    return [*found, *([ranking] if ranking else []), added_bias(agg, run, reconstructors, levels),
+            *([invented] if invented else [])]

@@ -104,3 +104,37 @@ def test_the_report_opens_with_the_findings(built_store):
     page = build_report(store, key, list(run.reconstructors), [3000.0, 300.0])
     assert page.index("What this study shows") < page.index("Per cell, with 95 % intervals")
     assert "primary test family" in page
+
+
+def test_hallucination_finding_quotes_the_known_truth_check_most_often_first(built_store):
+    store, key, _ = built_store
+    run = results.run_view(store, key)
+    agg = queries.aggregates(store, key)
+    worst = run.mildest_first(sorted(set(agg.loc[agg.reconstructor != CLEAN, "level"])))[-1]
+    checks = {r: results.hallucination_rates(store, key, r, worst, ["sex"]) for r in run.reconstructors}
+    found = findings.study_findings(agg, run, checks=checks)
+    assert found[-1].kind == "hallucination" and f"Known truth at {worst:g} {run.level.unit}" in found[-1].text
+    text, numbers = found[-1].text, found[-1].numbers
+    for kind in ("invented", "erased"):
+        stored = {r: c.rates[(c.rates.detector == "diagnostic model") & (c.rates.kind == kind)
+                             & (c.rates.attribute == "all")].rate.iloc[0] for r, c in checks.items()}
+        for r, rate in stored.items():  # every reconstructor's rate is the check's own
+            assert numbers[f"{kind}@{r}"] == pytest.approx(rate)
+        ranked = sorted((r for r in stored if r not in run.returns_degraded), key=lambda r: -stored[r])
+        if stored[ranked[0]] == 0:
+            assert f"{kind}@{ranked[0]}_low" not in numbers  # nothing happened: not said
+            continue
+        top = ranked[0]
+        assert f"on {top}'s images" in text and f"{100 * stored[top]:.1f} %" in text
+        sex = checks[top].rates
+        for grp in ("F", "M"):
+            rate = sex[(sex.detector == "diagnostic model") & (sex.kind == kind) & (sex.grp == grp)].rate.iloc[0]
+            if np.isfinite(rate):
+                assert numbers[f"{kind}@{top}:{grp}"] == pytest.approx(rate)
+        # the rest in falling order, as the sentence lists them
+        positions = [text.index(f" {r} {100 * stored[r]:.1f} %") for r in ranked[1:]
+                     if f" {r} {100 * stored[r]:.1f} %" in text]
+        assert positions == sorted(positions)
+    assert findings.study_findings(agg, run, checks={})[-1].kind == "added_bias"  # no checks handed over: no sentence
+    unavailable = {r: results.HallucinationCheck(c.rates.iloc[:0], "no sites") for r, c in checks.items()}
+    assert findings.hallucinations(unavailable, run, worst) is None
