@@ -155,7 +155,6 @@ def test_every_page_is_photographed_at_1440_wide(target, browser):
                 if picker.count() else [(app_page.name, None)]
             for name, title in names:
                 if title is not None:
-                    picker.scroll_into_view_if_needed()
                     pick(page, picker, title)
                     heading.wait_for(timeout=120_000)
                     settled(page)
@@ -232,6 +231,8 @@ def test_sidebar_choices_survive_a_page_change_and_belong_to_their_modality(both
     """Reconstructors, levels, level in focus and attribute changed on Overview are what Fairness, Compare and
     Overview again show after a visit to Home, reached through the sidebar; the MRI run has its own, and the run
     label shown after a modality switch is always that modality's run."""
+    from playwright.sync_api import expect
+
     store, xray, mri, _ = both_modalities
     runs = results.runs(store)
     context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
@@ -244,18 +245,14 @@ def test_sidebar_choices_survive_a_page_change_and_belong_to_their_modality(both
         shows_run_of(page, runs, xray)
         first = sidebar_choices(page)
         for label, option in (("Reconstructors", first[0][0]), ("Levels on the curves", first[1][0])):
-            box = in_sidebar(page, "stMultiSelect", label)
-            box.scroll_into_view_if_needed()
-            box.get_by_role("button", name=f"Remove {option}", exact=True).click()
+            remove = in_sidebar(page, "stMultiSelect", label).get_by_role("button", name=f"Remove {option}", exact=True)
+            remove.click()  # a locator's click scrolls the long sidebar and finds the element anew after a rerun
+            expect(remove).to_have_count(0, timeout=60_000)
             settled(page)
         slider = in_sidebar(page, "stSlider", "Level in focus").get_by_role("slider")
-        slider.scroll_into_view_if_needed()
-        slider.focus()
-        slider.press("ArrowLeft")  # the level in focus starts at the most degraded, the right end
+        slider.press("ArrowLeft")  # one level milder: the level in focus starts at the most degraded, the right end
         settled(page)
-        subgroups = in_sidebar(page, "stSelectbox", "Subgroups by")
-        subgroups.scroll_into_view_if_needed()
-        pick(page, subgroups, "Age band")
+        pick(page, in_sidebar(page, "stSelectbox", "Subgroups by"), "Age band")
         settled(page)
         chosen = sidebar_choices(page)
         assert chosen == (first[0][1:], first[1][1:], chosen[2], "Age band") and chosen[2] != first[2], chosen
