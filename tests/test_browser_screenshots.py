@@ -125,6 +125,8 @@ def drawn(page) -> None:
 
 def shoot(page, path: Path) -> tuple[int, int]:
     """A full-page PNG of a 1440-wide window: the window is made as tall as the main area's content for the shot."""
+    page.evaluate("document.activeElement?.blur()")  # no focus ring left on the picker last clicked
+    page.mouse.move(WIDTH // 2, 0)  # nor a hover effect (over the sidebar it shows its collapse button)
     height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": WIDTH, "height": max(HEIGHT, height)})
     page.wait_for_timeout(500)
