@@ -3,8 +3,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 PORT   ?= 8501
+STORE  ?= data/cache/tandem.duckdb
 
-.PHONY: install run test demo demo-mri lint bench clean
+.PHONY: install run test demo demo-mri screenshots lint bench clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +29,10 @@ demo: install  ## build the demo study from the command line
 
 demo-mri: install  ## build the MRI demo study (configs/demo-mri.yaml) into the same store
 	$(PY) -m recon_core sweep --config configs/demo-mri.yaml --progress-file data/cache/progress.json
+
+screenshots: install  ## refresh docs/screenshots/: every page at 1440 wide, from the demo store (make demo, make demo-mri)
+	TANDEM_SKIP_BROWSER= TANDEM_SCREENSHOT_STORE=$(STORE) $(PY) -m pytest -q -p no:cacheprovider \
+	  tests/test_browser_screenshots.py::test_every_page_is_photographed_at_1440_wide
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 import torch
 
@@ -40,6 +42,23 @@ def mri_store(tmp_path_factory) -> tuple[Store, str, Path]:
     key = run_study(load_config(ROOT / "configs" / "tiny-mri.yaml"), store, cache / "checkpoints",
                     torch.device("cpu"))
     return store, key, cache
+
+
+@pytest.fixture(scope="session")
+def both_modalities(built_store, mri_store, tmp_path_factory):
+    """One store holding the tiny X-ray and MRI runs, with both runs' checkpoints."""
+    folder = tmp_path_factory.mktemp("both")
+    path = folder / "tandem.duckdb"
+    shutil.copy(built_store[0].path, path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("ATTACH ? AS mri (READ_ONLY)", [str(mri_store[0].path)])
+        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                            "WHERE table_catalog = 'mri' AND table_schema = 'main'").fetchall()]
+        for table in tables:  # table names come from the catalogue, not from input
+            con.execute("INSERT OR IGNORE INTO main." + table + " SELECT * FROM mri.main." + table)
+    for _, _, cache in (built_store, mri_store):
+        shutil.copytree(cache / "checkpoints", folder / "checkpoints", dirs_exist_ok=True)
+    return Store(path), built_store[1], mri_store[1], folder
 
 
 @pytest.fixture(scope="module")

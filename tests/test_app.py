@@ -211,6 +211,39 @@ def test_sidebar_choices_hold_across_pages_and_a_visit_home(built_store, monkeyp
     assert at.dataframe[0].value.road.tolist() == ["clean", "tv", "unet"]
 
 
+def test_sidebar_choices_are_kept_per_modality_across_pages_that_do_not_draw_them(both_modalities, monkeypatch):
+    """Each modality's run keeps its own four choices: through Home, Run and the results pages, and a switch back."""
+    store, xray, mri, cache = both_modalities
+    picks = {xray: (["tv", "unet"], [300.0], 3000.0, "age_band"),
+             mri: (["zero_filled", "unet"], [8.0], 4.0, "sex×age_band")}
+
+    def shown(key: str) -> tuple:
+        """The four sidebar choices of run `key` as the page drew them."""
+        return (at.multiselect(key=scoped("reconstructors", key)).value,
+                at.multiselect(key=scoped("levels", key)).value, at.select_slider(key=scoped("level", key)).value,
+                at.selectbox(key=scoped("attribute", key)).value)
+
+    at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
+    for modality, key in (("xray", xray), (MRI.name, mri)):
+        at.selectbox(key="modality").set_value(modality).run()
+        recons, levels, level, attribute = picks[key]
+        at.multiselect(key=scoped("reconstructors", key)).set_value(recons).run()
+        at.multiselect(key=scoped("levels", key)).set_value(levels).run()
+        at.select_slider(key=scoped("level", key)).set_value(level).run()
+        at.selectbox(key=scoped("attribute", key)).set_value(attribute).run()
+        assert shown(key) == picks[key] and not at.exception
+    for page in ("pages/home.py", "pages/fairness.py", "pages/run.py", "pages/compare.py", "pages/posterior.py"):
+        at.switch_page(page).run()
+        assert not at.exception, page
+        if page not in ("pages/home.py", "pages/run.py"):  # those two draw no sidebar choices
+            assert at.selectbox(key="modality").value == MRI.name and shown(mri) == picks[mri], page
+    at.selectbox(key="modality").set_value("xray").run()
+    assert shown(xray) == picks[xray]  # the X-ray run's choices, kept while MRI was shown on other pages
+    at.switch_page("pages/home.py").run()
+    at.switch_page("pages/overview.py").run()
+    assert at.selectbox(key="modality").value == "xray" and shown(xray) == picks[xray] and not at.exception
+
+
 def test_a_level_the_store_does_not_hold_for_a_reconstructor_gets_a_message(built_store, monkeypatch, tmp_path):
     store, key, cache = built_store
     partial = tmp_path / "partial.duckdb"

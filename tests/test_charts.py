@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest
 from pages.ui.sidebar import scoped
 from recon_core import plots, results
 from recon_core.report import build_report, report_figures
-from recon_core.store import CLEAN, Store, queries
+from recon_core.store import CLEAN, queries
 from tests.conftest import ROOT
 
 APP = str(ROOT / "app.py")
@@ -180,23 +180,6 @@ def test_a_failure_case_is_picked_by_id_and_survives_a_filter(built_store, monke
     assert not at.exception
     picker = at.selectbox(key=scoped("fail_case", key))
     assert picker.value != chosen and picker.index is not None and chosen.split(" · ")[0] not in picker.options[0]
-
-
-@pytest.fixture(scope="module")
-def both_modalities(built_store, mri_store, tmp_path_factory):
-    """One store holding the tiny X-ray and MRI runs, with both runs' checkpoints."""
-    folder = tmp_path_factory.mktemp("both")
-    path = folder / "tandem.duckdb"
-    shutil.copy(built_store[0].path, path)
-    with duckdb.connect(str(path)) as con:
-        con.execute("ATTACH ? AS mri (READ_ONLY)", [str(mri_store[0].path)])
-        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
-                                            "WHERE table_catalog = 'mri' AND table_schema = 'main'").fetchall()]
-        for table in tables:  # table names come from the catalogue, not from input
-            con.execute("INSERT OR IGNORE INTO main." + table + " SELECT * FROM mri.main." + table)
-    for _, _, cache in (built_store, mri_store):
-        shutil.copytree(cache / "checkpoints", folder / "checkpoints", dirs_exist_ok=True)
-    return Store(path), built_store[1], mri_store[1], folder
 
 
 def run_picker(at):
