@@ -212,8 +212,10 @@ def _mitigation(store: Store, run: results.RunView, reconstructors: Sequence[str
 
 def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: Sequence[float],
                  attribute: str = "sex", level: float | None = None) -> str:
-    """HTML for the chosen reconstructors and levels: curves, fairness, mitigation (chosen variants), the
-    posterior's calibration (a run with a sampler), the hallucination check, correlations, examples."""
+    """HTML for the chosen reconstructors and levels: curves, fairness, the figure for slides, mitigation (chosen
+    variants), the posterior's calibration (a run with a sampler), the hallucination check, correlations, examples.
+
+    Each chart's title carries its interval note and the run, and its camera icon saves a 1920×1080 PNG."""
     run = results.run_view(store, key)
     agg = queries.aggregates(store, key)
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]

@@ -136,3 +136,17 @@ def test_every_overview_chart_exports_a_1920_by_1080_png_with_its_run(built_stor
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts]
     assert sum("95 % bootstrap CI" in t for t in titles) >= 5  # every chart with intervals says so
     assert any(e.label.startswith("Figure for slides (PNG 1920×1080)") for e in at.expander)
+
+
+def test_a_cached_figures_captioned_copy_is_made_once_and_leaves_it_as_drawn():
+    """The page's cached figures hand out their dict form as is: the noted copy must not write into it."""
+    from pages.ui.figures import FrozenFigure
+
+    cached = FrozenFigure(plots.gap_bars(pd.DataFrame({"reconstructor": ["tv"], "metric": ["eo_gap"],
+                                                       "estimate": [0.1], "ci_low": [0.0], "ci_high": [0.2]}),
+                                         "Fairness gaps"))
+    drawn = json.dumps(cached.to_dict())
+    copy = cached.captioned("run demo · 0123abcd", "Fairness gaps")
+    assert copy is cached.captioned("run demo · 0123abcd", "Fairness gaps")  # made once, then reused
+    assert json.dumps(cached.to_dict()) == drawn and cached.layout.title.text == "Fairness gaps"
+    assert copy.to_dict()["layout"]["title"]["text"] == "Fairness gaps<br><sup>run demo · 0123abcd</sup>"
