@@ -91,7 +91,7 @@ def labels_in_place(browser, html: str, name: str) -> list[dict]:
     try:
         report = context.new_page()
         report.goto(path.as_uri())
-        report.locator(".js-plotly-plot .xtick").first.wait_for(timeout=60_000)
+        report.locator(".js-plotly-plot .xtick").first.wait_for(state="attached", timeout=60_000)
         report.wait_for_timeout(500)
         report.screenshot(path=str(path.with_suffix(".png")), full_page=True)
         return report.evaluate(LABELS_IN_PLACE)
