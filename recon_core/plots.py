@@ -199,7 +199,7 @@ def slides_figure(quality: pd.DataFrame, task: pd.DataFrame, gaps: pd.DataFrame,
     `titles` and `axes` name the three panels and their y axes; `baselines` are the clean-image rows of
     the two curves (dashed). One legend: each reconstructor once, in its one colour.
     """
-    fig = make_subplots(rows=1, cols=3, subplot_titles=list(titles), column_widths=[0.36, 0.36, 0.28],
+    fig = make_subplots(rows=1, cols=3, subplot_titles=list(titles), column_widths=[0.33, 0.33, 0.34],
                         horizontal_spacing=0.08)
     for col, (rows, axis, baseline) in enumerate(zip((quality, task), axes[:2], baselines, strict=True), start=1):
         for trace in _level_traces(rows, axis, level_label, colours, legend=col == 1):
@@ -211,13 +211,14 @@ def slides_figure(quality: pd.DataFrame, task: pd.DataFrame, gaps: pd.DataFrame,
         fig.update_xaxes(**axis_x | {"title": axis_x["title"].replace(", ", ",<br>")}, row=1, col=col)
         fig.update_yaxes(title=axis, row=1, col=col)
     in_legend = {trace.name for trace in fig.data if trace.showlegend is not False}
-    wrapped = {metric: "<br>".join(textwrap.wrap(text, 16)) for metric, text in (gap_labels or {}).items()}
+    wrapped = {metric: "<br>".join(textwrap.wrap(text, 12)) for metric, text in (gap_labels or {}).items()}
     for trace in _gap_traces(gaps, colours, wrapped):
         fig.add_trace(trace.update(showlegend=trace.name not in in_legend), row=1, col=3)  # the clean road's bar
     fig.update_xaxes(tickangle=0, row=1, col=3)
     fig.add_hline(y=0, line_color="gray", row=1, col=3)
     fig.update_yaxes(title=axes[2], row=1, col=3)
-    fig.update_layout(title=f"{title}<br><sup>{note}</sup>", barmode="group", height=SLIDES_SIZE[1],
+    fig.update_layout(title=dict(text=f"{title}<br><sup>{note}</sup>", x=0.02, xanchor="left"), barmode="group",
+                      height=SLIDES_SIZE[1],
                       font=dict(size=14), margin=dict(l=70, r=20, t=110, b=90), legend_title="reconstructor",
                       legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0))
     _axes(fig)

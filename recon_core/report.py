@@ -108,19 +108,23 @@ def slides_inputs(agg: pd.DataFrame, run: results.RunView, reconstructors: Seque
 
 def _added_heatmaps(view: pd.DataFrame, run: results.RunView, attribute: str) -> list[go.Figure]:
     """The primary test's signed change per finding and contrast (a run stored before tests had families:
-    its first gap's change), each cell starred by its q-value within its family."""
+    its first gap's change), each cell starred by its q-value within its family; a finding without any estimate
+    (too few cases in a group) gets no grid, only its row of dashes in the tables."""
     worse = run.level.higher_is_worse
     primary = view[(view.metric == run.primary_test) & (view.attribute == attribute) & (view.label != "mean")]
     if run.primary_test and len(primary):
         figures = []
         for (label, contrast), grid in primary.groupby(["label", "grp"], sort=True):
+            if grid.estimate.isna().all():  # no estimate at any cell (too few cases): the table says so, no empty grid
+                continue
             finding = f" · {label}" if label else ""
             figures.append(plots.added_heatmap(
                 grid, f"{catalogue.label(run.primary_test)}{finding} ({contrast}), by {attribute}"
                 "<br><sup>★ q < 0.05 within the primary family (Benjamini–Hochberg)</sup>", higher_is_worse=worse,
                 level_label=run.level_label,
                 flagged=results.collapsed_cells(view, run.primary_test, str(label), attribute)))
-        return figures
+        if figures:  # else (no finding has an estimate) the first gap's change below
+            return figures
     gap = run.gap_metrics[0]
     added = f"{gap.metric}_added"
     return [plots.added_heatmap(results.by_group(view, added, gap.label, attribute),

@@ -75,12 +75,12 @@ LABELS_IN_PLACE = """() => [...document.querySelectorAll('.js-plotly-plot')].map
   const cut = ticks.filter(b => b.left < svg.left - 0.5 || b.right > svg.right + 0.5 || b.top < svg.top - 0.5
                                 || b.bottom > svg.bottom + 0.5).length;
   const hit = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
-  const collide = ticks.filter(t => titles.some(a => hit(t, a))).length
-                  + titles.filter((a, k) => titles.slice(k + 1).some(b => hit(a, b))).length;
+  const apart = list => list.filter((a, k) => list.slice(k + 1).some(b => hit(a, b))).length;
+  const collide = ticks.filter(t => titles.some(a => hit(t, a))).length + apart(titles) + apart(ticks);
   return {chart: i, ticks: ticks.length, titles: titles.length, cut, collide};
 })"""
-"""Per chart: its tick labels outside the figure's svg (cut at an edge), and tick labels or axis titles that
-overlap an axis title (every subplot's axes: x2, y3 … included)."""
+"""Per chart: its tick labels outside the figure's svg (cut at an edge), and tick labels or axis titles that overlap
+an axis title or one another (every subplot's axes: x2, y3 … included)."""
 
 
 def labels_in_place(browser, html: str, name: str) -> list[dict]:
