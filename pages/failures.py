@@ -117,7 +117,7 @@ def uncertain_calls(key: str, recon: str, level: float, unit: str) -> None:
         panels = [(f"{recon} (mean of the samples)", images["reconstructed"], "image"),
                   ("one sample", images["sample0"], "image"), ("another sample", images["sample1"], "image"),
                   ("posterior std", images["uncertainty"], "error")]
-        chart(st, "uncertain-case", cached_plot("image_grid", panels, columns=4), width="stretch")
+        chart(st, "uncertain-case", cached_plot("image_grid", panels, columns=4), width="stretch", run=run)
 
 
 @st.cache_data(show_spinner="Replaying the case and computing attributions…", max_entries=64)
@@ -160,7 +160,7 @@ rates = cached_rates(key, recon, float(level), version, attribute_name, None if 
 shown = rates[rates.attribute != "all"].rename(columns={"kind": "reconstructor", "rate": "estimate", "of": "n"})
 chart(st, "flip-rates", cached_plot("group_forest", shown,
                                     "Share of present findings lost / absent findings invented (95 % CI)", "rate",
-                                    colours=FLIP_COLOURS, legend_title="finding"), width="stretch")
+                                    colours=FLIP_COLOURS, legend_title="finding"), width="stretch", run=run)
 show(tables.flip_rate_rows(rates), hide_index=True, width="stretch")
 if recon in results.samplers(agg):
     uncertain_calls(key, recon, float(level), run.level.unit)
@@ -240,7 +240,7 @@ panels = [("clean", case.clean, "image", lines_clean), (f"degraded ({level:g})",
           (recon, case.reconstructed, "image", lines_recon), (f"|{recon} − clean|", error, "error"),
           (f"{short} · clean", maps[0], "map"), (f"{short} · {recon}", maps[1], "map"),
           (f"|Δ {short}|", np.abs(maps[1] - maps[0]), "map")]
-chart(st, "case-attributions", cached_plot("image_grid", panels, columns=4), width="stretch")
+chart(st, "case-attributions", cached_plot("image_grid", panels, columns=4), width="stretch", run=run)
 if explained.labels:
     target = row.get("target", row.get(f"target:{row.label}"))
     st.caption(f"{METHOD_TEXT[method]} of the classifier's evidence for **{row.label}** (truth: "

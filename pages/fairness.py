@@ -53,7 +53,7 @@ if not ((agg.reconstructor == recon) & (agg.level == level)).any():
     st.warning(f"The store holds no results for {recon} at {level:g} {run.level.unit}; pick another level in "
                "the sidebar.")
 chart(st, "group-metric", cached_plot("group_forest", sel, "", catalogue.label(metric), colours=run.colours),
-      width="stretch")
+      width="stretch", run=run)
 too_small = sel[sel.estimate.isna()]
 if len(too_small):
     st.caption("No estimate (group too small, or fewer positive or negative cases than the run's minimum, "
@@ -91,7 +91,7 @@ star = (f"★ q < 0.05 within the {family.iloc[0]} family (Benjamini–Hochberg)
 heat = cached_plot("added_heatmap", grid, f"{what}{' · ' + gap_label if gap_label else ''}, reconstructed − clean"
                    f"<br><sup>{star}</sup>",
                    higher_is_worse=run.level.higher_is_worse, level_label=run.level_label, flagged=collapsed)
-chart(st, "added-bias", heat, width="stretch")
+chart(st, "added-bias", heat, width="stretch", run=run)
 if signed:
     st.caption("Colour: red where the first group's value rose relative to the other's, blue where it fell; the "
                "colour range is set by the widest interval. Whether that widens the gap depends on the difference "
@@ -152,7 +152,7 @@ scores = overall[(overall.metric == task.metric) & (overall.label == task.label)
     columns={"estimate": "y", "ci_low": "y_low", "ci_high": "y_high"})
 scatter = cached_plot("quality_vs_task", psnr.merge(scores, on=["reconstructor", "level"]), quality.axis,
                       task.axis, f"Each cell: {quality.axis} against {task.axis}", colours=run.colours)
-chart(left, f"{quality.metric}-vs-{task.metric}", scatter, width="stretch")
+chart(left, f"{quality.metric}-vs-{task.metric}", scatter, width="stretch", run=run)
 corr = data.correlations(key)
 if corr.empty:
     right.info("Correlations are computed when the run has finished, from at least three reconstructed cells.")

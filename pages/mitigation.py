@@ -78,7 +78,7 @@ frontier = results.frontier_of(frontier, shown, choice.levels)
 chart(left, "mitigation-frontier", cached_plot(
     "mitigation_frontier", frontier, f"Pareto picture by {attr_text}, at each level",
     f"{gap.axis} (smaller is fairer)", f"{task.axis} (higher is better)", run.level_label, colours=run.colours),
-    width="stretch")
+    width="stretch", run=run)
 left.caption(results.FRONTIER_NOTE)
 quality = effects[effects.metric.isin(["psnr", "ssim"]) & (effects.attribute == "all")]
 for metric in ("psnr", "ssim"):
@@ -88,7 +88,7 @@ for metric in ("psnr", "ssim"):
     rows = rows.assign(reconstructor=rows.variant, grp=[f"at {lv:g}" for lv in rows.level])
     chart(right, f"{metric}-change", cached_plot(
         "change_forest", rows, f"{catalogue.label(metric)}: variant − base",
-        f"{catalogue.label(metric)} change", colours=run.colours), width="stretch")
+        f"{catalogue.label(metric)} change", colours=run.colours), width="stretch", run=run)
 if quality.empty:
     right.info("Image-quality changes show once the run has finished.")
 show(results.frontier_table(frontier, gap, task), hide_index=True, width="stretch")

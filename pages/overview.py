@@ -11,8 +11,8 @@ from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import attribute_label, page_run, scoped, sidebar_choices
 from pages.ui.tables import show
-from recon_core import findings, results
-from recon_core.report import build_report
+from recon_core import exports, findings, plots, results
+from recon_core.report import build_report, slides_inputs
 from recon_core.store import CLEAN
 
 ensure_routed("pages/overview.py")
@@ -95,9 +95,10 @@ for column, curve in zip(st.columns(len(run.curves)), run.curves, strict=True):
           cached_plot("metric_vs_level", results.overall(view, curve.metric, curve.label), curve.metric, curve.title,
                       curve.axis, run.level_label, base.iloc[0] if len(base) else None, higher_is_worse=worse,
                       colours=run.colours),
-          width="stretch")
+          width="stretch", run=run)
 st.caption(f"Shaded bands and brackets are 95 % bootstrap intervals over {run.unit_text}. "
-           "Dashed lines are the same diagnostic models on the clean images. Each chart's camera icon saves a PNG.")
+           "Dashed lines are the same diagnostic models on the clean images. Each chart's camera icon saves a "
+           f"{exports.size_text(plots.CHART_SIZE)} with its title, intervals and run.")
 
 st.header(f"Subgroups by {attr_text} at {level:g} {run.level.unit}")
 st.caption("Change the level in focus and the attribute in the sidebar; they hold on every page.")
@@ -106,18 +107,26 @@ forests = st.columns(len(run.group_metrics) + 1)
 for column, metric in zip(forests, run.group_metrics, strict=False):
     rows = results.by_group(at_level, metric.metric, metric.label, attribute)
     chart(column, f"{metric.metric}-by-group", cached_plot("group_forest", rows, f"{metric.title} by {attr_text}",
-                                                          metric.axis, colours=run.colours), width="stretch")
+                                                          metric.axis, colours=run.colours), width="stretch", run=run)
 gaps = at_level[at_level.metric.isin([g.metric for g in run.gap_metrics]) & at_level.label.isin(["", "mean"])
                 & (at_level.attribute == attribute)]
-chart(forests[-1], "fairness-gaps", cached_plot("gap_bars", gaps, f"Fairness gaps by {attr_text} at {level:g}"),
-      width="stretch")
+chart(forests[-1], "fairness-gaps",
+      cached_plot("gap_bars", gaps, f"Fairness gaps by {attr_text} at {level:g}", colours=run.colours,
+                  labels={g.metric: g.title for g in run.gap_metrics}), width="stretch", run=run)
 for column, gap in zip(st.columns(len(run.gap_metrics)), run.gap_metrics, strict=True):
     curve = results.by_group(view, gap.metric, gap.label, attribute)
     base = results.by_group(clean, gap.metric, gap.label, attribute)
     figure = cached_plot("metric_vs_level", curve, gap.metric, f"{gap.title} by {attr_text}", gap.axis,
                          run.level_label, base.iloc[0] if len(base) else None, higher_is_worse=worse,
                          colours=run.colours)
-    chart(column, f"{gap.metric}-curve", figure, width="stretch")
+    chart(column, f"{gap.metric}-curve", figure, width="stretch", run=run)
+
+with st.expander(f"Figure for slides ({exports.size_text(plots.SLIDES_SIZE)})", icon=":material/slideshow:"):
+    slides = slides_inputs(agg, run, chosen, levels, attribute, float(level),
+                           exports.ci_level(data.run_config(key)))
+    chart(st, "slides", cached_plot("slides_figure", **slides), run=run, size=plots.SLIDES_SIZE, width="stretch")
+    st.caption("Quality and task against the level and the subgroup gaps at the level in focus, in one 16:9 figure "
+               "with its title, intervals and run: its camera icon saves it at 1920×1080 for a slide.")
 
 added = results.added(at_level, run, level, attribute)
 table = results.added_table(added, at_level, attribute, run.added_metrics)
@@ -178,7 +187,7 @@ for recon in chosen:
         errors.append((f"{recon}: posterior std", ex["uncertainty"], "error"))
 if truth:
     st.caption("Green: the true outline; red: the segmenter's, on each image.")
-chart(st, "example-images", cached_plot("image_grid", panels + errors, columns=len(panels)), width="stretch")
+chart(st, "example-images", cached_plot("image_grid", panels + errors, columns=len(panels)), width="stretch", run=run)
 scores = data.image_scores(key, image_id)
 scores = scores[(scores.reconstructor == CLEAN) | (scores.reconstructor.isin(chosen) & (scores.level == level))]
 if len(scores):

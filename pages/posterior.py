@@ -59,7 +59,7 @@ else:
         chart(where, f"{metric.replace('_', '-')}-by-level", cached_plot(
             "metric_vs_level", rows, metric, f"{catalogue.label(metric)}, everyone (95 % CI)",
             catalogue.label(metric), run.level_label, None, higher_is_worse=run.level.higher_is_worse,
-            colours=run.colours, reference=reference), width="stretch")
+            colours=run.colours, reference=reference), width="stretch", run=run)
     table = results.posterior_overview(agg, "all", samplers, levels)
     show(table, hide_index=True, width="stretch")
     st.caption("\n\n".join(results.POSTERIOR_NOTES))
@@ -74,7 +74,7 @@ else:
         rows = rows[rows.reconstructor.isin(samplers) & rows.level.isin(choice.levels) & (rows.metric == shown)]
         chart(st, name, cached_plot("group_forest", by_level(rows),
                                     f"{catalogue.label(shown)} by {attribute} (95 % CI)",
-                                    catalogue.label(shown), legend_title="sampler at level"), width="stretch")
+                                    catalogue.label(shown), legend_title="sampler at level"), width="stretch", run=run)
 
     forest("posterior-by-group", metric)
     by_group = results.posterior_overview(agg, attribute, samplers, levels)
@@ -92,7 +92,8 @@ else:
     else:
         chart(st, "calibration-curve", cached_plot(
             "calibration_plot", curve, draws,
-            f"{sampler} at {level:g} {unit}: RMS error against predicted std, by {attribute}"), width="stretch")
+            f"{sampler} at {level:g} {unit}: RMS error against predicted std, by {attribute}"), width="stretch",
+              run=run)
         st.caption(results.CURVE_NOTE)
 
     flip_metric = next((m for m in ("sample_dice_flip", "sample_flip") if m in set(overall.metric)
@@ -128,7 +129,7 @@ else:
             columns={"rate": "estimate", "of": "n"}).replace({"grp": {"all": "everyone"}})
         chart(where, f"hallucinations-{detector.replace(' ', '-')}", cached_plot(
             "group_forest", shown, f"{KIND_TEXT[kind].capitalize()} at {level:g} {unit} (95 % CI)", "rate",
-            colours=run.colours), width="stretch")
+            colours=run.colours), width="stretch", run=run)
     table = pd.concat([results.hallucination_rows(c, r, lv) for (r, lv), c in available.items()],
                       ignore_index=True)
     show(table, hide_index=True, width="stretch")

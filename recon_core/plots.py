@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -34,6 +35,13 @@ ERROR_MAX = 0.25
 """Error maps share one scale, 0 to this absolute error (images are in [0, 1])."""
 MARGIN = dict(l=70, r=20, t=60, b=60)
 """Room for tick labels and axis titles: a figure exported as HTML keeps them uncut."""
+CHART_SIZE = (960, 540, 2.0)
+"""A chart's PNG export: (width, height, scale) in CSS pixels, 1920×1080 pixels on a slide."""
+SLIDES_SIZE = (1280, 720, 1.5)
+"""The figure for slides' PNG export: three panels need more room, still 1920×1080 pixels."""
+INTERVALS = {"metric_vs_level": "bands", "group_forest": "whiskers", "change_forest": "whiskers", "gap_bars": "bars",
+             "quality_vs_task": "bars", "mitigation_frontier": "bars", "slides_figure": "bands and bars"}
+"""How each builder draws its intervals, for the note an exported chart carries (others draw none)."""
 
 
 def reconstructor_colours(names: Sequence[str], clean: str = "clean") -> dict[str, str]:
@@ -71,6 +79,32 @@ def _axes(fig: go.Figure) -> None:
     fig.update_yaxes(automargin=True)
 
 
+def _level_traces(agg: pd.DataFrame, y_label: str, level_label: str, colours: Mapping[str, str] | None,
+                  legend: bool = True) -> list[go.Scatter]:
+    """Per reconstructor a shaded CI band and its line of estimates against the level (`metric_vs_level`'s traces)."""
+    traces = []
+    for recon, rows in _by_reconstructor(agg.sort_values("level"), colours):
+        colour = _colour(recon, colours)
+        x = rows["level"].to_numpy()
+        traces.append(go.Scatter(x=np.concatenate([x, x[::-1]]),
+                                 y=np.concatenate([rows.ci_high.to_numpy(), rows.ci_low.to_numpy()[::-1]]),
+                                 fill="toself", fillcolor=_rgba(colour, 0.18), line=dict(width=0), mode="lines",
+                                 hoverinfo="skip", showlegend=False, legendgroup=recon))
+        traces.append(go.Scatter(x=x, y=rows.estimate, mode="lines+markers", name=recon, legendgroup=recon,
+                                 line=dict(color=colour), showlegend=legend,
+                                 customdata=np.stack([rows.ci_low, rows.ci_high], axis=1),
+                                 hovertemplate=f"{recon}<br>{level_label} %{{x:g}}<br>{y_label} %{{y:.3f}}"
+                                               " [%{customdata[0]:.3f}, %{customdata[1]:.3f}]<extra></extra>"))
+    return traces
+
+
+def _level_axis(agg: pd.DataFrame, level_label: str, higher_is_worse: bool) -> dict:
+    """A level x axis: log, ticks at the stored levels, the most degraded level on the right."""
+    ticks = sorted(agg["level"].unique())
+    return dict(type="log", autorange=True if higher_is_worse else "reversed",
+                title=f"{level_label}, more degraded to the right", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+
+
 def metric_vs_level(agg: pd.DataFrame, metric: str, title: str, y_label: str, level_label: str,
                     baseline: pd.Series | None = None, higher_is_worse: bool = False,
                     colours: Mapping[str, str] | None = None,
@@ -80,29 +114,14 @@ def metric_vs_level(agg: pd.DataFrame, metric: str, title: str, y_label: str, le
     `agg` holds rows of one metric (attribute 'all'); `baseline` is the clean-image row, drawn dashed;
     `reference` (value, text) is a target the metric should reach (0.95 coverage), drawn dotted.
     """
-    fig = go.Figure()
-    for recon, rows in _by_reconstructor(agg.sort_values("level"), colours):
-        colour = _colour(recon, colours)
-        x = rows["level"].to_numpy()
-        fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
-                                 y=np.concatenate([rows.ci_high.to_numpy(), rows.ci_low.to_numpy()[::-1]]),
-                                 fill="toself", fillcolor=_rgba(colour, 0.18), line=dict(width=0), mode="lines",
-                                 hoverinfo="skip", showlegend=False, legendgroup=recon))
-        fig.add_trace(go.Scatter(x=x, y=rows.estimate, mode="lines+markers", name=recon, legendgroup=recon,
-                                 line=dict(color=colour),
-                                 customdata=np.stack([rows.ci_low, rows.ci_high], axis=1),
-                                 hovertemplate=f"{recon}<br>{level_label} %{{x:g}}<br>{y_label} %{{y:.3f}}"
-                                               " [%{customdata[0]:.3f}, %{customdata[1]:.3f}]<extra></extra>"))
+    fig = go.Figure(_level_traces(agg, y_label, level_label, colours))
     if baseline is not None and not np.isnan(baseline.estimate):
         fig.add_hline(y=baseline.estimate, line_dash="dash", line_color=CLEAN_COLOUR,
                       annotation_text=f"clean images {baseline.estimate:.3f}", annotation_position="top left")
     if reference is not None:
         fig.add_hline(y=reference[0], line_dash="dot", line_color="black", annotation_text=reference[1],
                       annotation_position="bottom left")
-    ticks = sorted(agg["level"].unique())
-    fig.update_xaxes(type="log", autorange=True if higher_is_worse else "reversed",
-                     title=f"{level_label}, more degraded to the right",
-                     tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+    fig.update_xaxes(**_level_axis(agg, level_label, higher_is_worse))
     fig.update_yaxes(title=y_label)
     fig.update_layout(title=title, height=380, margin=MARGIN, legend_title="reconstructor")
     _axes(fig)
@@ -143,17 +162,77 @@ def group_forest(agg: pd.DataFrame, title: str, x_label: str, colours: Mapping[s
     return fig
 
 
-def gap_bars(agg: pd.DataFrame, title: str) -> go.Figure:
-    """Gap metrics (rows: metric × reconstructor) as bars with CI whiskers, one colour per metric."""
-    fig = go.Figure()
-    for metric, rows in agg.groupby("metric", sort=False, observed=True):
-        fig.add_trace(go.Bar(x=rows.reconstructor.astype(str), y=rows.estimate, name=str(metric),
+def _gap_traces(agg: pd.DataFrame, colours: Mapping[str, str] | None, labels: Mapping[str, str] | None,
+                legend: bool = True) -> list[go.Bar]:
+    """One bar trace per reconstructor in its colour (x: the gap metrics, named by `labels`), with CI whiskers."""
+    traces = []
+    for recon, rows in _by_reconstructor(agg, colours):
+        traces.append(go.Bar(x=[(labels or {}).get(str(m), str(m)) for m in rows.metric], y=rows.estimate, name=recon,
+                             legendgroup=recon, showlegend=legend, marker=dict(color=_colour(recon, colours)),
                              error_y=dict(type="data", symmetric=False, array=rows.ci_high - rows.estimate,
-                                          arrayminus=rows.estimate - rows.ci_low)))
+                                          arrayminus=rows.estimate - rows.ci_low),
+                             customdata=np.stack([rows.ci_low, rows.ci_high], axis=1),
+                             hovertemplate=f"{recon} · %{{x}}: %{{y:.3f}}"
+                                           " [%{customdata[0]:.3f}, %{customdata[1]:.3f}]<extra></extra>"))
+    return traces
+
+
+def gap_bars(agg: pd.DataFrame, title: str, colours: Mapping[str, str] | None = None,
+             labels: Mapping[str, str] | None = None, y_label: str = "gap between groups") -> go.Figure:
+    """Gap metrics (rows: metric × reconstructor) as bars with CI whiskers, grouped by metric and coloured by
+    reconstructor (its one colour on every chart); `labels` names the metrics in words."""
+    fig = go.Figure(_gap_traces(agg, colours, labels))
     fig.add_hline(y=0, line_color="gray")
-    fig.update_layout(title=title, barmode="group", height=320, margin=MARGIN, legend_title="gap")
+    fig.update_yaxes(title=y_label)
+    fig.update_layout(title=title, barmode="group", height=320, margin=MARGIN, legend_title="reconstructor")
     _axes(fig)
     return fig
+
+
+def slides_figure(quality: pd.DataFrame, task: pd.DataFrame, gaps: pd.DataFrame, titles: Sequence[str],
+                  axes: Sequence[str], level_label: str, title: str, note: str,
+                  baselines: Sequence[pd.Series | None] = (None, None), higher_is_worse: bool = False,
+                  colours: Mapping[str, str] | None = None, gap_labels: Mapping[str, str] | None = None) -> go.Figure:
+    """The figure for slides: image quality and the task against the level, and the subgroup gaps at one level,
+    side by side in one 16:9 figure with its title and `note` (intervals and run) under it.
+
+    `titles` and `axes` name the three panels and their y axes; `baselines` are the clean-image rows of
+    the two curves (dashed). One legend: each reconstructor once, in its one colour.
+    """
+    fig = make_subplots(rows=1, cols=3, subplot_titles=list(titles), column_widths=[0.33, 0.33, 0.34],
+                        horizontal_spacing=0.08)
+    for col, (rows, axis, baseline) in enumerate(zip((quality, task), axes[:2], baselines, strict=True), start=1):
+        for trace in _level_traces(rows, axis, level_label, colours, legend=col == 1):
+            fig.add_trace(trace, row=1, col=col)
+        if baseline is not None and not np.isnan(baseline.estimate):
+            fig.add_hline(y=baseline.estimate, line_dash="dash", line_color=CLEAN_COLOUR, row=1, col=col,
+                          annotation_text=f"clean {baseline.estimate:.3f}", annotation_position="top left")
+        axis_x = _level_axis(rows, level_label, higher_is_worse)
+        fig.update_xaxes(**axis_x | {"title": axis_x["title"].replace(", ", ",<br>")}, row=1, col=col)
+        fig.update_yaxes(title=axis, row=1, col=col)
+    in_legend = {trace.name for trace in fig.data if trace.showlegend is not False}
+    wrapped = {metric: "<br>".join(textwrap.wrap(text, 12)) for metric, text in (gap_labels or {}).items()}
+    for trace in _gap_traces(gaps, colours, wrapped):
+        fig.add_trace(trace.update(showlegend=trace.name not in in_legend), row=1, col=3)  # the clean road's bar
+    fig.update_xaxes(tickangle=0, row=1, col=3)
+    fig.add_hline(y=0, line_color="gray", row=1, col=3)
+    fig.update_yaxes(title=axes[2], row=1, col=3)
+    fig.update_layout(title=dict(text=f"{title}<br><sup>{note}</sup>", x=0.02, xanchor="left"), barmode="group",
+                      height=SLIDES_SIZE[1],
+                      font=dict(size=14), margin=dict(l=70, r=20, t=110, b=90), legend_title="reconstructor",
+                      legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0))
+    _axes(fig)
+    return fig
+
+
+def captioned(figure: go.Figure, note: str, title: str = "") -> go.Figure:
+    """A copy of `figure` whose title carries `note` (intervals, run) under it, so a PNG of it says where it came
+    from; `title` is used where the figure has none (an image grid). The figure itself is left as it was."""
+    shown = go.Figure(figure)
+    text = shown.layout.title.text or title
+    top = (shown.layout.margin.t if shown.layout.margin.t is not None else MARGIN["t"]) + (24 if text else 48)
+    shown.update_layout(title_text=f"{text}<br><sup>{note}</sup>" if text else f"<sup>{note}</sup>", margin_t=top)
+    return shown
 
 
 OUTLINE_COLOURS = {"truth": "#00c853", "prediction": "#ff1744"}

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from scipy import ndimage
 
-from recon_core import findings, plots, results
+from recon_core import exports, findings, plots, results
 from recon_core.metrics import catalogue
 from recon_core.store import CLEAN, Store, queries
 
@@ -84,21 +84,47 @@ def report_figures(agg: pd.DataFrame, run: results.RunView, reconstructors: Sequ
     return figures
 
 
+def slides_inputs(agg: pd.DataFrame, run: results.RunView, reconstructors: Sequence[str], levels: Sequence[float],
+                  attribute: str, level: float, ci_level: float) -> dict:
+    """The arguments of `plots.slides_figure` for a selection: the quality and first task curves over the levels,
+    the gap metrics by `attribute` at `level` (the clean road's too), the titles and the note of the run."""
+    view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
+    clean = agg[agg.reconstructor == CLEAN]
+    quality, task = run.quality, run.tasks[0]
+    at_level = pd.concat([clean, view[view.level == level]])
+    gaps = at_level[at_level.metric.isin([g.metric for g in run.gap_metrics]) & at_level.label.isin(["", "mean"])
+                    & (at_level.attribute == attribute)]
+    baselines = [results.overall(clean, c.metric, c.label) for c in (quality, task)]
+    return dict(quality=results.overall(view, quality.metric, quality.label),
+                task=results.overall(view, task.metric, task.label), gaps=gaps,
+                titles=(quality.title, task.title, f"Gaps by {attribute} at {level:g} {run.level.unit}"),
+                axes=(quality.axis, task.axis, "gap between groups"), level_label=run.level_label,
+                title=f"{run.title}: image quality, task and subgroup gaps",
+                note=exports.note(run, "slides_figure", ci_level),
+                baselines=tuple(b.iloc[0] if len(b) else None for b in baselines),
+                higher_is_worse=run.level.higher_is_worse, colours=run.colours,
+                gap_labels={g.metric: g.title for g in run.gap_metrics})
+
+
 def _added_heatmaps(view: pd.DataFrame, run: results.RunView, attribute: str) -> list[go.Figure]:
     """The primary test's signed change per finding and contrast (a run stored before tests had families:
-    its first gap's change), each cell starred by its q-value within its family."""
+    its first gap's change), each cell starred by its q-value within its family; a finding without any estimate
+    (too few cases in a group) gets no grid, only its row of dashes in the tables."""
     worse = run.level.higher_is_worse
     primary = view[(view.metric == run.primary_test) & (view.attribute == attribute) & (view.label != "mean")]
     if run.primary_test and len(primary):
         figures = []
         for (label, contrast), grid in primary.groupby(["label", "grp"], sort=True):
+            if grid.estimate.isna().all():  # no estimate at any cell (too few cases): the table says so, no empty grid
+                continue
             finding = f" · {label}" if label else ""
             figures.append(plots.added_heatmap(
                 grid, f"{catalogue.label(run.primary_test)}{finding} ({contrast}), by {attribute}"
                 "<br><sup>★ q < 0.05 within the primary family (Benjamini–Hochberg)</sup>", higher_is_worse=worse,
                 level_label=run.level_label,
                 flagged=results.collapsed_cells(view, run.primary_test, str(label), attribute)))
-        return figures
+        if figures:  # else (no finding has an estimate) the first gap's change below
+            return figures
     gap = run.gap_metrics[0]
     added = f"{gap.metric}_added"
     return [plots.added_heatmap(results.by_group(view, added, gap.label, attribute),
@@ -190,15 +216,24 @@ def _mitigation(store: Store, run: results.RunView, reconstructors: Sequence[str
 
 def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: Sequence[float],
                  attribute: str = "sex", level: float | None = None) -> str:
-    """HTML for the chosen reconstructors and levels: curves, fairness, mitigation (chosen variants), the
-    posterior's calibration (a run with a sampler), the hallucination check, correlations, examples."""
+    """HTML for the chosen reconstructors and levels: curves, fairness, the figure for slides, mitigation (chosen
+    variants), the posterior's calibration (a run with a sampler), the hallucination check, correlations, examples.
+
+    Each chart's title carries its interval note and the run, and its camera icon saves a 1920×1080 PNG."""
     run = results.run_view(store, key)
     agg = queries.aggregates(store, key)
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
     level = run.worst_level(levels) if level is None else level
+    ci = exports.ci_level(queries.run_config(store, key))
     figures = report_figures(agg, run, reconstructors, levels, attribute)
-    charts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
-              for i, fig in enumerate(figures)]
+    builders = ["metric_vs_level"] * len(run.curves) + ["added_heatmap"] * (len(figures) - len(run.curves))
+    figures = [(f"report-chart-{i + 1}", plots.captioned(fig, exports.note(run, builder, ci)), plots.CHART_SIZE)
+               for i, (builder, fig) in enumerate(zip(builders, figures, strict=True))]
+    figures.append(("slides", plots.slides_figure(**slides_inputs(agg, run, reconstructors, levels, attribute,
+                                                                  level, ci)), plots.SLIDES_SIZE))
+    charts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False,
+                          config=exports.png_options(exports.file_stem(run, name), size))
+              for i, (name, fig, size) in enumerate(figures)]
     headline = results.headline_table(store, run, attribute)
     headline = headline[(headline.reconstructor == CLEAN)
                         | (headline.reconstructor.isin(reconstructors) & headline.level.isin(levels))]
@@ -220,7 +255,11 @@ Intervals are 95 % paired bootstrap intervals over {html.escape(run.unit_text)};
 {_findings(agg, run, reconstructors, levels)}
 <h2>Per cell, with 95 % intervals</h2>
 {_table(headline)}
-{''.join(charts)}
+{''.join(charts[:-1])}
+<h2>Figure for slides</h2>
+<p>The camera icon of the figure below saves it as a {exports.size_text(plots.SLIDES_SIZE)} with its title, intervals
+and run; each chart above saves a {exports.size_text(plots.CHART_SIZE)}.</p>
+{charts[-1]}
 <h2>Added by reconstruction at {level:g} {html.escape(run.level.unit)}</h2>
 {_table(added)}
 <p>⚠: a rate at the same bound in every group; a gap that shrinks there is a collapse of the

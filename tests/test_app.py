@@ -66,7 +66,7 @@ def test_overview_draws_curves_groups_and_examples(built_store, monkeypatch, att
     store, key, cache = built_store
     at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
     charts = at.get("plotly_chart")
-    assert len(charts) == 7  # PSNR, AUROC, TPR by group, gaps, EO and EODD gap curves, example images
+    assert len(charts) == 8  # PSNR, AUROC, TPR by group, gaps, EO and EODD gap curves, slides figure, examples
     at.selectbox(key=scoped("attribute", key)).set_value(attribute).run()
     at.select_slider(key=scoped("level", key)).set_value(3000.0).run()
     assert not at.exception
@@ -351,7 +351,7 @@ def test_overview_with_mri_selected_shows_dice_acceleration_and_outlines(mri_sto
     assert at.selectbox(key="modality").value == MRI.name
     assert at.select_slider(key=scoped("level", key)).value == 8.0  # the most undersampled level is in focus first
     charts = at.get("plotly_chart")
-    assert len(charts) == 10  # PSNR, Dice, grade AUROC; Dice by group and gap; TPR and gaps; 2 gap curves; examples
+    assert len(charts) == 11  # PSNR, Dice, grade AUROC; Dice by group, gaps; TPR, gaps; 2 gap curves; slides; examples
     assert any("Subgroups by sex at 8 ×" in h.value for h in at.header)
     table = at.dataframe[0].value
     assert {"Tumour Dice added", "Tumour Dice difference added", "Tumour Dice gap added"} <= set(table.statistic)

@@ -1,22 +1,37 @@
-"""Figures on the pages: built once per input from recon_core.plots, each with an interactive-HTML download."""
+"""Figures on the pages: built once per input from recon_core.plots, each with a slide-ready PNG and an
+interactive-HTML download."""
 
 from __future__ import annotations
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from recon_core import plots
+from pages.ui import data
+from recon_core import exports, plots
+from recon_core.results import RunView
 
 
-def chart(where, name: str, figure, **kwargs) -> None:
-    """A plotly chart (its camera icon saves a PNG) with a download of the same figure as interactive HTML.
+def chart(where, name: str, figure, run: RunView | None = None, size: tuple[int, int, float] = plots.CHART_SIZE,
+          **kwargs) -> None:
+    """A plotly chart whose camera icon saves a PNG of `size` (1920×1080 pixels by default) with the chart's title,
+    axis titles, the interval note and `run`'s name, and a download of the same figure as interactive HTML.
 
-    The HTML embeds plotly.js (no network needed to open it) and is only built when clicked.
+    The note is drawn on the page too (a PNG is what the page shows); the noted copy of a cached figure is
+    made once. The HTML embeds plotly.js (no network needed to open it) and is only built when clicked.
     """
-    where.plotly_chart(figure, **kwargs)
+    stem = name
+    if run is not None:
+        stem = exports.file_stem(run, name)
+        if getattr(figure, "builder", "") != "slides_figure":  # the slides figure carries its note already
+            note = exports.note(run, getattr(figure, "builder", ""), exports.ci_level(data.run_config(run.key)))
+            title = name.replace("-", " ").capitalize()
+            figure = figure.captioned(note, title) if isinstance(figure, FrozenFigure) else plots.captioned(
+                figure, note, title)
+    where.plotly_chart(figure, config=exports.png_options(stem, size), **kwargs)
     where.download_button("Interactive HTML", lambda: figure.to_html(include_plotlyjs=True).encode(),
-                          f"{name}.html", "text/html", key=f"html_{name}", on_click="ignore",
-                          icon=":material/download:", type="tertiary")
+                          f"{stem}.html", "text/html", key=f"html_{name}", on_click="ignore",
+                          icon=":material/download:", type="tertiary",
+                          help=f"The camera icon above the chart saves a {exports.size_text(size)} for slides.")
 
 
 class FrozenFigure(go.Figure):
@@ -27,11 +42,24 @@ class FrozenFigure(go.Figure):
     """
 
     _dict: dict | None = None
+    builder: str = ""
+    """The recon_core.plots builder that made it (names how its intervals are drawn)."""
+    _captioned: dict[tuple[str, str], FrozenFigure] | None = None
 
     def to_dict(self) -> dict:
         if self._dict is None:
             self._dict = super().to_dict()
         return self._dict
+
+    def captioned(self, note: str, title: str) -> FrozenFigure:
+        """This figure with `note` under its title (`plots.captioned`), made once per note and kept with it."""
+        if self._captioned is None:
+            self._captioned = {}
+        if (note, title) not in self._captioned:
+            copy = FrozenFigure(plots.captioned(self, note, title))
+            copy.builder = self.builder
+            self._captioned[(note, title)] = copy
+        return self._captioned[(note, title)]
 
 
 @st.cache_resource(show_spinner=False, max_entries=512)
@@ -43,4 +71,6 @@ def cached_plot(builder: str, *args, **kwargs) -> FrozenFigure:
     cache hands back the same object: unpickling a figure from a data cache re-validates every
     property (≈40 ms a figure).
     """
-    return FrozenFigure(getattr(plots, builder)(*args, **kwargs))
+    figure = FrozenFigure(getattr(plots, builder)(*args, **kwargs))
+    figure.builder = builder
+    return figure
