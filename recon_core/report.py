@@ -133,9 +133,13 @@ def _added_heatmaps(view: pd.DataFrame, run: results.RunView, attribute: str) ->
                                 flagged=results.collapsed_cells(view, added, gap.label, attribute))]
 
 
-def _findings(agg: pd.DataFrame, run: results.RunView, reconstructors: Sequence[str], levels: Sequence[float]) -> str:
-    """The 'What this study shows' panel (recon_core.findings) as a list, for the chosen reconstructors and levels."""
-    found = findings.study_findings(agg, run, reconstructors, levels)
+def _findings(store: Store, agg: pd.DataFrame, run: results.RunView, reconstructors: Sequence[str],
+              levels: Sequence[float], attribute: str) -> str:
+    """The 'What this study shows' panel (recon_core.findings) as a list, for the chosen reconstructors and levels,
+    with the known-truth check of the most degraded of them."""
+    worst = run.worst_level(levels)
+    checks = {r: results.hallucination_rates(store, run.key, r, worst, [attribute]) for r in reconstructors}
+    found = findings.study_findings(agg, run, reconstructors, levels, checks, attribute)
     items = "".join(f"<li>{html.escape(f.text)}</li>" for f in found)
     return f"<h2>{findings.TITLE}</h2><ul class='findings'>{items}</ul>" if items else ""
 
@@ -252,7 +256,7 @@ table.t{{border-collapse:collapse}} table.t td,table.t th{{padding:4px 8px;borde
 {html.escape(', '.join(reconstructors))} · {html.escape(run.level.name)} levels
 {html.escape(', '.join(f'{v:g}' for v in run.mildest_first(levels)))} {html.escape(run.level.unit)}.
 Intervals are 95 % paired bootstrap intervals over {html.escape(run.unit_text)}; "added" = reconstructed − clean.</p>
-{_findings(agg, run, reconstructors, levels)}
+{_findings(store, agg, run, reconstructors, levels, attribute)}
 <h2>Per cell, with 95 % intervals</h2>
 {_table(headline)}
 {''.join(charts[:-1])}

@@ -81,10 +81,13 @@ def test_overview_opens_with_what_the_study_shows(built_store, monkeypatch):
     at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
     assert at.subheader[0].value == findings.TITLE  # before every chart and table
     run = results.run_view(store, key)
-    expected = findings.study_findings(queries.aggregates(store, key), run)
+    agg = queries.aggregates(store, key)
+    worst = run.worst_level(sorted(set(agg.level) - {0.0}))  # the known-truth check is of the most degraded level
+    checks = {r: results.hallucination_rates(store, key, r, worst, ["sex"]) for r in run.reconstructors}
+    expected = findings.study_findings(agg, run, checks=checks)
     panel = next(m.value for m in at.markdown if m.value.startswith("- "))
     assert panel.splitlines() == [f"- {f.text}" for f in expected]
-    assert {f.kind for f in expected} == {"degradation", "ranking", "added_bias"}
+    assert {f.kind for f in expected} == {"degradation", "ranking", "added_bias", "hallucination"}
     at.multiselect(key=scoped("reconstructors", key)).set_value(["tv", "unet"]).run()  # the sidebar's selection
     panel = next(m.value for m in at.markdown if m.value.startswith("- "))
     assert panel.startswith("- tv: PSNR") and "gan" not in panel and "diffusion" not in panel

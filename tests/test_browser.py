@@ -67,9 +67,11 @@ def test_overview_says_what_the_study_shows_with_the_stores_numbers(server, page
     text = " ".join(panel.inner_text().split())
     run = results.run_view(store, key)
     agg = queries.aggregates(store, key)
-    for finding in findings.study_findings(agg, run):  # every sentence, as the module writes it from the store
-        assert " ".join(finding.text.split()) in text
     worst = run.worst_level(sorted(set(agg.level) - {0.0}))
+    checks = {r: results.hallucination_rates(store, key, r, worst, ["sex"]) for r in run.reconstructors}
+    for finding in findings.study_findings(agg, run, checks=checks):  # every sentence, as written from the store
+        assert " ".join(finding.text.split()) in text
+    assert "Known truth at" in text
     every = agg[(agg.attribute == "all") & (agg.level == worst) & agg.label.isin(["", "mean"])]
     for recon in run.reconstructors:  # the numbers, read here from the store without the findings module
         psnr = every[(every.reconstructor == recon) & (every.metric == "psnr")].iloc[0]
