@@ -106,6 +106,8 @@ def _with_sizes(cand: pd.DataFrame, agg: pd.DataFrame) -> pd.DataFrame:
     groups = agg.loc[~agg.grp.str.contains(MINUS, regex=False) & (agg.attribute != "all"),
                      ["reconstructor", "level", "metric", "label", "attribute", "grp", "n", "n_pos"]
                      ].rename(columns={"metric": "source"}).drop_duplicates([*keys, "grp"])
+    groups = groups.assign(n=groups.n.astype(float), n_pos=groups.n_pos.astype(float))  # stored NULL (NA): NaN
+    cand = cand.assign(n=cand.n.astype(float), n_pos=cand.n_pos.astype(float))
     out = cand.merge(groups.rename(columns={"grp": "first", "n": "n_first", "n_pos": "pos_first"}),
                      on=[*keys, "first"], how="left")
     out = out.merge(groups.rename(columns={"grp": "other", "n": "n_other", "n_pos": "pos_other"}),
