@@ -12,6 +12,7 @@ navigation = st.navigation([
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:"),
     st.Page("pages/fairness.py", title="Fairness", icon=":material/balance:"),
+    st.Page("pages/discovery.py", title="Weak subgroups", icon=":material/manage_search:"),
     st.Page("pages/mitigation.py", title="Mitigation", icon=":material/healing:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/failures.py", title="Failure cases", icon=":material/troubleshoot:"),

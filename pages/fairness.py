@@ -92,6 +92,14 @@ heat = cached_plot("added_heatmap", grid, f"{what}{' · ' + gap_label if gap_lab
                    f"<br><sup>{star}</sup>",
                    higher_is_worse=run.level.higher_is_worse, level_label=run.level_label, flagged=collapsed)
 chart(st, "added-bias", heat, width="stretch", run=run)
+if len(family):  # where this map's stars stand in their family: a family's q < 0.05 may all lie on other maps
+    tested = agg[(agg.family == family.iloc[0]) & agg.p_value.notna()]
+    found, here = int((tested.q_value < 0.05).sum()), int((grid.q_value < 0.05).sum())
+    st.caption(f"★ on this map: {here} cell{'' if here == 1 else 's'}. In the whole {family.iloc[0]} family "
+               f"{found} of {len(tested)} tests have q < 0.05"
+               + (": Weak subgroups ranks where they are." if found > here else "."))
+    if found > here:
+        st.page_link("pages/discovery.py", label="Open Weak subgroups", icon=":material/manage_search:")
 if signed:
     st.caption("Colour: red where the first group's value rose relative to the other's, blue where it fell; the "
                "colour range is set by the widest interval. Whether that widens the gap depends on the difference "

@@ -433,8 +433,8 @@ def test_no_page_shows_a_raw_metric_id_in_a_table(built_store, mri_store, monkey
     at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
     added = next(d for d in at.dataframe if "change [95 % CI]" in d.value.columns)
     assert "reconstructed − clean" in json.loads(added.proto.columns)["change [95 % CI]"]["help"].lower()
-    for page in ("pages/home.py", "pages/overview.py", "pages/fairness.py", "pages/mitigation.py", "pages/compare.py",
-                 "pages/posterior.py", "pages/run.py", "pages/failures.py"):
+    for page in ("pages/home.py", "pages/overview.py", "pages/fairness.py", "pages/discovery.py", "pages/mitigation.py",
+                 "pages/compare.py", "pages/posterior.py", "pages/run.py", "pages/failures.py"):
         at.switch_page(page).run()
         assert not at.exception, page
         seen += assert_tables_speak_plainly(at, metrics, page)
@@ -451,7 +451,7 @@ def test_no_page_shows_a_raw_metric_id_in_a_table(built_store, mri_store, monkey
     seen += assert_tables_speak_plainly(at, metrics, "failures, diffusion")
     store, key, cache = mri_store
     metrics = metric_ids(store, key)
-    for page in ("pages/overview.py", "pages/fairness.py", "pages/failures.py"):
+    for page in ("pages/overview.py", "pages/fairness.py", "pages/discovery.py", "pages/failures.py"):
         at = run_page(page, str(store.path), monkeypatch, str(cache))
         seen += assert_tables_speak_plainly(at, metrics, f"MRI {page}")
     at.radio(key="fail_rank").set_value("dice").run()  # cases by Dice drop

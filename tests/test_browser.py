@@ -18,7 +18,8 @@ from recon_core.store import queries
 from tests.browser_support import BROWSER, OUT, pick, settled, start_server
 
 pytestmark = BROWSER
-PAGES = {"home": "Tandem", "overview": "Overview", "fairness": "Fairness", "mitigation": "Mitigation",
+PAGES = {"home": "Tandem", "overview": "Overview", "fairness": "Fairness", "discovery": "Weak subgroups",
+         "mitigation": "Mitigation",
          "compare": "Compare reconstructors", "failures": "Failure cases", "posterior": "Uncertainty & hallucinations",
          "run": "Run a study"}
 HELPERS = ("routing", "data", "sidebar", "figures", "tables", "ui", "common")
@@ -168,7 +169,7 @@ def test_any_page_opened_first_on_a_fresh_server_renders_through_the_app(built_s
         page.goto(url if name == "home" else f"{url}/{name}")
         page.get_by_role("heading", name=PAGES[name], exact=True).first.wait_for(timeout=60_000)
         nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
-        assert all(title in nav for title in ("Home", "Overview", "Fairness", "Mitigation", "Compare",
+        assert all(title in nav for title in ("Home", "Overview", "Fairness", "Weak subgroups", "Mitigation", "Compare",
                                               "Failure cases", "Uncertainty & hallucinations", "Run"))
         assert not any(h in nav.split() for h in HELPERS)
         assert page.locator('[data-testid="stException"]').count() == 0
