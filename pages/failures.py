@@ -137,7 +137,7 @@ def cached_case(config_json: str, checkpoint_dir: str, image_id: str, reconstruc
 
 GRID, GRID_COLUMNS = 12, 6  # the worst cases shown as pictures: two rows of six
 WRONG_WAY = "change towards a wrong call"
-SHOWN = 360  # workbench pictures are enlarged (pixel by pixel) to at least this many pixels wide
+SHOWN = 256  # workbench pictures are enlarged (pixel by pixel) to at least this many pixels wide
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -158,7 +158,7 @@ def move_case(case_key: str, case_ids: list[str], by: int) -> None:
 
 def picture(where, rgb: np.ndarray, caption: str) -> None:
     """A workbench picture, enlarged pixel by pixel and sent as PNG (a few ms, where a plotly figure is ~50)."""
-    where.image(overlays.png(overlays.enlarge(rgb, SHOWN)), caption=caption, width="stretch")
+    where.image(overlays.png(overlays.enlarge(rgb, SHOWN)), caption=caption, width="stretch", output_format="PNG")
 
 
 @st.fragment
@@ -168,24 +168,22 @@ def workbench(case: Case, maps: np.ndarray, recon: str, method: str, evidence: s
     A fragment: moving one of its sliders redraws these pictures only, not the page around them.
     """
     clean, rebuilt = overlays.gray_rgb(case.clean), overlays.gray_rgb(case.reconstructed)
-    left, right = st.columns(2)
-    share = left.slider("Before / after: reconstruction shown", 0, 100, 50, step=5, format="%d %%",
-                        key="fail_wipe", help="The share of the width, from the right, that shows the "
-                                              "reconstruction; the rest is the clean image.")
-    picture(left, overlays.wipe(overlays.enlarge(clean, SHOWN), overlays.enlarge(rebuilt, SHOWN), share / 100),
+    s1, s2, s3 = st.columns(3)
+    share = s1.slider("Before / after: reconstruction shown", 0, 100, 50, step=5, format="%d %%", key="fail_wipe",
+                      help="The share of the width, from the right, that shows the reconstruction; the rest is the "
+                           "clean image.")
+    opacity = s2.slider("Attribution opacity", 0, 100, 60, step=5, format="%d %%", key="fail_opacity")
+    threshold = s3.slider("Attribution threshold (quantile)", 0.0, 1.0, 0.8, step=0.05, key="fail_threshold",
+                          help="Only the pixels above this quantile of the map are painted: 0.8 shows the top 20 %.")
+    p1, p2, p3, p4 = st.columns(4)
+    picture(p1, overlays.wipe(overlays.enlarge(clean, SHOWN), overlays.enlarge(rebuilt, SHOWN), share / 100),
             f"clean ← | → {recon}")
     error = np.abs(case.reconstructed - case.clean)
-    right.markdown(f"**|{recon} − clean|**")
-    picture(right, overlays.error_map(case.clean, case.reconstructed, plots.LOOKUPS["error"]),
-            f"black 0 → pale yellow ≥ {overlays.ERROR_TOP:g} (pixel values in [0, 1]); largest here "
-            f"{error.max():.3f}, mean {error.mean():.3f}")
-    o1, o2 = st.columns(2)
-    opacity = o1.slider("Attribution opacity", 0, 100, 60, step=5, format="%d %%", key="fail_opacity")
-    threshold = o2.slider("Attribution threshold (quantile)", 0.0, 1.0, 0.8, step=0.05, key="fail_threshold",
-                          help="Only the pixels above this quantile of the map are painted: 0.8 shows the top 20 %.")
-    c1, c2 = st.columns(2)
-    for where, image, attribution, road in ((c1, case.clean, maps[0], "clean"),
-                                            (c2, case.reconstructed, maps[1], recon)):
+    picture(p2, overlays.error_map(case.clean, case.reconstructed, plots.LOOKUPS["error"]),
+            f"|{recon} − clean|: black 0 → pale yellow ≥ {overlays.ERROR_TOP:g} (pixel values in [0, 1]); largest "
+            f"here {error.max():.3f}, mean {error.mean():.3f}")
+    for where, image, attribution, road in ((p3, case.clean, maps[0], "clean"),
+                                            (p4, case.reconstructed, maps[1], recon)):
         picture(where, overlays.overlay(image, attribution, opacity / 100, threshold, plots.LOOKUPS["map"]),
                 f"{method} on {road}")
     st.caption(f"{method} of {evidence}, painted (viridis: dark low, yellow high; each map scaled to its own "
@@ -314,9 +312,10 @@ st.caption(f"The {len(worst)} worst of {len(view)} cases under these filters (re
 for start in range(0, len(worst), GRID_COLUMNS):
     for column, case_id in zip(st.columns(GRID_COLUMNS), worst[start:start + GRID_COLUMNS], strict=False):
         if replayer is not None:
-            column.image(thumbnail(key, options.image_id.iloc[by_id[case_id]], replayer), width="stretch")
+            column.image(thumbnail(key, options.image_id.iloc[by_id[case_id]], replayer), width="stretch",
+                         output_format="PNG")
         column.button(short(case_id), key=f"fail_open_{by_id[case_id]}", on_click=open_case,
-                      args=(case_key, case_id), width="stretch", type="tertiary")
+                      args=(case_key, case_id), width="stretch", type="tertiary", wrap=True)
 
 st.markdown(f"**Every case ({len(view)})**, {order.split(' (')[0]}")
 show(view[columns].rename(columns={"wrong_way": WRONG_WAY}), hide_index=True, width="stretch", height=260)
