@@ -9,7 +9,7 @@ import pytest
 from recon_core import failures
 from recon_core.explain import overlays
 from recon_core.metrics.uncertainty import spearman_rows
-from recon_core.plots import LOOKUPS
+from recon_core.plots import ERROR_MAX, LOOKUPS
 
 RNG = np.random.default_rng(7)
 IMAGE = RNG.uniform(0, 1, (16, 20))
@@ -75,6 +75,7 @@ def test_error_map_runs_from_zero_to_the_stated_top():
     assert np.array_equal(painted[0, 2], table[255]) and np.array_equal(painted[0, 3], table[255])  # clipped
     with pytest.raises(ValueError, match="positive"):
         overlays.colourize(recon, 0.0, table)
+    assert overlays.ERROR_TOP == ERROR_MAX  # one error scale on every page
 
 
 def test_spread_vs_error_counts_the_error_where_the_spread_is_high():
