@@ -15,7 +15,7 @@ from recon_core import paths, plots, results, tables
 from recon_core.cohorts import CohortError
 from recon_core.explain import overlays
 from recon_core.explain.attributions import attribute, methods_for
-from recon_core.failures import step, with_sample_range, worst_first
+from recon_core.explain.cases import step, with_sample_range, worst_first
 from recon_core.fairness.flips import flip_rates, flip_table
 from recon_core.metrics import catalogue
 from recon_core.models.checkpoints import CheckpointError

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pages.ui.sidebar import scoped
-from recon_core import failures
+from recon_core.explain.cases import worst_first
 from recon_core.fairness.flips import flip_table
 from recon_core.store import CLEAN, queries
 from tests.test_app import run_page
@@ -40,7 +40,7 @@ def test_grid_shows_the_worst_cases_first_and_opens_one_with_a_click(workbench):
     thresholds = queries.thresholds(store, key)
     table = flip_table(queries.image_rows(store, key, CLEAN, 0.0), queries.image_rows(store, key, "none", 300.0),
                        sorted(thresholds), thresholds)
-    expected = failures.worst_first(table).head(12)
+    expected = worst_first(table).head(12)
     buttons = grid_buttons(at)
     assert [b.label.split(" · ")[0] for b in buttons] == expected.image_id.tolist()
     assert [b.label.split(" · ")[1].split()[0] for b in buttons] == expected.label.tolist()

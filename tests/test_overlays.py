@@ -1,4 +1,4 @@
-"""The failure-case workbench's image arithmetic (recon_core.explain.overlays) and case order (recon_core.failures)."""
+"""The failure-case workbench's arithmetic: pictures (recon_core.explain.overlays), case order (explain.cases)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recon_core import failures
-from recon_core.explain import overlays
+from recon_core.explain import cases, overlays
 from recon_core.metrics.uncertainty import spearman_rows
 from recon_core.plots import ERROR_MAX, LOOKUPS
 
@@ -119,7 +118,7 @@ FLIPS = pd.DataFrame({"image_id": ["a", "b", "c", "d", "a"], "label": ["x", "x",
 
 
 def test_worst_first_orders_by_the_change_towards_a_wrong_call():
-    ranked = failures.worst_first(FLIPS)
+    ranked = cases.worst_first(FLIPS)
     assert list(zip(ranked.image_id, ranked.label, strict=True)) == [("a", "x"), ("a", "y"), ("b", "x"), ("d", "x"),
                                                                      ("c", "x")]
     assert ranked.wrong_way.tolist() == pytest.approx([0.6, 0.6, 0.3, -0.1, -0.2])  # d, c moved the right way
@@ -127,17 +126,17 @@ def test_worst_first_orders_by_the_change_towards_a_wrong_call():
 
 def test_step_wraps_round_and_starts_from_the_first_case():
     ids = ["a", "b", "c"]
-    assert failures.step(ids, "a", 1) == "b" and failures.step(ids, "c", 1) == "a"
-    assert failures.step(ids, "a", -1) == "c" and failures.step(ids, "gone", 1) == "a"
+    assert cases.step(ids, "a", 1) == "b" and cases.step(ids, "c", 1) == "a"
+    assert cases.step(ids, "a", -1) == "c" and cases.step(ids, "gone", 1) == "a"
     with pytest.raises(ValueError, match="no case"):
-        failures.step([], None, 1)
+        cases.step([], None, 1)
 
 
 def test_with_sample_range_adds_the_samples_lowest_and_highest_score():
     scores = pd.DataFrame({"finding": ["nodule", "effusion"], "clean": [0.2, 0.1], "reconstructed": [0.9, 0.1]})
     samples = pd.DataFrame({"image_id": "a", "draw": [0, 1, 0, 1], "name": ["nodule", "nodule", "effusion", "effusion"],
                             "value": [0.7, 0.95, 0.05, 0.3]})
-    table = failures.with_sample_range(scores, samples)
+    table = cases.with_sample_range(scores, samples)
     assert table["samples' lowest"].tolist() == [0.7, 0.05] and table["samples' highest"].tolist() == [0.95, 0.3]
     assert table.samples.tolist() == [2, 2]
-    assert failures.with_sample_range(scores, samples.iloc[:0]).equals(scores)
+    assert cases.with_sample_range(scores, samples.iloc[:0]).equals(scores)
