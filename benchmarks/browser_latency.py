@@ -263,6 +263,16 @@ def next_option(label: str) -> Callable[[Page, int], None]:
     return change
 
 
+def nudge(label: str) -> Callable[[Page, int], None]:
+    """A change that moves the slider `label` one step by keyboard: right, left, right, …"""
+    def change(page: Page, i: int) -> None:
+        slider = widget(page, "stSlider", label).get_by_role("slider")
+        slider.focus()
+        arm(page)
+        slider.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
+    return change
+
+
 def show_every_case(page: Page) -> None:
     """Failure cases: when no case is listed, shows every case rather than only lost or invented findings."""
     if labelled(page, "stSelectbox", "Case").count() == 0:
@@ -280,6 +290,7 @@ INTERACTIONS: list[tuple[str, str, Callable[[Page, int], None]]] = [
     ("Fairness: metric", "fairness", switch_between("Metric", lambda options: options[:2])),
     ("Compare: test image", "compare", next_option("Test image")),
     ("Failure cases: case", "failures", next_option("Case")),
+    ("Failure cases: before/after slider", "failures", nudge("Before / after: reconstruction shown")),
 ]
 """(name, page path, the i-th change): the changes timed, in order."""
 
@@ -309,13 +320,13 @@ def measure(page: Page, url: str, modality: str, name: str, path: str, change: C
 
 def report(results: list[Result], repeats: int) -> None:
     """Prints one line per interaction: first, median and max ms, and how often "Running…" showed."""
-    print(f"{'interaction':<36}{'first ms':>10}{'median ms':>11}{'max ms':>9}  Running… shown   ({repeats} repeats)")
+    print(f"{'interaction':<44}{'first ms':>10}{'median ms':>11}{'max ms':>9}  Running… shown   ({repeats} repeats)")
     for result in results:
         name, first, median, worst = result.row()
         if result.skipped:
-            print(f"{name:<36}  skipped: {result.skipped}")
+            print(f"{name:<44}  skipped: {result.skipped}")
         else:
-            print(f"{name:<36}{first:>10.0f}{median:>11.0f}{worst:>9.0f}  {result.running_shown}/{repeats}")
+            print(f"{name:<44}{first:>10.0f}{median:>11.0f}{worst:>9.0f}  {result.running_shown}/{repeats}")
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]:

@@ -6,7 +6,9 @@ the caches warm or cold) and not the browser's paint. Target: under 300 ms for c
     python -m benchmarks.page_latency --store data/cache/tandem.duckdb [--modality xray|mri] [--repeats 7]
 
 The first per-group metric the Fairness page offers is switched with TPR; the modality's own
-default metric is the first of its run's group metrics.
+default metric is the first of its run's group metrics. The failure-case workbench's rows open
+the page a second time (the run's models are loaded by then), move its before/after slider and
+step between two cases (the first step replays a case not seen yet: its max).
 """
 
 from __future__ import annotations
@@ -83,6 +85,13 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
     groups = alternate("age_band", "sex", args.repeats)
     measure("Failure cases: change grouping", "pages/failures.py",
             lambda a: a.selectbox(key=scoped("attribute", key)).set_value(next(groups)).run())
+    at.switch_page("pages/overview.py").run()  # away and back: the next row's open is a return to the page
+    wipes = alternate(20, 80, args.repeats)
+    measure("Failure cases: move before/after", "pages/failures.py",
+            lambda a: a.slider(key="fail_wipe").set_value(next(wipes)).run())
+    steps = alternate("fail_next", "fail_previous", args.repeats)  # the first step replays a new case
+    measure("Failure cases: next/previous case", "pages/failures.py",
+            lambda a: a.button(key=next(steps)).click().run())
     print(f"{'interaction':<34}{'open page ms':>14}{'median ms':>11}{'max ms':>9}   ({args.repeats} repeats)")
     for name, opening, median, worst in rows:
         print(f"{name:<34}{opening:>14.0f}{median:>11.0f}{worst:>9.0f}")
