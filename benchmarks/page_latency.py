@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
     groups = alternate("age_band", "sex", args.repeats)
     measure("Failure cases: change grouping", "pages/failures.py",
             lambda a: a.selectbox(key=scoped("attribute", key)).set_value(next(groups)).run())
+    toggles = alternate(False, True, args.repeats)
+    measure("Weak subgroups: one attribute", "pages/discovery.py",
+            lambda a: a.toggle(key=scoped("disc_one_attribute", key)).set_value(next(toggles)).run())
     at.switch_page("pages/overview.py").run()  # away and back: the next row's open is a return to the page
     wipes = alternate(20, 80, args.repeats)
     measure("Failure cases: move before/after", "pages/failures.py",

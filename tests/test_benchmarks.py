@@ -64,7 +64,7 @@ def test_page_latency_on_the_tiny_store(built_store, monkeypatch):
     monkeypatch.setenv("TANDEM_CACHE", str(cache))
     monkeypatch.setenv("TANDEM_STORE", str(store.path))  # the benchmark sets it; restored after the test
     rows = page_latency.main(["--store", str(store.path), "--repeats", "1"])
-    assert len(rows) == 7 and all(median > 0 for _, _, median, _ in rows)
+    assert len(rows) == 8 and all(median > 0 for _, _, median, _ in rows)
 
 
 @pytest.mark.skipif(bool(os.environ.get("TANDEM_SKIP_BROWSER")) and not os.environ.get("CI"),
