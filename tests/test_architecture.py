@@ -27,7 +27,7 @@ LAYERS = (
     ("physics", "cohorts", "metrics", "models"),
     ("reconstructors", "diagnostics", "fairness", "explain", "plots"),
     ("modalities", "mitigation", "store"),
-    ("config_loader", "runner", "results", "findings", "tables", "discovery", "report", "builds"),
+    ("config_loader", "runner", "results", "findings", "tables", "discovery", "exports", "report", "builds"),
     ("cli", "__main__"),
 )
 """recon_core's rooms from the bottom of the flow up: a module imports from its own layer or the ones below."""
