@@ -15,6 +15,7 @@ from pages.ui.sidebar import scoped
 from recon_core import findings, results
 from recon_core.metrics import catalogue
 from recon_core.modalities.mri import MRI
+from recon_core.modalities.xray import XRay
 from recon_core.store import queries
 from tests.conftest import ROOT
 
@@ -227,7 +228,7 @@ def test_sidebar_choices_are_kept_per_modality_across_pages_that_do_not_draw_the
                 at.selectbox(key=scoped("attribute", key)).value)
 
     at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
-    for modality, key in (("xray", xray), (MRI.name, mri)):
+    for modality, key in ((XRay.name, xray), (MRI.name, mri)):
         at.selectbox(key="modality").set_value(modality).run()
         recons, levels, level, attribute = picks[key]
         at.multiselect(key=scoped("reconstructors", key)).set_value(recons).run()
@@ -240,11 +241,11 @@ def test_sidebar_choices_are_kept_per_modality_across_pages_that_do_not_draw_the
         assert not at.exception, page
         if page not in ("pages/home.py", "pages/run.py"):  # those two draw no sidebar choices
             assert at.selectbox(key="modality").value == MRI.name and shown(mri) == picks[mri], page
-    at.selectbox(key="modality").set_value("xray").run()
+    at.selectbox(key="modality").set_value(XRay.name).run()
     assert shown(xray) == picks[xray]  # the X-ray run's choices, kept while MRI was shown on other pages
     at.switch_page("pages/home.py").run()
     at.switch_page("pages/overview.py").run()
-    assert at.selectbox(key="modality").value == "xray" and shown(xray) == picks[xray] and not at.exception
+    assert at.selectbox(key="modality").value == XRay.name and shown(xray) == picks[xray] and not at.exception
 
 
 def test_a_level_the_store_does_not_hold_for_a_reconstructor_gets_a_message(built_store, monkeypatch, tmp_path):
