@@ -72,8 +72,8 @@ choice = sidebar_choices(agg, run)
 chosen, levels, level, attribute = choice.reconstructors, choice.levels, choice.level, choice.attribute
 attr_text = attribute_label(attribute).lower()
 
-worst = run.worst_level(levels) if levels else None  # the known-truth sentence is about the most degraded level
-checks = {r: data.hallucination_rates(key, r, float(worst), (attribute,)) for r in chosen} if levels else {}
+worst = run.worst_level(levels)  # the known-truth sentence is about the most degraded level shown
+checks = {r: data.hallucination_rates(key, r, float(worst), (attribute,)) for r in chosen}  # shared with Uncertainty
 found = findings.study_findings(agg, run, chosen, levels, checks, attribute)
 if found:
     panel = st.container(border=True, key="findings")  # what the study shows, in words, before any chart

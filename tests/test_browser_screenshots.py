@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,9 +140,9 @@ def shoot(page, path: Path) -> tuple[int, int]:
 def test_every_page_is_photographed_at_1440_wide(target, browser):
     """One PNG per page (per modality where the page draws the run picker), each page's heading shown, no error."""
     modalities = results.runs(target.store).drop_duplicates("modality").sort_values("modality")
-    target.folder.mkdir(parents=True, exist_ok=True)
-    for old in target.folder.glob("*.png"):  # a page no longer in the app leaves no stale picture
-        old.unlink()
+    staging = target.folder.with_name(f"{target.folder.name}.new")  # a run that fails midway leaves the old set
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     proc, url = start_server(target.store, target.cache)
     context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
     page = context.new_page()
@@ -164,15 +165,21 @@ def test_every_page_is_photographed_at_1440_wide(target, browser):
                 drawn(page)
                 assert page.locator('[data-testid="stException"]').count() == 0, name
                 assert heading.is_visible(), name
-                width, height = shoot(page, target.folder / f"{name}.png")
+                width, height = shoot(page, staging / f"{name}.png")
                 assert width == WIDTH and height >= HEIGHT, (name, width, height)
                 shots.append(name)
     finally:
         context.close()
         proc.terminate()
         proc.wait(timeout=20)
-    assert sorted(p.stem for p in target.folder.glob("*.png")) == sorted(shots)
     assert len(shots) >= len(app_pages())
+    target.folder.mkdir(parents=True, exist_ok=True)
+    for stale in target.folder.glob("*.png"):  # a page no longer in the app leaves no stale picture
+        stale.unlink()
+    for shot in staging.glob("*.png"):
+        shot.replace(target.folder / shot.name)
+    staging.rmdir()
+    assert sorted(p.stem for p in target.folder.glob("*.png")) == sorted(shots)
 
 
 @pytest.fixture(scope="module")

@@ -132,8 +132,7 @@ def test_hallucination_finding_quotes_the_known_truth_check_most_often_first(bui
             if np.isfinite(rate):
                 assert numbers[f"{kind}@{top}:{grp}"] == pytest.approx(rate)
         # the rest in falling order, as the sentence lists them
-        positions = [text.index(f" {r} {100 * stored[r]:.1f} %") for r in ranked[1:]
-                     if f" {r} {100 * stored[r]:.1f} %" in text]
+        positions = [text.index(f" {r} {100 * stored[r]:.1f} %") for r in ranked[1:]]  # each one named
         assert positions == sorted(positions)
     assert findings.study_findings(agg, run, checks={})[-1].kind == "added_bias"  # no checks handed over: no sentence
     unavailable = {r: results.HallucinationCheck(c.rates.iloc[:0], "no sites") for r, c in checks.items()}
