@@ -12,6 +12,7 @@ from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import attribute_label, page_run, scoped, sidebar_choices
 from pages.ui.tables import show
 from recon_core import exports, findings, plots, results
+from recon_core.fairness import flips
 from recon_core.report import build_report, slides_inputs
 from recon_core.store import CLEAN
 
@@ -159,7 +160,25 @@ if clean_examples.empty:
     st.info("No example images stored for this run.")
     st.stop()
 image_ids = sorted(clean_examples.image_id.unique())
-image_id = st.selectbox("Test image", image_ids, key=scoped("example", key))
+thresholds = data.thresholds(key)
+
+
+def changed(example: str) -> pd.DataFrame:
+    """The calls the chosen reconstructions at the level in focus changed on one example: lost or invented."""
+    scores = data.image_scores(key, example)
+    scores = scores[(scores.reconstructor == CLEAN) | (scores.reconstructor.isin(chosen) & (scores.level == level))]
+    return flips.changed_calls(scores, thresholds, CLEAN)
+
+
+calls = {i: changed(i) for i in image_ids}
+by_reconstruction = {i: int((~c.reconstructor.isin(run.returns_degraded)).sum()) for i, c in calls.items()}
+example_key = scoped("example", key)
+if example_key not in st.session_state:  # open on the first example whose call a reconstruction changes
+    st.session_state[example_key] = next((i for i in image_ids if by_reconstruction[i]), image_ids[0])
+image_id = st.selectbox("Test image", image_ids, key=example_key,
+                        format_func=lambda i: f"{i} · ⚠ a reconstruction changes {by_reconstruction[i]} "
+                                              f"call{'s' if by_reconstruction[i] > 1 else ''}"
+                        if by_reconstruction[i] else i)
 mine = clean_examples[clean_examples.image_id == image_id].set_index("kind").pixels
 
 
@@ -198,3 +217,10 @@ if len(scores):
     st.caption("Classifier probability per finding (truth: 1 present, 0 absent)")
     show(wide.assign(truth=target), width="stretch",
          column_config={c: st.column_config.NumberColumn(format="%.2f") for c in [*wide, "truth"]})
+    if len(calls[image_id]):  # an invented or lost finding is said, not left to be read off the table
+        st.warning("\n".join(
+            f"- **{c.reconstructor}**{' (the degraded image)' if c.reconstructor in run.returns_degraded else ''} "
+            f"{'invents' if c.kind == 'invented' else 'loses'} **{c.label}**: {c.score:.2f} against "
+            f"{c.clean_score:.2f} on the clean image (threshold {c.threshold:.2f}; "
+            f"truth: {'present' if c.target == 1 else 'absent'})"
+            for c in calls[image_id].itertuples()), icon=":material/warning:")

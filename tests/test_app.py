@@ -607,3 +607,28 @@ def test_mitigation_page_on_mri_judges_the_dice_gap_against_dice(mri_store, monk
     assert set(at.dataframe[-1].value.reconstructor) == {"unet", "unet+eodd"}
     at.radio(key=scoped("mit_task", key)).set_value("auroc").run()
     assert not at.exception and "grade AUROC [95 % CI]" in at.dataframe[-1].value.columns
+
+
+def test_overview_opens_on_an_example_whose_call_a_reconstruction_changes(built_store, monkeypatch):
+    store, key, cache = built_store
+    at = run_page("pages/overview.py", str(store.path), monkeypatch, str(cache))
+    run = results.run_view(store, key)
+    level = at.select_slider(key=scoped("level", key)).value
+    thresholds = queries.thresholds(store, key)
+    flagged = []
+    for image_id in sorted(queries.examples(store, key, "clean", 0.0).image_id.unique()):
+        scores = queries.image_scores(store, key, image_id)
+        scores = scores[(scores.reconstructor == "clean") | (scores.level == level)]
+        clean = scores[scores.reconstructor == "clean"].set_index("label")
+        for row in scores[(scores.reconstructor != "clean") & ~scores.reconstructor.isin(run.returns_degraded)
+                          ].itertuples():  # the calls, made here without the flips module
+            before, now = clean.score[row.label] >= thresholds[row.label], row.score >= thresholds[row.label]
+            if (row.target == 0 and not before and now) or (row.target == 1 and before and not now):
+                flagged.append(image_id)
+    picker = at.selectbox(key=scoped("example", key))
+    said = any(("invents" in w.value or "loses" in w.value) for w in at.warning)
+    if flagged:
+        assert picker.value == sorted(flagged)[0]  # the first example a reconstruction changes a call on
+        assert "⚠ a reconstruction changes" in picker.format_func(picker.value) and said
+    else:  # no example flips at this level: the first one, nothing flagged
+        assert picker.value == picker.options[0] and "⚠" not in " ".join(picker.options) and not said

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recon_core.fairness.flips import flip_rates, flip_table
+from recon_core.fairness.flips import changed_calls, flip_rates, flip_table
 
 
 def frames():
@@ -39,3 +39,20 @@ def test_flip_rates_per_group():
     overall = rates[rates.attribute == "all"].set_index("kind")
     assert overall.loc["lost", "rate"] == pytest.approx(1 / 3)
     assert overall.loc["lost", "ci_low"] <= 1 / 3 <= overall.loc["lost", "ci_high"]
+
+
+def test_changed_calls_names_only_new_errors_largest_change_first():
+    rows = [("clean", 0.0, "nodule", 0.24, 0), ("clean", 0.0, "effusion", 0.90, 1), ("clean", 0.0, "mass", 0.70, 0),
+            ("diffusion", 100.0, "nodule", 0.99, 0),   # absent, not called on clean, called now: invented
+            ("diffusion", 100.0, "effusion", 0.20, 1),  # present, called on clean, missed now: lost
+            ("diffusion", 100.0, "mass", 0.20, 0),      # a false alarm removed: not an error, not listed
+            ("unet", 100.0, "nodule", 0.45, 0),         # under the threshold: unchanged
+            ("unet", 100.0, "effusion", 0.95, 1)]
+    scores = pd.DataFrame(rows, columns=["reconstructor", "level", "label", "score", "target"])
+    thresholds = {"nodule": 0.5, "effusion": 0.5, "mass": 0.5}
+    calls = changed_calls(scores, thresholds, "clean")
+    assert list(zip(calls.reconstructor, calls.label, calls.kind, strict=True)) == [("diffusion", "nodule", "invented"),
+                                                                       ("diffusion", "effusion", "lost")]
+    assert calls.clean_score.tolist() == [0.24, 0.90] and calls.threshold.tolist() == [0.5, 0.5]
+    assert changed_calls(scores[scores.reconstructor == "clean"], thresholds, "clean").empty
+    assert changed_calls(scores, {"other": 0.5}, "clean").empty  # no threshold for a label: no call made

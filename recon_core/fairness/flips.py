@@ -76,3 +76,25 @@ def flip_rates(table: pd.DataFrame, attributes: Sequence[str], n_resamples: int 
             out.append(dict(kind=kind, attribute=attribute, grp=grp, rate=float(rate[0]), ci_low=lo, ci_high=hi,
                             flips=int(counts[kind][mask].sum()), of=int(counts[denominator][mask].sum())))
     return pd.DataFrame(out)
+
+
+def changed_calls(scores: pd.DataFrame, thresholds: dict[str, float], clean: str) -> pd.DataFrame:
+    """One image's findings whose call a reconstruction changed against the clean image's: lost or invented.
+
+    `scores` is the image's long table (reconstructor, level, label, score, target; the clean road named
+    `clean`); a call is score ≥ the label's threshold, as in `flip_table`. Only new errors are returned
+    (a present finding lost, an absent one invented), largest score change first, so an example that shows
+    a reconstruction inventing a finding can be pointed out where it is drawn.
+    """
+    columns = ["reconstructor", "level", "label", "kind", "clean_score", "score", "threshold", "target"]
+    before = scores[scores.reconstructor == clean].set_index("label").score
+    rows = scores[(scores.reconstructor != clean) & scores.label.isin(before.index)
+                  & scores.label.isin(list(thresholds))]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    rows = rows.assign(clean_score=rows.label.map(before).astype(float), threshold=rows.label.map(thresholds))
+    was, now = rows.clean_score >= rows.threshold, rows.score >= rows.threshold
+    kind = np.select([(rows.target == 1) & was & ~now, (rows.target == 0) & ~was & now], ["lost", "invented"], "")
+    changed = rows.assign(kind=kind)[kind != ""]
+    order = (changed.score - changed.clean_score).abs().sort_values(ascending=False).index
+    return changed.loc[order, columns].reset_index(drop=True)
