@@ -1,4 +1,5 @@
-"""Weak subgroups: every stored added group difference ranked by how large it plausibly is; the selection effect."""
+"""Weak subgroups: where reconstruction widens a stored group difference, ranked by how much it plausibly does; the
+narrowings and the degraded-image reference counted apart; the selection effect."""
 
 from __future__ import annotations
 
@@ -6,22 +7,20 @@ import streamlit as st
 
 from pages.ui import data
 from pages.ui.routing import ensure_routed
-from pages.ui.sidebar import attribute_label, page_run, scoped, sidebar_choices
+from pages.ui.sidebar import grouped_results, scoped, sidebar_choices
 from pages.ui.tables import show
-from recon_core import discovery, results
+from recon_core import discovery, exports, results
+from recon_core.tables import attribute_text
 
 ensure_routed("pages/discovery.py")
 
-# the stored ids the CSV download carries (the table shows them by human names)
-EXPORTED = ["rank", "reconstructor", "level", "attribute", "grp", "metric", "label", "statistic", "estimate", "ci_low",
-            "ci_high", "p_value", "q_value", "family", "first", "other", "n_first", "n_other", "pos_first",
-            "pos_other", "clean_diff", "recon_diff", "collapsed"]
-
 
 @st.cache_data(show_spinner="Ranking the stored group differences…", max_entries=8)
-def scanned(key: str, version: str) -> discovery.Discovery:
+def scanned(key: str, version: str, reference: tuple[str, ...]) -> discovery.Discovery:
     """Every candidate of the run, judged and ordered once per store version (filters then only narrow it)."""
-    return discovery.discover(data.aggregates(key), discovery.run_minimums(data.run_config(key)))
+    config = data.run_config(key)
+    return discovery.discover(data.aggregates(key), discovery.run_minimums(config), exports.ci_level(config),
+                              reference)
 
 
 def size_rules(found: discovery.Discovery) -> None:
@@ -34,36 +33,33 @@ def size_rules(found: discovery.Discovery) -> None:
 
 
 st.title("Weak subgroups")
-run = page_run()
+run, agg = grouped_results()
 key = run.key
-agg = data.aggregates(key)
-if not (agg.attribute != "all").any():
-    st.info("This run has no per-group results yet: its cells are still landing.")
-    st.stop()
 choice = sidebar_choices(agg, run)
 if run.statistics_outdated:
     st.warning(results.OUTDATED)
-st.caption("Where does reconstruction add the largest group difference? Every stored change of a signed group "
-           "difference (reconstructed − clean, paired) for each attribute or intersection, contrast, finding, "
-           "reconstructor and level of the sidebar's choice is ranked by its "
-           f"**{discovery.STATISTIC}**: the 95 % interval's bound nearest 0 when the interval excludes 0, else 0 "
-           "(ties: the smaller q first). Nothing is recomputed: these are the stored statistics.")
-one = st.toggle(f"Only subgroups by {attribute_label(choice.attribute).lower()} (the sidebar's choice)",
+one = st.toggle(f"Only subgroups by {attribute_text(choice.attribute).lower()} (the sidebar's choice)",
                 key=scoped("disc_one_attribute", key))
-found = discovery.select(scanned(key, data.version()), choice.reconstructors, choice.levels,
-                         [choice.attribute] if one else None)
+found = discovery.select(scanned(key, data.version(), tuple(run.returns_degraded)), choice.reconstructors,
+                         choice.levels, [choice.attribute] if one else None)
+st.caption("Where does reconstruction add the largest group difference? Each stored change of a signed group "
+           "difference (reconstructed − clean, paired) for each attribute or intersection, contrast, finding, "
+           "reconstructor and level of the sidebar's choice is judged. " + discovery.ranking_rule(found.level)
+           + " Nothing is recomputed: these are the stored statistics.")
+for line in discovery.apart_text(found):
+    st.caption(line)
 if found.ranked.empty:
     st.info(discovery.selection_effect(found, run.level.unit)[0])
     size_rules(found)
     st.stop()
-st.subheader(f"Ranked by the {discovery.STATISTIC}, largest first")
+st.subheader(f"Widenings ranked by the {discovery.STATISTIC}, largest first")
 if run.status != "done":
     st.caption(f"The run is {run.status}: q-values cover only the cells that finished (an incomplete family); they "
                "are recomputed when the run completes.")
 show(discovery.table(found), hide_index=True, width="stretch",
-     column_config={c: st.column_config.Column(help=h) for c, h in discovery.COLUMN_HELP.items()})
-st.download_button("Download the ranking (CSV)", found.ranked[EXPORTED].to_csv(index=False).encode(),
-                   "weak-subgroups.csv", "text/csv", key="dl_discovery")
+     column_config={c: st.column_config.Column(help=h) for c, h in discovery.column_help(found.level).items()})
+st.download_button("Download the ranking (CSV)", lambda: found.ranked[discovery.EXPORTED].to_csv(index=False).encode(),
+                   "weak-subgroups.csv", "text/csv", key="dl_discovery", on_click="ignore")
 with st.container(key="selection-effect"):
     st.subheader("The selection effect")
     for paragraph in discovery.selection_effect(found, run.level.unit):

@@ -8,9 +8,9 @@ import streamlit as st
 from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
-from pages.ui.sidebar import page_run, scoped, sidebar_choices
+from pages.ui.sidebar import grouped_results, scoped, sidebar_choices
 from pages.ui.tables import show
-from recon_core import results
+from recon_core import discovery, results
 from recon_core.metrics import catalogue
 from recon_core.store import CLEAN
 
@@ -26,12 +26,8 @@ def download(frame: pd.DataFrame, name: str, key: str) -> None:
 
 
 st.title("Fairness")
-run = page_run()
+run, agg = grouped_results()
 key = run.key
-agg = data.aggregates(key)
-if not (agg.attribute != "all").any():
-    st.info("This run has no per-group results yet: its cells are still landing.")
-    st.stop()
 
 choice = sidebar_choices(agg, run)
 level, attribute = choice.level, choice.attribute
@@ -92,13 +88,10 @@ heat = cached_plot("added_heatmap", grid, f"{what}{' · ' + gap_label if gap_lab
                    f"<br><sup>{star}</sup>",
                    higher_is_worse=run.level.higher_is_worse, level_label=run.level_label, flagged=collapsed)
 chart(st, "added-bias", heat, width="stretch", run=run)
-if len(family):  # where this map's stars stand in their family: a family's q < 0.05 may all lie on other maps
-    tested = agg[(agg.family == family.iloc[0]) & agg.p_value.notna()]
-    found, here = int((tested.q_value < 0.05).sum()), int((grid.q_value < 0.05).sum())
-    st.caption(f"★ on this map: {here} cell{'' if here == 1 else 's'}. In the whole {family.iloc[0]} family "
-               f"{found} of {len(tested)} tests have q < 0.05"
-               + (": Weak subgroups ranks where they are." if found > here else "."))
-    if found > here:
+stars = discovery.stars(agg, grid)  # a family's q < 0.05 may all lie on other maps
+if stars is not None:
+    st.caption(stars.text())
+    if stars.elsewhere:
         st.page_link("pages/discovery.py", label="Open Weak subgroups", icon=":material/manage_search:")
 if signed:
     st.caption("Colour: red where the first group's value rose relative to the other's, blue where it fell; the "

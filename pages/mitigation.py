@@ -8,10 +8,11 @@ import streamlit as st
 from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
-from pages.ui.sidebar import attribute_label, page_run, scoped, sidebar_choices
+from pages.ui.sidebar import page_run, scoped, sidebar_choices
 from pages.ui.tables import show
 from recon_core import results
 from recon_core.metrics import catalogue
+from recon_core.tables import attribute_text
 
 ensure_routed("pages/mitigation.py")
 
@@ -38,7 +39,7 @@ if not set(mitigated) & set(agg.reconstructor):
 
 choice = sidebar_choices(agg, run)
 attribute = choice.attribute
-attr_text = attribute_label(attribute).lower()
+attr_text = attribute_text(attribute).lower()
 shown = [v for v in mitigated if v in choice.reconstructors]
 if not shown:
     st.warning("None of the reconstructors picked in the sidebar is a mitigation variant; this run's variants: "

@@ -9,12 +9,13 @@ import streamlit as st
 from pages.ui import data
 from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
-from pages.ui.sidebar import attribute_label, page_run, scoped, sidebar_choices
+from pages.ui.sidebar import page_run, scoped, sidebar_choices
 from pages.ui.tables import show
 from recon_core import exports, findings, plots, results
 from recon_core.fairness import flips
 from recon_core.report import build_report, slides_inputs
 from recon_core.store import CLEAN
+from recon_core.tables import attribute_text
 
 ensure_routed("pages/overview.py")
 
@@ -71,7 +72,7 @@ failures_and_outside_models()
 
 choice = sidebar_choices(agg, run)
 chosen, levels, level, attribute = choice.reconstructors, choice.levels, choice.level, choice.attribute
-attr_text = attribute_label(attribute).lower()
+attr_text = attribute_text(attribute).lower()
 
 worst = run.worst_level(levels)  # the known-truth sentence is about the most degraded level shown
 checks = {r: data.hallucination_rates(key, r, float(worst), (attribute,)) for r in chosen}  # shared with Uncertainty

@@ -87,6 +87,11 @@ HELP = {
 """One line of help per shown column header (metric headers take the catalogue's description)."""
 
 
+def attribute_text(attribute: str) -> str:
+    """'sex×age_band' → 'Sex × age band': a subgroup attribute (or intersection) as a page names it."""
+    return " × ".join(part.replace("_", " ") for part in attribute.split("×")).capitalize()
+
+
 def human(column: str) -> str:
     """A stored column id as a page names it: 'image_id' → 'image', 'psnr' → 'PSNR (dB)'; other names unchanged."""
     if column in NAMES:

@@ -17,6 +17,7 @@ import streamlit as st
 from pages.ui import data
 from recon_core.results import RunView
 from recon_core.store import CLEAN
+from recon_core.tables import attribute_text
 
 KEPT = "_kept_choices"
 """Session slot that outlives widgets: Streamlit drops a widget's state on a page that does not draw it."""
@@ -75,11 +76,6 @@ def multiselect_growing(label: str, options: list, key: str, **kwargs) -> list:
     return value
 
 
-def attribute_label(attribute: str) -> str:
-    """'sex×age_band' → 'Sex × age band'."""
-    return " × ".join(part.replace("_", " ") for part in attribute.split("×")).capitalize()
-
-
 @dataclass(frozen=True)
 class Choices:
     """The sidebar's shared selection: what every results page shows."""
@@ -114,7 +110,7 @@ def sidebar_choices(agg: pd.DataFrame, run: RunView) -> Choices:
     attributes = sorted((a for a in agg.attribute.unique() if a not in ("all", "")),
                         key=lambda a: (a != "sex", "×" in a, a))
     _restore(attribute_key, attributes)
-    attribute = st.sidebar.selectbox("Subgroups by", attributes, key=attribute_key, format_func=attribute_label,
+    attribute = st.sidebar.selectbox("Subgroups by", attributes, key=attribute_key, format_func=attribute_text,
                                      on_change=_keep, args=(attribute_key,))
     _keep(attribute_key)
     if not chosen or not levels:
@@ -194,6 +190,17 @@ def page_run() -> RunView:
         st.page_link("pages/home.py", label="Go to Home", icon=":material/home:")
         st.stop()
     return run
+
+
+def grouped_results() -> tuple[RunView, pd.DataFrame]:
+    """The sidebar's run and its stored aggregates for a page of per-group results; without any per-group row yet
+    the page says so and stops."""
+    run = page_run()
+    agg = data.aggregates(run.key)
+    if not (agg.attribute != "all").any():
+        st.info("This run has no per-group results yet: its cells are still landing.")
+        st.stop()
+    return run, agg
 
 
 def reconstructed_cells(key: str) -> pd.DataFrame:
