@@ -31,6 +31,7 @@ from recon_core.metrics import catalogue
 from recon_core.modalities import Headline
 from recon_core.results import HallucinationCheck, RunView, interval_text, overall
 from recon_core.store import CLEAN
+from recon_core.tables import attribute_text
 
 TITLE = "What this study shows"
 """The panel's heading on Overview and in the report."""
@@ -249,7 +250,7 @@ def hallucinations(checks: Mapping[str, HallucinationCheck], run: RunView, level
         share = _percent(row.rate, row.ci_low, row.ci_high)
         sentences.append(f"on {top}'s images the diagnostic model {does} in {share} {among} "
                          f"({int(row['count'])} of {int(row['of'])}"
-                         + (f"; by {attribute.replace('_', ' ')}: {split}" if split else "") + ")"
+                         + (f"; by {attribute_text(attribute).lower()}: {split}" if split else "") + ")"
                          + (f"; then {others}" if others else "")
                          + (f"; without reconstruction, {reference}" if reference else ""))
     if not sentences:
