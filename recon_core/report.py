@@ -20,6 +20,7 @@ from PIL import Image
 from scipy import ndimage
 
 from recon_core import exports, findings, plots, results
+from recon_core.discovery import attribute_text
 from recon_core.metrics import catalogue
 from recon_core.store import CLEAN, Store, queries
 
@@ -68,36 +69,40 @@ def _examples(store: Store, run: results.RunView, reconstructors: Sequence[str],
 
 
 def report_figures(agg: pd.DataFrame, run: results.RunView, reconstructors: Sequence[str],
-                   levels: Sequence[float], attribute: str = "sex") -> list[go.Figure]:
-    """The report's charts from a run's aggregates: its headline curves and first gap's added-bias grid."""
+                   levels: Sequence[float], attribute: str = "sex") -> list[tuple[str, go.Figure]]:
+    """The report's charts from a run's aggregates: its headline curves and first gap's added-bias grid, each with
+    the `recon_core.plots` builder that drew it (its name says how the chart's intervals are drawn)."""
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
     clean = agg[agg.reconstructor == CLEAN]
     worse = run.level.higher_is_worse
     figures = []
     for curve in run.curves:
         base = results.overall(clean, curve.metric, curve.label)
-        figures.append(plots.metric_vs_level(results.overall(view, curve.metric, curve.label), curve.metric,
-                                             curve.title, curve.axis, run.level_label,
-                                             base.iloc[0] if len(base) else None, higher_is_worse=worse,
-                                             colours=run.colours))
-    figures += _added_heatmaps(view, run, attribute)
+        rows = results.overall(view, curve.metric, curve.label)
+        figures.append(("metric_vs_level", plots.metric_vs_level(
+            rows, curve.metric, curve.title, curve.axis, run.level_label, base.iloc[0] if len(base) else None,
+            higher_is_worse=worse, colours=run.colours)))
+    figures += [("added_heatmap", figure) for figure in _added_heatmaps(view, run, attribute)]
     return figures
 
 
 def slides_inputs(agg: pd.DataFrame, run: results.RunView, reconstructors: Sequence[str], levels: Sequence[float],
                   attribute: str, level: float, ci_level: float) -> dict:
     """The arguments of `plots.slides_figure` for a selection: the quality and first task curves over the levels,
-    the gap metrics by `attribute` at `level` (the clean road's too), the titles and the note of the run."""
+    the gap metrics by `attribute` at `level` (the clean road's too), the titles and the note of the run.
+
+    `level` need not be among `levels` (the curves'): its gaps are read from all of `agg`, as Overview's gap bars."""
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
     clean = agg[agg.reconstructor == CLEAN]
     quality, task = run.quality, run.tasks[0]
-    at_level = pd.concat([clean, view[view.level == level]])
+    at_level = pd.concat([clean, agg[agg.reconstructor.isin(reconstructors) & (agg.level == level)]])  # any level
     gaps = at_level[at_level.metric.isin([g.metric for g in run.gap_metrics]) & at_level.label.isin(["", "mean"])
                     & (at_level.attribute == attribute)]
     baselines = [results.overall(clean, c.metric, c.label) for c in (quality, task)]
     return dict(quality=results.overall(view, quality.metric, quality.label),
                 task=results.overall(view, task.metric, task.label), gaps=gaps,
-                titles=(quality.title, task.title, f"Gaps by {attribute} at {level:g} {run.level.unit}"),
+                titles=(quality.title, task.title,
+                        f"Gaps by {attribute_text(attribute).lower()} at {level:g} {run.level.unit}"),
                 axes=(quality.axis, task.axis, "gap between groups"), level_label=run.level_label,
                 title=f"{run.title}: image quality, task and subgroup gaps",
                 note=exports.note(run, "slides_figure", ci_level),
@@ -229,10 +234,8 @@ def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: 
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
     level = run.worst_level(levels) if level is None else level
     ci = exports.ci_level(queries.run_config(store, key))
-    figures = report_figures(agg, run, reconstructors, levels, attribute)
-    builders = ["metric_vs_level"] * len(run.curves) + ["added_heatmap"] * (len(figures) - len(run.curves))
     figures = [(f"report-chart-{i + 1}", plots.captioned(fig, exports.note(run, builder, ci)), plots.CHART_SIZE)
-               for i, (builder, fig) in enumerate(zip(builders, figures, strict=True))]
+               for i, (builder, fig) in enumerate(report_figures(agg, run, reconstructors, levels, attribute))]
     figures.append(("slides", plots.slides_figure(**slides_inputs(agg, run, reconstructors, levels, attribute,
                                                                   level, ci)), plots.SLIDES_SIZE))
     charts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False,

@@ -39,7 +39,7 @@ def tiny_figures(store, key: str) -> tuple[results.RunView, list]:
     task = results.overall(agg[agg.level == level], run.tasks[0].metric, run.tasks[0].label)
     cells = psnr.merge(task.rename(columns={"estimate": "y", "ci_low": "y_low", "ci_high": "y_high"}),
                        on=["reconstructor", "level"])
-    figures = [*report_figures(agg, run, chosen, levels), plots.slides_figure(**inputs),
+    figures = [*(f for _, f in report_figures(agg, run, chosen, levels)), plots.slides_figure(**inputs),
                plots.gap_bars(inputs["gaps"], "gaps", colours=run.colours),
                plots.group_forest(forest, "forest", "TPR", colours=run.colours),
                plots.quality_vs_task(cells, "PSNR", "AUROC", "cells", colours=run.colours)]
@@ -150,3 +150,30 @@ def test_a_cached_figures_captioned_copy_is_made_once_and_leaves_it_as_drawn():
     assert copy is cached.captioned("run demo · 0123abcd", "Fairness gaps")  # made once, then reused
     assert json.dumps(cached.to_dict()) == drawn and cached.layout.title.text == "Fairness gaps"
     assert copy.to_dict()["layout"]["title"]["text"] == "Fairness gaps<br><sup>run demo · 0123abcd</sup>"
+
+
+def test_the_slides_gap_panel_is_at_the_level_in_focus_even_off_the_curves(built_store):
+    """The level in focus (300) not among the curves' levels ([3000]): its gaps are still every chosen
+    reconstructor's at 300 (the panel held only the clean road's before), and the panel names the attribute in
+    words ('sex × age band', not the id 'sex×age_band')."""
+    store, key, _ = built_store
+    run = results.run_view(store, key)
+    agg = queries.aggregates(store, key)
+    chosen = list(run.reconstructors)
+    inputs = slides_inputs(agg, run, chosen, [3000.0], "sex×age_band", 300.0, 0.95)
+    gaps = inputs["gaps"]
+    assert set(gaps.reconstructor) == {CLEAN, *chosen}
+    assert set(gaps[gaps.reconstructor != CLEAN].level) == {300.0}
+    assert set(inputs["quality"].level) == {3000.0}  # the curves stay at the levels asked for
+    assert inputs["titles"][2] == "Gaps by sex × age band at 300 photons/pixel"
+
+
+def test_the_reports_charts_come_with_the_builder_that_drew_them(built_store):
+    """Each report chart is paired with its builder, so its note says how its intervals are drawn
+    (bands for a curve, none for a grid) however many grids there are."""
+    store, key, _ = built_store
+    run = results.run_view(store, key)
+    drawn = report_figures(queries.aggregates(store, key), run, list(run.reconstructors), [3000.0, 300.0])
+    kinds = {"metric_vs_level": "scatter", "added_heatmap": "heatmap"}
+    assert [kinds[builder] for builder, _ in drawn] == [figure.data[0].type for _, figure in drawn]
+    assert [b for b, _ in drawn][:len(run.curves)] == ["metric_vs_level"] * len(run.curves)
