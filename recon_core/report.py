@@ -185,10 +185,12 @@ def _posterior(store: Store, run: results.RunView, agg: pd.DataFrame, reconstruc
 
 
 def _hallucinations(store: Store, run: results.RunView, reconstructors: Sequence[str], attribute: str,
-                    level: float) -> str:
-    """The hallucination check at `level`: erased / invented rates per reconstructor, detector and group, with each
-    detector's rule in words; where the cohort has no known lesion sites, why not."""
-    checks = {r: results.hallucination_rates(store, run.key, r, level, [attribute]) for r in reconstructors}
+                    level: float, ci_level: float) -> str:
+    """The hallucination check at `level`: erased / invented rates per reconstructor, detector and group (intervals
+    at the run's `ci_level`), with each detector's rule in words; where the cohort has no known lesion sites, why
+    not."""
+    checks = {r: results.hallucination_rates(store, run.key, r, level, [attribute], ci_level=ci_level)
+              for r in reconstructors}
     shown = [results.hallucination_rows(c, r, level) for r, c in checks.items() if not c.unavailable]
     rules = next(iter(checks.values())).rules if checks else {}
     head = f"<h2>Hallucination check on known truth at {level:g} {html.escape(run.level.unit)}</h2>"
@@ -258,9 +260,10 @@ table.t{{border-collapse:collapse}} table.t td,table.t th{{padding:4px 8px;borde
 <p>{html.escape(run.title)} · run {html.escape(key)} · status {html.escape(run.status)} · reconstructors
 {html.escape(', '.join(reconstructors))} · {html.escape(run.level.name)} levels
 {html.escape(', '.join(f'{v:g}' for v in run.mildest_first(levels)))} {html.escape(run.level.unit)}.
-Intervals are 95 % paired bootstrap intervals over {html.escape(run.unit_text)}; "added" = reconstructed − clean.</p>
+Intervals are {exports.ci_text(ci)} over {html.escape(run.unit_text)} (paired bootstrap; a group's TPR and FPR: Wilson;
+a finding's AUROC on an unclustered cohort: DeLong); "added" = reconstructed − clean.</p>
 {_findings(store, agg, run, reconstructors, levels, attribute)}
-<h2>Per cell, with 95 % intervals</h2>
+<h2>Per cell, with {exports.ci_text(ci)}</h2>
 {_table(headline)}
 {''.join(charts[:-1])}
 <h2>Figure for slides</h2>
@@ -276,7 +279,7 @@ fixed-threshold decision, not a fairer model. {html.escape(results.TEST_NOTE)}</
 {f"<p><b>{html.escape(results.OUTDATED)}</b></p>" if run.statistics_outdated else ""}
 {_mitigation(store, run, reconstructors, levels, attribute)}
 {_posterior(store, run, agg, reconstructors, levels, attribute, level)}
-{_hallucinations(store, run, reconstructors, attribute, level)}
+{_hallucinations(store, run, reconstructors, attribute, level, ci)}
 <h2>Does image quality predict the task?</h2>
 {_correlations(store, run)}
 <h2>Example images at {level:g} {html.escape(run.level.unit)}</h2>
