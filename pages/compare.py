@@ -117,7 +117,8 @@ else:  # clean, degraded, then each reconstruction; their error maps in the rows
                for name, r, _ in roads if r not in run.returns_degraded]
     panels = rows_of(images) + [error_panel(name, c) for name, c in cases.items()]
 grid = cached_plot("image_grid", panels, columns=COLUMNS)
-chart(st, "compare-images", grid, width="stretch", run=run)
+chart(st, "compare-images", grid, width="stretch", run=run,
+      title=f"One image, clean, degraded and reconstructed at {choice.level:g} {run.level.unit}, with error maps")
 st.caption("Zoom or pan one image and the others follow. Error maps share one scale, 0 (black) to 0.25.")
 
 thresholds = data.thresholds(key)

@@ -11,7 +11,7 @@ from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import page_run, reconstructed_cells, scoped, sidebar_choices
 from pages.ui.tables import show
-from recon_core import paths, plots, results, tables
+from recon_core import exports, paths, plots, results, tables
 from recon_core.cohorts import CohortError
 from recon_core.explain import overlays
 from recon_core.explain.attributions import attribute, methods_for
@@ -40,9 +40,10 @@ def cached_flips(key: str, reconstructor: str, level: float, version: str) -> pd
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def cached_rates(key: str, reconstructor: str, level: float, version: str, attribute_name: str,
-                 label: str | None, seed: int) -> pd.DataFrame:
-    """Flip rates with CIs, keyed by the selection rather than by the (large) flip table."""
-    return flip_rates(cached_flips(key, reconstructor, level, version), [attribute_name], seed=seed, label=label)
+                 label: str | None, seed: int, ci_level: float) -> pd.DataFrame:
+    """Flip rates with CIs at the run's `ci_level`, keyed by the selection rather than by the (large) flip table."""
+    return flip_rates(cached_flips(key, reconstructor, level, version), [attribute_name], ci_level=ci_level,
+                      seed=seed, label=label)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -119,7 +120,8 @@ def uncertain_calls(key: str, recon: str, level: float, unit: str) -> None:
         panels = [(f"{recon} (mean of the samples)", images["reconstructed"], "image"),
                   ("one sample", images["sample0"], "image"), ("another sample", images["sample1"], "image"),
                   ("posterior std", images["uncertainty"], "error")]
-        chart(st, "uncertain-case", cached_plot("image_grid", panels, columns=4), width="stretch", run=run)
+        chart(st, "uncertain-case", cached_plot("image_grid", panels, columns=4), width="stretch", run=run,
+              title=f"{image_id}: {recon} at {level:g} {unit}, its samples and their spread")
 
 
 @st.cache_data(show_spinner="Replaying the case and computing attributions…", max_entries=64)
@@ -234,10 +236,11 @@ attribute_name = choice.attribute if all(p in table for p in choice.attribute.sp
 st.subheader(f"How often findings change, by {attribute_name} — {recon} at {level:g} {run.level.unit}")
 config = data.run_config(key) or {}
 rates = cached_rates(key, recon, float(level), version, attribute_name, None if label == "all" else label,
-                     int(config.get("seed", 0)))
+                     int(config.get("seed", 0)), data.ci_level(key))
 shown = rates[rates.attribute != "all"].rename(columns={"kind": "reconstructor", "rate": "estimate", "of": "n"})
 chart(st, "flip-rates", cached_plot("group_forest", shown,
-                                    "Share of present findings lost / absent findings invented (95 % CI)", "rate",
+                                    "Share of present findings lost / absent findings invented "
+                                    f"({exports.ci_text(data.ci_level(key))})", "rate",
                                     colours=FLIP_COLOURS, legend_title="finding"), width="stretch", run=run)
 show(tables.flip_rate_rows(rates), hide_index=True, width="stretch")
 if recon in results.samplers(agg):
@@ -374,7 +377,8 @@ panels = [("clean", case.clean, "image", lines_clean), (f"degraded ({level:g})",
           (recon, case.reconstructed, "image", lines_recon), (f"|{recon} − clean|", error, "error"),
           (f"{short_method} · clean", maps[0], "map"), (f"{short_method} · {recon}", maps[1], "map"),
           (f"|Δ {short_method}|", np.abs(maps[1] - maps[0]), "map")]
-chart(st, "case-attributions", cached_plot("image_grid", panels, columns=4), width="stretch", run=run)
+chart(st, "case-attributions", cached_plot("image_grid", panels, columns=4), width="stretch", run=run,
+      title=f"{case.image_id}: {recon} at {level:g} {run.level.unit} beside clean, with {METHOD_TEXT[method]} maps")
 if explained.labels:
     st.caption(f"{METHOD_TEXT[method]} of {evidence}; each map is scaled to its own maximum."
                + (" Green: true outline; red: the segmenter's." if segmented else ""))

@@ -49,7 +49,7 @@ if not ((agg.reconstructor == recon) & (agg.level == level)).any():
     st.warning(f"The store holds no results for {recon} at {level:g} {run.level.unit}; pick another level in "
                "the sidebar.")
 chart(st, "group-metric", cached_plot("group_forest", sel, "", catalogue.label(metric), colours=run.colours),
-      width="stretch", run=run)
+      width="stretch", run=run, title=f"{catalogue.label(metric)} by {attribute}: clean images vs {recon} at {level:g}")
 too_small = sel[sel.estimate.isna()]
 if len(too_small):
     st.caption("No estimate (group too small, or fewer positive or negative cases than the run's minimum, "

@@ -100,7 +100,7 @@ for column, curve in zip(st.columns(len(run.curves)), run.curves, strict=True):
                       curve.axis, run.level_label, base.iloc[0] if len(base) else None, higher_is_worse=worse,
                       colours=run.colours),
           width="stretch", run=run)
-st.caption(f"Shaded bands and brackets are 95 % bootstrap intervals over {run.unit_text}. "
+st.caption(f"Shaded bands and brackets are {exports.ci_text(data.ci_level(key))} over {run.unit_text}. "
            "Dashed lines are the same diagnostic models on the clean images. Each chart's camera icon saves a "
            f"{exports.size_text(plots.CHART_SIZE)} with its title, intervals and run.")
 
@@ -209,7 +209,8 @@ for recon in chosen:
         errors.append((f"{recon}: posterior std", ex["uncertainty"], "error"))
 if truth:
     st.caption("Green: the true outline; red: the segmenter's, on each image.")
-chart(st, "example-images", cached_plot("image_grid", panels + errors, columns=len(panels)), width="stretch", run=run)
+chart(st, "example-images", cached_plot("image_grid", panels + errors, columns=len(panels)), width="stretch", run=run,
+      title=f"Example image {image_id}: clean, degraded and reconstructed at {level:g} {run.level.unit}")
 scores = data.image_scores(key, image_id)
 scores = scores[(scores.reconstructor == CLEAN) | (scores.reconstructor.isin(chosen) & (scores.level == level))]
 if len(scores):

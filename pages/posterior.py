@@ -11,7 +11,7 @@ from pages.ui.figures import cached_plot, chart
 from pages.ui.routing import ensure_routed
 from pages.ui.sidebar import page_run, reconstructed_cells, scoped, sidebar_choices
 from pages.ui.tables import show
-from recon_core import results
+from recon_core import exports, results
 from recon_core.metrics import catalogue
 
 ensure_routed("pages/posterior.py")
@@ -39,6 +39,7 @@ choice = sidebar_choices(agg, run)
 level, attribute = choice.level, choice.attribute
 levels = run.mildest_first(choice.levels)
 unit = run.level.unit
+ci = exports.ci_text(data.ci_level(key))  # the run's interval level, as titles and captions write it
 samplers = [s for s in results.samplers(agg) if s in choice.reconstructors]
 
 st.header("Calibration of the posterior spread")
@@ -57,7 +58,7 @@ else:
                                      (right, "interval_coverage", (0.95, "calibrated: 0.95"))):
         rows = overall[overall.metric == metric]
         chart(where, f"{metric.replace('_', '-')}-by-level", cached_plot(
-            "metric_vs_level", rows, metric, f"{catalogue.label(metric)}, everyone (95 % CI)",
+            "metric_vs_level", rows, metric, f"{catalogue.label(metric)}, everyone ({ci})",
             catalogue.label(metric), run.level_label, None, higher_is_worse=run.level.higher_is_worse,
             colours=run.colours, reference=reference), width="stretch", run=run)
     table = results.posterior_overview(agg, "all", samplers, levels)
@@ -73,7 +74,7 @@ else:
         rows = results.posterior_table(agg, attribute)
         rows = rows[rows.reconstructor.isin(samplers) & rows.level.isin(choice.levels) & (rows.metric == shown)]
         chart(st, name, cached_plot("group_forest", by_level(rows),
-                                    f"{catalogue.label(shown)} by {attribute} (95 % CI)",
+                                    f"{catalogue.label(shown)} by {attribute} ({ci})",
                                     catalogue.label(shown), legend_title="sampler at level"), width="stretch", run=run)
 
     forest("posterior-by-group", metric)
@@ -108,7 +109,7 @@ else:
 
 st.header("Hallucination check on known truth")
 recons = choice.reconstructors
-checks = {(r, lv): data.hallucination_rates(key, r, float(lv), (attribute,))
+checks = {(r, lv): data.hallucination_rates(key, r, float(lv), (attribute,), ci_level=data.ci_level(key))
           for r in recons for lv in levels}
 available = {cell: check for cell, check in checks.items() if not check.unavailable}
 rules = next(iter(checks.values())).rules if checks else {}
@@ -128,7 +129,7 @@ else:
         shown = rates[(rates.detector == detector) & (rates.kind == kind)].rename(
             columns={"rate": "estimate", "of": "n"}).replace({"grp": {"all": "everyone"}})
         chart(where, f"hallucinations-{detector.replace(' ', '-')}", cached_plot(
-            "group_forest", shown, f"{KIND_TEXT[kind].capitalize()} at {level:g} {unit} (95 % CI)", "rate",
+            "group_forest", shown, f"{KIND_TEXT[kind].capitalize()} at {level:g} {unit} ({ci})", "rate",
             colours=run.colours), width="stretch", run=run)
     table = pd.concat([results.hallucination_rows(c, r, lv) for (r, lv), c in available.items()],
                       ignore_index=True)
@@ -136,7 +137,7 @@ else:
     download(table, f"hallucinations-by-{attribute}", "dl_halluc")
     st.caption("Erased: over the images with a known lesion that the detector finds on the clean image. Invented: "
                "over the images without a lesion (a sham site drawn the same way) where it finds nothing on the "
-               "clean image. Intervals: 95 % bootstrap, resampling subjects within demographic cells.")
+               f"clean image. Intervals: {ci}, bootstrap, resampling subjects within demographic cells.")
     missing = sorted({f"{r} at {lv:g}: {c.unavailable}" for (r, lv), c in checks.items() if c.unavailable})
     if missing:
         st.caption("Not checked: " + "; ".join(missing))

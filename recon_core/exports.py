@@ -27,10 +27,18 @@ def run_text(run: RunView) -> str:
 
 def note(run: RunView, builder: str, level: float) -> str:
     """The line under an exported chart's title: how its intervals are drawn, at which level and over which units
-    (builders that draw none say nothing about them), then the run."""
+    (builders that draw none say nothing about them), then the run.
+
+    The method is not named: a chart's intervals may be bootstrap, Wilson (a group's TPR/FPR) or DeLong (a
+    finding's AUROC on an unclustered cohort), all at the run's level."""
     drawn = plots.INTERVALS.get(builder)
-    intervals = f"{drawn}: {level * 100:g} % bootstrap CI over {run.unit_text} · " if drawn else ""
+    intervals = f"{drawn}: {ci_text(level)} over {run.unit_text} · " if drawn else ""
     return intervals + run_text(run)
+
+
+def ci_text(level: float) -> str:
+    """'95 % CI': an interval level as titles and captions write it (0.9 → '90 % CI')."""
+    return f"{level * 100:g} % CI"
 
 
 def file_stem(run: RunView, name: str) -> str:

@@ -20,6 +20,7 @@ from PIL import Image
 from scipy import ndimage
 
 from recon_core import exports, findings, plots, results
+from recon_core.discovery import attribute_text
 from recon_core.metrics import catalogue
 from recon_core.store import CLEAN, Store, queries
 
@@ -68,36 +69,40 @@ def _examples(store: Store, run: results.RunView, reconstructors: Sequence[str],
 
 
 def report_figures(agg: pd.DataFrame, run: results.RunView, reconstructors: Sequence[str],
-                   levels: Sequence[float], attribute: str = "sex") -> list[go.Figure]:
-    """The report's charts from a run's aggregates: its headline curves and first gap's added-bias grid."""
+                   levels: Sequence[float], attribute: str = "sex") -> list[tuple[str, go.Figure]]:
+    """The report's charts from a run's aggregates: its headline curves and first gap's added-bias grid, each with
+    the `recon_core.plots` builder that drew it (its name says how the chart's intervals are drawn)."""
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
     clean = agg[agg.reconstructor == CLEAN]
     worse = run.level.higher_is_worse
     figures = []
     for curve in run.curves:
         base = results.overall(clean, curve.metric, curve.label)
-        figures.append(plots.metric_vs_level(results.overall(view, curve.metric, curve.label), curve.metric,
-                                             curve.title, curve.axis, run.level_label,
-                                             base.iloc[0] if len(base) else None, higher_is_worse=worse,
-                                             colours=run.colours))
-    figures += _added_heatmaps(view, run, attribute)
+        rows = results.overall(view, curve.metric, curve.label)
+        figures.append(("metric_vs_level", plots.metric_vs_level(
+            rows, curve.metric, curve.title, curve.axis, run.level_label, base.iloc[0] if len(base) else None,
+            higher_is_worse=worse, colours=run.colours)))
+    figures += [("added_heatmap", figure) for figure in _added_heatmaps(view, run, attribute)]
     return figures
 
 
 def slides_inputs(agg: pd.DataFrame, run: results.RunView, reconstructors: Sequence[str], levels: Sequence[float],
                   attribute: str, level: float, ci_level: float) -> dict:
     """The arguments of `plots.slides_figure` for a selection: the quality and first task curves over the levels,
-    the gap metrics by `attribute` at `level` (the clean road's too), the titles and the note of the run."""
+    the gap metrics by `attribute` at `level` (the clean road's too), the titles and the note of the run.
+
+    `level` need not be among `levels` (the curves'): its gaps are read from all of `agg`, as Overview's gap bars."""
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
     clean = agg[agg.reconstructor == CLEAN]
     quality, task = run.quality, run.tasks[0]
-    at_level = pd.concat([clean, view[view.level == level]])
+    at_level = pd.concat([clean, agg[agg.reconstructor.isin(reconstructors) & (agg.level == level)]])  # any level
     gaps = at_level[at_level.metric.isin([g.metric for g in run.gap_metrics]) & at_level.label.isin(["", "mean"])
                     & (at_level.attribute == attribute)]
     baselines = [results.overall(clean, c.metric, c.label) for c in (quality, task)]
     return dict(quality=results.overall(view, quality.metric, quality.label),
                 task=results.overall(view, task.metric, task.label), gaps=gaps,
-                titles=(quality.title, task.title, f"Gaps by {attribute} at {level:g} {run.level.unit}"),
+                titles=(quality.title, task.title,
+                        f"Gaps by {attribute_text(attribute).lower()} at {level:g} {run.level.unit}"),
                 axes=(quality.axis, task.axis, "gap between groups"), level_label=run.level_label,
                 title=f"{run.title}: image quality, task and subgroup gaps",
                 note=exports.note(run, "slides_figure", ci_level),
@@ -180,10 +185,12 @@ def _posterior(store: Store, run: results.RunView, agg: pd.DataFrame, reconstruc
 
 
 def _hallucinations(store: Store, run: results.RunView, reconstructors: Sequence[str], attribute: str,
-                    level: float) -> str:
-    """The hallucination check at `level`: erased / invented rates per reconstructor, detector and group, with each
-    detector's rule in words; where the cohort has no known lesion sites, why not."""
-    checks = {r: results.hallucination_rates(store, run.key, r, level, [attribute]) for r in reconstructors}
+                    level: float, ci_level: float) -> str:
+    """The hallucination check at `level`: erased / invented rates per reconstructor, detector and group (intervals
+    at the run's `ci_level`), with each detector's rule in words; where the cohort has no known lesion sites, why
+    not."""
+    checks = {r: results.hallucination_rates(store, run.key, r, level, [attribute], ci_level=ci_level)
+              for r in reconstructors}
     shown = [results.hallucination_rows(c, r, level) for r, c in checks.items() if not c.unavailable]
     rules = next(iter(checks.values())).rules if checks else {}
     head = f"<h2>Hallucination check on known truth at {level:g} {html.escape(run.level.unit)}</h2>"
@@ -229,10 +236,8 @@ def build_report(store: Store, key: str, reconstructors: Sequence[str], levels: 
     view = agg[agg.reconstructor.isin(reconstructors) & agg.level.isin(levels)]
     level = run.worst_level(levels) if level is None else level
     ci = exports.ci_level(queries.run_config(store, key))
-    figures = report_figures(agg, run, reconstructors, levels, attribute)
-    builders = ["metric_vs_level"] * len(run.curves) + ["added_heatmap"] * (len(figures) - len(run.curves))
     figures = [(f"report-chart-{i + 1}", plots.captioned(fig, exports.note(run, builder, ci)), plots.CHART_SIZE)
-               for i, (builder, fig) in enumerate(zip(builders, figures, strict=True))]
+               for i, (builder, fig) in enumerate(report_figures(agg, run, reconstructors, levels, attribute))]
     figures.append(("slides", plots.slides_figure(**slides_inputs(agg, run, reconstructors, levels, attribute,
                                                                   level, ci)), plots.SLIDES_SIZE))
     charts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False,
@@ -255,9 +260,10 @@ table.t{{border-collapse:collapse}} table.t td,table.t th{{padding:4px 8px;borde
 <p>{html.escape(run.title)} · run {html.escape(key)} · status {html.escape(run.status)} · reconstructors
 {html.escape(', '.join(reconstructors))} · {html.escape(run.level.name)} levels
 {html.escape(', '.join(f'{v:g}' for v in run.mildest_first(levels)))} {html.escape(run.level.unit)}.
-Intervals are 95 % paired bootstrap intervals over {html.escape(run.unit_text)}; "added" = reconstructed − clean.</p>
+Intervals are {exports.ci_text(ci)} over {html.escape(run.unit_text)} (paired bootstrap; a group's TPR and FPR: Wilson;
+a finding's AUROC on an unclustered cohort: DeLong); "added" = reconstructed − clean.</p>
 {_findings(store, agg, run, reconstructors, levels, attribute)}
-<h2>Per cell, with 95 % intervals</h2>
+<h2>Per cell, with {exports.ci_text(ci)}</h2>
 {_table(headline)}
 {''.join(charts[:-1])}
 <h2>Figure for slides</h2>
@@ -273,7 +279,7 @@ fixed-threshold decision, not a fairer model. {html.escape(results.TEST_NOTE)}</
 {f"<p><b>{html.escape(results.OUTDATED)}</b></p>" if run.statistics_outdated else ""}
 {_mitigation(store, run, reconstructors, levels, attribute)}
 {_posterior(store, run, agg, reconstructors, levels, attribute, level)}
-{_hallucinations(store, run, reconstructors, attribute, level)}
+{_hallucinations(store, run, reconstructors, attribute, level, ci)}
 <h2>Does image quality predict the task?</h2>
 {_correlations(store, run)}
 <h2>Example images at {level:g} {html.escape(run.level.unit)}</h2>

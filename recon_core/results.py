@@ -463,7 +463,8 @@ POSTERIOR_NOTES = (
     "Sample flip rate: per image, the share of posterior samples on which the diagnostic model's call differs "
     "from its call on the reported reconstruction (the posterior mean); a high rate is a call the posterior "
     "does not support.",
-    "Intervals are 95 % bootstrap intervals over the run's statistical units; no test is made on these.",
+    "Intervals are bootstrap intervals over the run's statistical units, at the run's level (evaluation.ci_level); "
+    "no test is made on these.",
 )
 """What the posterior statistics mean, in plain sentences (page and report)."""
 
@@ -800,9 +801,9 @@ def pareto(frame: pd.DataFrame) -> pd.Series:
 
 
 FRONTIER_NOTE = ("Circles: plain training (each variant's base); diamonds: the variants, each joined to its base. "
-                 "Error bars: 95 % bootstrap intervals. A ringed point is Pareto-optimal at its level: no other point "
-                 "there has a gap as small and a task as high. The rings compare point estimates; overlapping "
-                 "intervals say the order may not hold.")
+                 "Error bars: bootstrap intervals at the run's level (evaluation.ci_level). A ringed point is "
+                 "Pareto-optimal at its level: no other point there has a gap as small and a task as high. The rings "
+                 "compare point estimates; overlapping intervals say the order may not hold.")
 """How to read the Pareto picture (page and report)."""
 
 

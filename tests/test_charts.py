@@ -256,7 +256,10 @@ def test_mri_report_has_a_dice_curve_with_the_most_accelerated_level_on_the_righ
     store, key, _ = mri_store
     run = results.run_view(store, key)
     agg = queries.aggregates(store, key)
-    figs = [json.loads(f.to_json()) for f in report_figures(agg, run, list(run.reconstructors), [4.0, 8.0])]
+    drawn = report_figures(agg, run, list(run.reconstructors), [4.0, 8.0])
+    figs = [json.loads(f.to_json()) for _, f in drawn]
+    kinds = {"metric_vs_level": "scatter", "added_heatmap": "heatmap"}
+    assert [kinds[b] for b, _ in drawn] == [f["data"][0]["type"] for f in figs]  # named by its builder
     dice = next(f for f in figs if "Dice" in title(f) and f["data"][0]["type"] == "scatter")
     assert dice["layout"]["xaxis"]["autorange"] is True  # acceleration: higher is worse, so ascending to the right
     assert "more degraded to the right" in dice["layout"]["xaxis"]["title"]["text"]
@@ -273,7 +276,7 @@ def test_mri_report_has_a_dice_curve_with_the_most_accelerated_level_on_the_righ
 def test_xray_report_and_pages_give_a_reconstructor_the_same_colour(built_store):
     store, key, _ = built_store
     run = results.run_view(store, key)
-    figs = [json.loads(f.to_json()) for f in
+    figs = [json.loads(f.to_json()) for _, f in
             report_figures(queries.aggregates(store, key), run, list(run.reconstructors), [300.0, 3000.0])]
     colours = run.colours
     for fig in figs:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from recon_core import paths, results
+from recon_core import exports, paths, results
 from recon_core.config_loader import from_dict
 from recon_core.device import pick_device
 from recon_core.runner.replay import CaseReplayer
@@ -69,18 +69,19 @@ _READS: dict[str, Callable[..., Any]] = {}
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _cached(read: str, path: str, version: str, *args: Any) -> Any:
-    return _READS[read](get_store(path), *args)
+def _cached(read: str, path: str, version: str, *args: Any, **kwargs: Any) -> Any:
+    return _READS[read](get_store(path), *args, **kwargs)
 
 
 def _served(read: Callable[..., Any]) -> Callable[..., Any]:
-    """`read(store, *args)` as `read(*args)` on this dashboard's store, cached until the store changes."""
+    """`read(store, *args, **kwargs)` as `read(*args, **kwargs)` on this dashboard's store, cached until the store
+    changes."""
     name = f"{read.__module__}.{read.__qualname__}"
     _READS[name] = read
 
-    def served(*args: Any) -> Any:
+    def served(*args: Any, **kwargs: Any) -> Any:
         path, version = _pinned()
-        return _cached(name, path, version, *args)
+        return _cached(name, path, version, *args, **kwargs)
 
     served.__doc__ = read.__doc__
     return served
@@ -130,3 +131,9 @@ def get_replayer(config_json: str, checkpoint_dir: str) -> CaseReplayer:
 def run_config_json(key: str) -> str:
     """The stored config of a run as canonical JSON (a stable cache key)."""
     return json.dumps(run_config(key) or {}, sort_keys=True)
+
+
+def ci_level(key: str) -> float:
+    """The run's interval level (`evaluation.ci_level`): what its stored intervals, and those computed on a page
+    (flip and hallucination rates), are drawn at."""
+    return exports.ci_level(run_config(key))

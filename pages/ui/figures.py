@@ -12,10 +12,11 @@ from recon_core.results import RunView
 
 
 def chart(where, name: str, figure, run: RunView | None = None, size: tuple[int, int, float] = plots.CHART_SIZE,
-          **kwargs) -> None:
+          title: str = "", **kwargs) -> None:
     """A plotly chart whose camera icon saves a PNG of `size` (1920×1080 pixels by default) with the chart's title,
     axis titles, the interval note and `run`'s name, and a download of the same figure as interactive HTML.
 
+    `title` names a figure drawn without one (an image grid) on its PNG, say what the section's header says.
     The note is drawn on the page too (a PNG is what the page shows); the noted copy of a cached figure is
     made once. The HTML embeds plotly.js (no network needed to open it) and is only built when clicked.
     """
@@ -23,8 +24,7 @@ def chart(where, name: str, figure, run: RunView | None = None, size: tuple[int,
     if run is not None:
         stem = exports.file_stem(run, name)
         if getattr(figure, "builder", "") != "slides_figure":  # the slides figure carries its note already
-            note = exports.note(run, getattr(figure, "builder", ""), exports.ci_level(data.run_config(run.key)))
-            title = name.replace("-", " ").capitalize()
+            note = exports.note(run, getattr(figure, "builder", ""), data.ci_level(run.key))
             figure = figure.captioned(note, title) if isinstance(figure, FrozenFigure) else plots.captioned(
                 figure, note, title)
     where.plotly_chart(figure, config=exports.png_options(stem, size), **kwargs)
