@@ -20,9 +20,9 @@ from PIL import Image
 from scipy import ndimage
 
 from recon_core import exports, findings, plots, results
-from recon_core.discovery import attribute_text
 from recon_core.metrics import catalogue
 from recon_core.store import CLEAN, Store, queries
+from recon_core.tables import attribute_text
 
 OUTLINES = {"mask_true": (0, 200, 83), "mask_pred": (255, 23, 68)}
 """Outline colours of the true (green) and predicted (red) masks, as on the dashboard."""
