@@ -75,14 +75,16 @@ chosen, levels, level, attribute = choice.reconstructors, choice.levels, choice.
 attr_text = attribute_text(attribute).lower()
 
 worst = run.worst_level(levels)  # the known-truth sentence is about the most degraded level shown
-checks = {r: data.hallucination_rates(key, r, float(worst), (attribute,)) for r in chosen}  # shared with Uncertainty
-found = findings.study_findings(agg, run, chosen, levels, checks, attribute)
+ci = data.ci_level(key)
+checks = {r: data.hallucination_rates(key, r, float(worst), (attribute,), ci_level=ci)  # shared with Uncertainty
+          for r in chosen}
+found = findings.study_findings(agg, run, chosen, levels, checks, attribute, ci)
 if found:
     panel = st.container(border=True, key="findings")  # what the study shows, in words, before any chart
     panel.subheader(findings.TITLE)
     panel.markdown("\n".join(f"- {f.text}" for f in found))
     panel.caption("From the stored statistics of the reconstructors and levels picked in the sidebar; intervals are "
-               f"95 % bootstrap intervals over {run.unit_text}.")
+               f"{100 * ci:g} % intervals over {run.unit_text}.")
 
 # All this page draws, in one pass over the run's aggregates; categories make the many filters below and the
 # hashing of each chart's input (its cache key) cheap.

@@ -220,13 +220,14 @@ def _percent(rate: float, low: float, high: float) -> str:
 
 
 def hallucinations(checks: Mapping[str, HallucinationCheck], run: RunView, level: float,
-                   attribute: str = "sex") -> Finding | None:
+                   attribute: str = "sex", ci_level: float = 0.95) -> Finding | None:
     """How often the diagnostic model, on each reconstruction at `level`, invents or loses a lesion of known truth.
 
     `checks` maps reconstructors to their stored-row checks at that level (`results.hallucination_rates`
     with `attribute` among its groups). Per kind, reconstructors with a rate are listed most often first;
-    the first is split by `attribute`'s groups. Descriptive: intervals, no test. None where no check has
-    rates (a cohort without known lesion sites) or no kind happens at all.
+    the first is split by `attribute`'s groups. Descriptive: intervals (at `ci_level`, the level the checks
+    were computed at), no test. None where no check has rates (a cohort without known lesion sites) or no
+    kind happens at all.
     """
     rates = {r: c.rates[c.rates.detector == DIAGNOSTIC] for r, c in checks.items() if not c.unavailable}
     sentences, numbers = [], {}
@@ -256,13 +257,14 @@ def hallucinations(checks: Mapping[str, HallucinationCheck], run: RunView, level
     if not sentences:
         return None
     return Finding("hallucination", f"Known truth at {level:g} {run.level.unit}: " + ". And ".join(sentences)
-                   + ". Descriptive (95 % bootstrap intervals, no test); the cases are on the Failure cases page.",
+                   + f". Descriptive ({100 * ci_level:g} % bootstrap intervals, no test); the cases are on the "
+                   "Failure cases page.",
                    numbers)
 
 
 def study_findings(agg: pd.DataFrame, run: RunView, reconstructors: Sequence[str] | None = None,
                    levels: Sequence[float] | None = None, checks: Mapping[str, HallucinationCheck] | None = None,
-                   attribute: str = "sex") -> list[Finding]:
+                   attribute: str = "sex", ci_level: float = 0.95) -> list[Finding]:
     """The panel's findings for the chosen reconstructors and levels (default: all the run holds), in order:
     one degradation per reconstructor, the ranking, the added bias and, where `checks` (the known-truth checks
     of the most degraded level, by reconstructor) are given, the hallucinations. Empty before any reconstructed
@@ -277,6 +279,6 @@ def study_findings(agg: pd.DataFrame, run: RunView, reconstructors: Sequence[str
     found = [f for r in reconstructors if (f := degradation(agg, run, r, levels[0], levels[-1])) is not None]
     ranking = rankings(agg, run, reconstructors, levels)
     invented = hallucinations({r: c for r, c in checks.items() if r in reconstructors}, run, levels[-1],
-                              attribute) if checks else None
+                              attribute, ci_level) if checks else None
     return [*found, *([ranking] if ranking else []), added_bias(agg, run, reconstructors, levels),
             *([invented] if invented else [])]

@@ -139,12 +139,13 @@ def _added_heatmaps(view: pd.DataFrame, run: results.RunView, attribute: str) ->
 
 
 def _findings(store: Store, agg: pd.DataFrame, run: results.RunView, reconstructors: Sequence[str],
-              levels: Sequence[float], attribute: str) -> str:
+              levels: Sequence[float], attribute: str, ci_level: float) -> str:
     """The 'What this study shows' panel (recon_core.findings) as a list, for the chosen reconstructors and levels,
-    with the known-truth check of the most degraded of them."""
+    with the known-truth check of the most degraded of them (at the run's interval level)."""
     worst = run.worst_level(levels)
-    checks = {r: results.hallucination_rates(store, run.key, r, worst, [attribute]) for r in reconstructors}
-    found = findings.study_findings(agg, run, reconstructors, levels, checks, attribute)
+    checks = {r: results.hallucination_rates(store, run.key, r, worst, [attribute], ci_level=ci_level)
+              for r in reconstructors}
+    found = findings.study_findings(agg, run, reconstructors, levels, checks, attribute, ci_level)
     items = "".join(f"<li>{html.escape(f.text)}</li>" for f in found)
     return f"<h2>{findings.TITLE}</h2><ul class='findings'>{items}</ul>" if items else ""
 
@@ -262,7 +263,7 @@ table.t{{border-collapse:collapse}} table.t td,table.t th{{padding:4px 8px;borde
 {html.escape(', '.join(f'{v:g}' for v in run.mildest_first(levels)))} {html.escape(run.level.unit)}.
 Intervals are {exports.ci_text(ci)} over {html.escape(run.unit_text)} (paired bootstrap; a group's TPR and FPR: Wilson;
 a finding's AUROC on an unclustered cohort: DeLong); "added" = reconstructed − clean.</p>
-{_findings(store, agg, run, reconstructors, levels, attribute)}
+{_findings(store, agg, run, reconstructors, levels, attribute, ci)}
 <h2>Per cell, with {exports.ci_text(ci)}</h2>
 {_table(headline)}
 {''.join(charts[:-1])}
