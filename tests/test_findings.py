@@ -102,7 +102,7 @@ def test_the_report_opens_with_the_findings(built_store):
     store, key, _ = built_store
     run = results.run_view(store, key)
     page = build_report(store, key, list(run.reconstructors), [3000.0, 300.0])
-    assert page.index("What this study shows") < page.index("Per cell, with 95 % intervals")
+    assert page.index("What this study shows") < page.index("Per cell, with 95 % CI")
     assert "primary test family" in page
 
 
