@@ -163,17 +163,23 @@ if clean_examples.empty:
     st.info("No example images stored for this run.")
     st.stop()
 image_ids = sorted(clean_examples.image_id.unique())
-thresholds = data.thresholds(key)
 
 
-def changed(example: str) -> pd.DataFrame:
-    """The calls the chosen reconstructions at the level in focus changed on one example: lost or invented."""
-    scores = data.image_scores(key, example)
-    scores = scores[(scores.reconstructor == CLEAN) | (scores.reconstructor.isin(chosen) & (scores.level == level))]
-    return flips.changed_calls(scores, thresholds, CLEAN)
+@st.cache_data(show_spinner=False, max_entries=64)
+def changed_calls(key: str, examples: tuple[str, ...], reconstructors: tuple[str, ...], level: float,
+                  version: str) -> dict[str, pd.DataFrame]:
+    """Per example, the calls the chosen reconstructions at `level` changed against the clean image: lost or
+    invented (cached: a level or reconstructor change would otherwise filter every example's scores again)."""
+    thresholds, calls = data.thresholds(key), {}
+    for example in examples:
+        scores = data.image_scores(key, example)
+        scores = scores[(scores.reconstructor == CLEAN)
+                        | (scores.reconstructor.isin(reconstructors) & (scores.level == level))]
+        calls[example] = flips.changed_calls(scores, thresholds, CLEAN)
+    return calls
 
 
-calls = {i: changed(i) for i in image_ids}
+calls = changed_calls(key, tuple(image_ids), tuple(chosen), float(level), version)
 by_reconstruction = {i: int((~c.reconstructor.isin(run.returns_degraded)).sum()) for i, c in calls.items()}
 example_key = scoped("example", key)
 if example_key not in st.session_state:  # open on the first example whose call a reconstruction changes
