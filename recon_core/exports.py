@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from recon_core import plots
+from recon_core.config import EvaluationConfig
 from recon_core.results import RunView
 
-DEFAULT_CI_LEVEL = 0.95
-"""The evaluation's interval level where a stored config does not say (the config's own default)."""
+DEFAULT_CI_LEVEL = EvaluationConfig().ci_level
+"""The evaluation's interval level where a stored config does not say: the config's own default, read from it."""
 
 
 def ci_level(config: Mapping | None) -> float:
